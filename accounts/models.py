@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+MICROS_PER_USD = 1_000_000
+
+
+def usd_to_micros(usd: float | str) -> int:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return int((Decimal(str(usd)) * MICROS_PER_USD).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def format_usd(micros: int | None) -> str:
+    """$0.038820 style for per-job amounts; cents are not enough to explain a job."""
+    if micros is None:
+        return "unlimited"
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    return f"{sign}${whole:,}.{frac:06d}"
+
+
+def default_daily_images() -> int:
+    return settings.NANOWEB_DEFAULT_DAILY_IMAGES
+
+
+def default_monthly_budget() -> int:
+    return usd_to_micros(settings.NANOWEB_DEFAULT_MONTHLY_BUDGET_USD)
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        extra.update(is_staff=True, is_superuser=True)
+        return self._create_user(email, password, **extra)
+
+    def get_by_natural_key(self, email: str) -> User:
+        return self.get(email__iexact=email)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in with an email address.
+
+    Limits: ``None`` means unlimited, and is only ever set on purpose by an admin.
+    """
+
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="members")
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+    daily_image_limit = models.PositiveIntegerField(
+        null=True, blank=True, default=default_daily_images,
+        help_text="Images per day (quota time zone). Empty = unlimited.")
+    monthly_budget_micros = models.PositiveBigIntegerField(
+        null=True, blank=True, default=default_monthly_budget,
+        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.")
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_short_name(self) -> str:
+        return self.name or self.email.split("@")[0]
+
+
+class QuotaCounter(models.Model):
+    """Running totals for one user and one period; admission is a conditional UPDATE.
+
+    The ledger always sums to these counters (``manage.py ledger_check``).
+    """
+
+    DAY, MONTH = "day", "month"
+    PERIODS = [(DAY, "day"), (MONTH, "month")]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="quota_counters")
+    period = models.CharField(max_length=5, choices=PERIODS)
+    period_start = models.DateField()
+    images_reserved = models.IntegerField(default=0)
+    images_used = models.IntegerField(default=0)
+    micros_reserved = models.BigIntegerField(default=0)
+    micros_spent = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "period", "period_start"],
+                                    name="one_counter_per_user_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.period} {self.period_start}"
+
+
+class LedgerEntry(models.Model):
+    """Append-only record of every movement of money and image allowance.
+
+    ``reserved_delta``/``spent_delta`` (micro-USD) and the image deltas sum, per
+    user and quota day, to the :class:`QuotaCounter` rows.
+    """
+
+    RESERVE, SETTLE, RELEASE, GRANT, ADJUST = "reserve", "settle", "release", "grant", "adjust"
+    KINDS = [(k, k) for k in (RESERVE, SETTLE, RELEASE, GRANT, ADJUST)]
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                             related_name="ledger_entries")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT)
+    generation = models.ForeignKey("generations.Generation", null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=8, choices=KINDS)
+    quota_day = models.DateField()
+    reserved_delta = models.BigIntegerField(default=0)
+    spent_delta = models.BigIntegerField(default=0)
+    images_reserved_delta = models.IntegerField(default=0)
+    images_used_delta = models.IntegerField(default=0)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            # A redelivered task can never reserve, settle or release a job twice.
+            models.UniqueConstraint(
+                fields=["generation", "kind"], name="one_entry_per_generation_and_kind",
+                condition=Q(kind__in=["reserve", "settle", "release"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {format_usd(self.spent_delta or self.reserved_delta)} {self.user}"

@@ -1,0 +1,140 @@
+from django import forms
+from django.contrib import admin
+
+from accounts.admin import ReadOnlyAdmin
+from accounts.models import format_usd
+from generations.models import (
+    Attempt,
+    Generation,
+    Image,
+    ModelSpec,
+    Price,
+    Provider,
+    ProviderKey,
+    Route,
+    Upload,
+)
+
+
+@admin.register(ModelSpec)
+class ModelSpecAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "sizes",
+        "max_reference_images",
+        "max_images_per_request",
+        "enabled",
+        "sort_order",
+    ]
+    list_editable = ["enabled", "sort_order"]
+
+
+class ProviderKeyForm(forms.ModelForm):
+    key = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Stored encrypted and never shown again. Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = ProviderKey
+        fields = ["label", "key", "enabled", "exhausted_until", "disabled_reason"]
+
+    def clean(self):
+        data = super().clean()
+        if not self.instance.pk and not data.get("key"):
+            self.add_error("key", "Paste the API key.")
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("key"):
+            self.instance.set_key(self.cleaned_data["key"])
+        return super().save(commit)
+
+
+class ProviderKeyInline(admin.TabularInline):
+    model = ProviderKey
+    form = ProviderKeyForm
+    extra = 0
+    readonly_fields = ["hint", "last_used"]
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "base_url", "enabled", "is_sandbox"]
+    inlines = [ProviderKeyInline]
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    extra = 0
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ["model", "provider", "upstream_model", "priority", "is_free", "enabled"]
+    list_filter = ["model", "provider"]
+    inlines = [PriceInline]
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = [
+        "number",
+        "started",
+        "route",
+        "key_label",
+        "http_status",
+        "outcome",
+        "latency_ms",
+        "retry_delay",
+        "may_have_been_billed",
+        "detail",
+    ]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Generation)
+class GenerationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created",
+        "user",
+        "model",
+        "status",
+        "attempts",
+        "reserved",
+        "actual",
+        "short_prompt",
+    ]
+    list_filter = ["status", "model", "error_kind"]
+    search_fields = ["prompt", "user__email", "id"]
+    date_hierarchy = "created"
+    inlines = [AttemptInline]
+
+    @admin.display(description="Prompt")
+    def short_prompt(self, obj):
+        return obj.prompt[:60]
+
+    @admin.display(description="Reserved")
+    def reserved(self, obj):
+        return format_usd(obj.reserved_micros)
+
+    @admin.display(description="Actual")
+    def actual(self, obj):
+        return "—" if obj.actual_micros is None else format_usd(obj.actual_micros)
+
+
+@admin.register(Image)
+class ImageAdmin(ReadOnlyAdmin):
+    list_display = ["created", "user", "width", "height", "mime_type", "bytes", "starred"]
+    search_fields = ["user__email", "sha256"]
+
+
+@admin.register(Upload)
+class UploadAdmin(ReadOnlyAdmin):
+    list_display = ["created", "user", "original_name", "width", "height", "mime_type"]

@@ -1,0 +1,358 @@
+"""One attempt of one job: claim → pick route → call → classify → settle, retry or fail.
+
+The database is the source of truth: a job is claimed with a conditional UPDATE
+and a lease, and every later write is fenced on (status=running, attempts=n), so
+a job whose lease expired and was taken over can never be finished twice. No
+network call happens inside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts import quotas
+from accounts.periods import next_midnight
+from generations import images, pricing, resilience
+from generations.crypto import KeyDecryptionError
+from generations.models import Attempt, Generation, Image, Price, ProviderKey, Route
+from generations.providers.base import (
+    ErrorKind,
+    ImageRequest,
+    ImageResult,
+    ProviderError,
+    Reference,
+    Timeouts,
+    provider_class,
+)
+
+log = logging.getLogger(__name__)
+PACIFIC = ZoneInfo("America/Los_Angeles")  # Google's per-day quotas reset at Pacific midnight
+
+
+@dataclass(frozen=True)
+class Choice:
+    route: Route
+    key: ProviderKey
+    price: Price | None
+
+
+class NoRoute(Exception):
+    pass
+
+
+def run_generation(generation_id) -> float | None:
+    """Run one attempt. Returns seconds until the next attempt, or None when done."""
+    gen = claim(generation_id)
+    if gen is None:
+        return None
+    if gen.attempts > settings.NANOWEB_JOB_MAX_ATTEMPTS or timezone.now() > gen.deadline:
+        fail(
+            gen,
+            ErrorKind.TRANSIENT,
+            "No image could be made after several attempts; the provider kept failing.",
+        )
+        return None
+    try:
+        choice = choose_route(gen)
+    except NoRoute as exc:
+        fail(gen, ErrorKind.PERMANENT, str(exc))
+        return None
+    return _attempt(gen, choice)
+
+
+def claim(generation_id) -> Generation | None:
+    now = timezone.now()
+    claimable = Q(status=Generation.QUEUED, next_attempt_at__lte=now) | Q(
+        status=Generation.RUNNING, lease_until__lt=now
+    )
+    claimed = Generation.objects.filter(claimable, pk=generation_id).update(
+        status=Generation.RUNNING,
+        stage="generating",
+        attempts=F("attempts") + 1,
+        lease_until=now + timedelta(seconds=settings.NANOWEB_JOB_LEASE_SECONDS),
+        started=Coalesce("started", Value(now)),
+    )
+    if not claimed:
+        return None
+    return Generation.objects.select_related("model", "user").get(pk=generation_id)
+
+
+def _fenced(gen: Generation):
+    return Generation.objects.filter(pk=gen.pk, status=Generation.RUNNING, attempts=gen.attempts)
+
+
+def choose_route(gen: Generation) -> Choice:
+    """First priced route with a usable key; after a transient failure, another route first."""
+    routes = list(
+        Route.objects.filter(model=gen.model, enabled=True, provider__enabled=True)
+        .select_related("provider")
+        .order_by("priority", "id")
+    )
+    last = gen.attempt_log.order_by("-number").first()
+    if last and last.outcome in (ErrorKind.TRANSIENT, ErrorKind.CORRUPT, ErrorKind.SLOW):
+        routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
+    exhausted = False
+    for route in routes:
+        price = route.price_at()
+        if price is None and not route.is_free:
+            continue
+        key = (
+            route.provider.keys.usable()
+            .order_by(F("last_used").asc(nulls_first=True), "id")
+            .first()
+        )
+        if key is None:
+            exhausted = exhausted or route.provider.keys.filter(enabled=True).exists()
+            continue
+        return Choice(route, key, price)
+    if exhausted:
+        raise NoRoute(
+            f"Every provider key for {gen.model.name} has used up its daily quota. "
+            "Quotas reset at midnight Pacific time."
+        )
+    raise NoRoute(
+        f"No provider is available for {gen.model.name} right now. "
+        "An admin needs to add or enable a provider key."
+    )
+
+
+def build_request(gen: Generation, route: Route) -> ImageRequest:
+    refs = []
+    for upload in gen.references.all():
+        with upload.file.open("rb") as fh:
+            refs.append(Reference(fh.read(), upload.mime_type))
+    return ImageRequest(
+        upstream_model=route.upstream_model,
+        prompt=gen.prompt,
+        aspect_ratio=gen.aspect_ratio,
+        image_size=gen.image_size or None,
+        references=tuple(refs),
+    )
+
+
+def _attempt(gen: Generation, choice: Choice) -> float | None:
+    route, key = choice.route, choice.key
+    ProviderKey.objects.filter(pk=key.pk).update(last_used=timezone.now())
+    started = time.monotonic()
+    result: ImageResult | None = None
+    try:
+        provider = provider_class(route.provider.kind)(
+            route.provider.base_url,
+            key.get_key(),
+            Timeouts(route.provider.connect_timeout, route.provider.read_timeout),
+        )
+        result = provider.generate(build_request(gen, route))
+        clean = images.clean_image(result.images[0].data, name="generated image")
+        thumb = images.make_thumbnail(clean.data)
+    except KeyDecryptionError as exc:
+        err = ProviderError(ErrorKind.KEY_INVALID, "A provider key is unusable.", detail=str(exc))
+    except ProviderError as exc:
+        err = exc
+    except images.ImageRejected as exc:
+        err = ProviderError(
+            ErrorKind.CORRUPT,
+            "The provider sent back a damaged image.",
+            detail=exc.message,
+            may_have_been_billed=True,
+            usage=result.usage if result else None,
+        )
+    else:
+        _record(gen, choice, started, outcome="ok", http_status=result.http_status)
+        _succeed(gen, choice, result, clean, thumb)
+        return None
+    return _handle_error(gen, choice, err, started)
+
+
+def _record(
+    gen,
+    choice: Choice,
+    started: float,
+    *,
+    outcome: str,
+    http_status=None,
+    detail: str = "",
+    retry_delay=None,
+    billed: bool = False,
+) -> None:
+    Attempt.objects.create(
+        generation=gen,
+        number=gen.attempts,
+        route=choice.route,
+        key_label=choice.key.label,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        http_status=http_status,
+        outcome=outcome,
+        detail=detail[:500],
+        retry_delay=retry_delay,
+        may_have_been_billed=billed,
+    )
+
+
+def _cost(choice: Choice, usage, image_size: str) -> int:
+    rates = pricing.Rates.of(choice.price) if choice.price else None
+    return pricing.cost_micros(
+        rates, usage, image_size=image_size or None, free=choice.route.is_free
+    )
+
+
+def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb: bytes) -> None:
+    cost = _cost(choice, result.usage, gen.image_size)
+    image = Image(
+        generation=gen,
+        user_id=gen.user_id,
+        mime_type=clean.mime_type,
+        bytes=len(clean.data),
+        sha256=clean.sha256,
+    )
+    stem = f"{gen.pk.hex}"
+    image.file.save(f"{stem}.{clean.extension}", ContentFile(clean.data), save=False)
+    image.thumbnail.save(f"{stem}.webp", ContentFile(thumb), save=False)
+    with transaction.atomic():
+        won = _fenced(gen).update(
+            status=Generation.SUCCEEDED,
+            stage="",
+            finished=timezone.now(),
+            lease_until=None,
+            actual_micros=cost,
+            usage=result.usage.as_dict(),
+            route=choice.route,
+            upstream_text=result.text[:4000],
+            error_kind="",
+            error_message="",
+        )
+        if won:
+            image.save()
+            quotas.settle(gen, cost)
+    if not won:  # our lease was taken over; the other run owns the outcome
+        image.file.delete(save=False)
+        image.thumbnail.delete(save=False)
+
+
+def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
+    _penalise_key(choice.key, err)
+    same_kind = gen.attempt_log.filter(outcome=err.kind).count() + 1
+    delay = None
+    if (
+        err.retryable
+        and same_kind <= resilience.RETRY_BUDGET.get(err.kind, 0)
+        and gen.attempts < settings.NANOWEB_JOB_MAX_ATTEMPTS
+    ):
+        delay = resilience.retry_delay(err.kind, same_kind, err.retry_after)
+        if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
+            delay = None
+    _record(
+        gen,
+        choice,
+        started,
+        outcome=err.kind,
+        http_status=err.http_status,
+        detail=err.detail or err.message,
+        retry_delay=delay,
+        billed=err.may_have_been_billed,
+    )
+    log.info(
+        "generation %s attempt %s: %s (%s) retry_in=%s",
+        gen.pk,
+        gen.attempts,
+        err.kind,
+        err.http_status,
+        delay,
+    )
+    if delay is None:
+        fail(gen, err.kind, err.message)
+        return None
+    now = timezone.now()
+    _fenced(gen).update(
+        status=Generation.QUEUED,
+        lease_until=None,
+        stage=_retry_stage(err.kind),
+        next_attempt_at=now + timedelta(seconds=delay),
+        enqueued_at=now + timedelta(seconds=delay),
+    )
+    return delay
+
+
+def _retry_stage(kind: ErrorKind) -> str:
+    return {
+        ErrorKind.RATE_LIMITED: "waiting for rate limit",
+        ErrorKind.KEY_EXHAUSTED: "switching key",
+        ErrorKind.KEY_INVALID: "switching key",
+    }.get(kind, "retrying")
+
+
+def _penalise_key(key: ProviderKey, err: ProviderError) -> None:
+    if err.kind == ErrorKind.KEY_EXHAUSTED:
+        ProviderKey.objects.filter(pk=key.pk).update(exhausted_until=next_midnight(zone=PACIFIC))
+    elif err.kind == ErrorKind.KEY_INVALID:
+        ProviderKey.objects.filter(pk=key.pk).update(
+            enabled=False, disabled_reason=(err.detail or err.message)[:300]
+        )
+        log.warning("provider key %s disabled: %s", key, err.detail or err.message)
+
+
+def fail(gen: Generation, kind: str, message: str) -> bool:
+    """Finish a job without an image and return its whole reservation.
+
+    Attempts the upstream may have billed anyway are flagged on the Attempt for
+    admins; the person is never charged for an image they did not get.
+    """
+    with transaction.atomic():
+        won = Generation.objects.filter(
+            pk=gen.pk,
+            status__in=[Generation.QUEUED, Generation.RUNNING],
+            attempts=gen.attempts,
+        ).update(
+            status=Generation.FAILED,
+            stage="",
+            finished=timezone.now(),
+            lease_until=None,
+            error_kind=str(kind),
+            error_message=message[:500],
+            actual_micros=0,
+            refunded=True,
+        )
+        if won:
+            quotas.release(gen, reason=f"no image ({kind}); reservation released")
+    return bool(won)
+
+
+def reconcile(now=None) -> dict[str, int]:
+    """Beat, every minute: nothing stays queued or running forever."""
+    from generations.jobs import enqueue
+
+    now = now or timezone.now()
+    counts = {"expired": 0, "reclaimed": 0, "requeued": 0}
+    for gen in Generation.objects.in_flight().filter(deadline__lt=now):
+        counts["expired"] += fail(
+            gen, "deadline", "No image arrived before the deadline; the reservation was released."
+        )
+    stale = Generation.objects.filter(status=Generation.RUNNING, lease_until__lt=now)
+    counts["reclaimed"] = stale.update(
+        status=Generation.QUEUED,
+        lease_until=None,
+        stage="queued",
+        enqueued_at=None,
+        next_attempt_at=now,
+    )
+    lost = Generation.objects.filter(
+        Q(enqueued_at__isnull=True)
+        | Q(enqueued_at__lt=now - timedelta(seconds=settings.NANOWEB_REQUEUE_AFTER_SECONDS)),
+        status=Generation.QUEUED,
+        next_attempt_at__lte=now,
+    )
+    ids = list(lost.values_list("pk", flat=True)[:500])
+    Generation.objects.filter(pk__in=ids).update(enqueued_at=now)
+    counts["requeued"] = len(ids)
+    transaction.on_commit(lambda: enqueue(ids))
+    return counts

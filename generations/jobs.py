@@ -1,0 +1,185 @@
+"""Submit: validate → estimate → reserve → create → enqueue on commit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import quotas
+from accounts.periods import quota_day
+from generations import pricing
+from generations.images import CleanImage
+from generations.models import Generation, Image, ModelSpec, Route, Upload
+
+
+class SubmitError(Exception):
+    """Bad input or a refused admission; ``field`` names the form field to blame."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class JobRequest:
+    model: ModelSpec
+    prompt: str
+    aspect_ratio: str
+    image_size: str | None = None
+    count: int = 1
+    references: list[CleanImage] = field(default_factory=list)
+    reference_names: list[str] = field(default_factory=list)
+    parent_image: Image | None = None
+
+
+def available_models():
+    """Models people can pick: enabled, with at least one enabled, usable route."""
+    return ModelSpec.objects.filter(
+        enabled=True, routes__enabled=True, routes__provider__enabled=True
+    ).distinct()
+
+
+def validate(req: JobRequest) -> None:
+    """Refuse what the model cannot do, clearly; never silently downgrade."""
+    model = req.model
+    prompt = req.prompt.strip()
+    if not prompt:
+        raise SubmitError("Write a prompt describing the image you want.", field="prompt")
+    if len(prompt) > settings.NANOWEB_MAX_PROMPT_CHARS:
+        raise SubmitError(
+            f"The prompt is {len(prompt):,} characters long; the limit is "
+            f"{settings.NANOWEB_MAX_PROMPT_CHARS:,}.",
+            field="prompt",
+        )
+    if req.aspect_ratio not in model.aspect_ratios:
+        raise SubmitError(
+            f"{model.name} does not support the aspect ratio {req.aspect_ratio}.",
+            field="aspect_ratio",
+        )
+    if model.sizes and req.image_size not in model.sizes:
+        raise SubmitError(
+            f"{model.name} supports the sizes {', '.join(model.sizes)}.", field="image_size"
+        )
+    if not model.sizes and req.image_size:
+        raise SubmitError(
+            f"{model.name} has one fixed size; it does not take {req.image_size}.",
+            field="image_size",
+        )
+    if not 1 <= req.count <= model.max_images_per_request:
+        raise SubmitError(
+            f"{model.name} makes 1 to {model.max_images_per_request} images per request.",
+            field="count",
+        )
+    if len(req.references) > model.max_reference_images:
+        raise SubmitError(
+            f"{model.name} accepts at most {model.max_reference_images} reference "
+            f"images; you attached {len(req.references)}.",
+            field="references",
+        )
+
+
+def estimate_per_image(req: JobRequest) -> int:
+    """Worst case over the model's routes, so any route that serves is covered."""
+    worst = None
+    usage = pricing.worst_case_usage(
+        prompt=req.prompt,
+        references=len(req.references),
+        image_tokens=req.model.image_tokens_for(req.image_size),
+        text_tokens=req.model.estimate_text_tokens,
+    )
+    for route in _routes(req.model):
+        price = route.price_at()
+        if price is None and not route.is_free:
+            continue  # an unpriced route is never used, so it cannot cost anything
+        rates = pricing.Rates.of(price) if price else None
+        cost = pricing.cost_micros(rates, usage, image_size=req.image_size, free=route.is_free)
+        worst = cost if worst is None else max(worst, cost)
+    if worst is None:
+        raise SubmitError(
+            f"{req.model.name} has no priced provider route; ask an admin to "
+            "set a price or mark the route free.",
+            field="model",
+        )
+    return worst
+
+
+def _routes(model: ModelSpec):
+    return Route.objects.filter(model=model, enabled=True, provider__enabled=True)
+
+
+def submit(user, req: JobRequest) -> list[Generation]:
+    """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing."""
+    validate(req)
+    per_image = estimate_per_image(req)
+    uploads = _store_references(user, req)  # file writes stay outside the transaction
+    now = timezone.now()
+    request_id = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            jobs = [
+                Generation.objects.create(
+                    user=user,
+                    team=user.team,
+                    model=req.model,
+                    request_id=request_id,
+                    prompt=req.prompt.strip(),
+                    aspect_ratio=req.aspect_ratio,
+                    image_size=req.image_size or "",
+                    parent_image=req.parent_image,
+                    quota_day=quota_day(now),
+                    reserved_micros=per_image,
+                    stage="queued",
+                    enqueued_at=now,
+                    created=now + timedelta(microseconds=i),
+                    deadline=now + timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS),
+                )
+                for i in range(req.count)
+            ]
+            quotas.reserve(user, jobs, per_image)
+            for job in jobs:
+                job.references.set(uploads)
+            transaction.on_commit(lambda: enqueue([j.pk for j in jobs]))
+    except quotas.QuotaExceeded as exc:
+        _discard_new_uploads(uploads)
+        raise SubmitError(exc.message, field=None) from exc
+    return jobs
+
+
+def enqueue(ids) -> None:
+    from generations.tasks import run_generation
+
+    for pk in ids:
+        run_generation.delay(str(pk))
+
+
+def _store_references(user, req: JobRequest) -> list[Upload]:
+    uploads = []
+    for i, clean in enumerate(req.references):
+        name = req.reference_names[i] if i < len(req.reference_names) else f"reference-{i + 1}"
+        existing = Upload.objects.filter(user=user, sha256=clean.sha256).first()
+        if existing:
+            uploads.append(existing)
+            continue
+        upload = Upload(
+            user=user, mime_type=clean.mime_type, sha256=clean.sha256, original_name=name[:200]
+        )
+        upload.file.save(
+            f"{clean.sha256[:16]}.{clean.extension}", ContentFile(clean.data), save=True
+        )
+        upload._new = True
+        uploads.append(upload)
+    return uploads
+
+
+def _discard_new_uploads(uploads: list[Upload]) -> None:
+    for upload in uploads:
+        if getattr(upload, "_new", False):
+            upload.file.delete(save=False)
+            upload.delete()

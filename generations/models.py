@@ -1,0 +1,339 @@
+"""What is made and how: the model catalog, upstream providers and their keys,
+routes with versioned prices, and the jobs (one Generation per image)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Team
+from generations import crypto
+
+ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+
+
+class ModelSpec(models.Model):
+    """What people pick in the studio, with what it can do."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=200, blank=True)
+    aspect_ratios = models.JSONField(default=list)
+    sizes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='e.g. ["1K", "2K", "4K"]; empty when the model takes no size.',
+    )
+    max_reference_images = models.PositiveSmallIntegerField(default=3)
+    max_images_per_request = models.PositiveSmallIntegerField(default=4)
+    # Output tokens one image costs at each size ("default" when the model has no size).
+    image_tokens = models.JSONField(default=dict)
+    # Allowance for text + thinking output per image, used only for the worst-case estimate.
+    estimate_text_tokens = models.PositiveIntegerField(default=400)
+    is_sandbox = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def image_tokens_for(self, size: str | None) -> int:
+        return int(self.image_tokens.get(size or "default") or self.image_tokens.get("default", 0))
+
+    def default_size(self) -> str | None:
+        return self.sizes[0] if self.sizes else None
+
+
+class Provider(models.Model):
+    """An upstream endpoint (official API, a relay, or the sandbox)."""
+
+    KINDS = [("gemini", "Gemini generateContent")]
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=KINDS, default="gemini")
+    base_url = models.URLField()
+    connect_timeout = models.FloatField(default=10.0)
+    read_timeout = models.FloatField(default=120.0)
+    rpm = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute per key."
+    )
+    rpd = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per day per key.")
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    is_sandbox = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderKeyQuerySet(models.QuerySet):
+    def usable(self, now=None):
+        now = now or timezone.now()
+        return self.filter(enabled=True).filter(
+            Q(exhausted_until__isnull=True) | Q(exhausted_until__lte=now)
+        )
+
+
+class ProviderKey(models.Model):
+    """An API key, encrypted at rest; the clear value is never shown again."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="keys")
+    label = models.CharField(max_length=100)
+    encrypted_key = models.TextField(editable=False)
+    hint = models.CharField(
+        max_length=20, editable=False, help_text="Last characters, for recognition."
+    )
+    enabled = models.BooleanField(default=True)
+    exhausted_until = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = ProviderKeyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "label"], name="unique_key_label_per_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} / {self.label} (…{self.hint})"
+
+    def set_key(self, clear: str) -> None:
+        clear = clear.strip()
+        self.encrypted_key = crypto.encrypt(clear)
+        self.hint = clear[-4:] if len(clear) >= 12 else ""
+
+    def get_key(self) -> str:
+        return crypto.decrypt(self.encrypted_key)
+
+
+class Route(models.Model):
+    """ModelSpec → (provider, upstream model); several routes = failover order."""
+
+    model = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="routes")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
+    upstream_model = models.CharField(max_length=100)
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
+    is_free = models.BooleanField(default=False, help_text="Explicitly free: bill nothing.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "provider", "upstream_model"], name="unique_route"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.provider} ({self.upstream_model})"
+
+    def price_at(self, when=None) -> Price | None:
+        when = when or timezone.now()
+        return self.prices.filter(effective_from__lte=when).order_by("-effective_from").first()
+
+
+class Price(models.Model):
+    """A versioned price for a route. Rates are micro-USD per million tokens
+    (so $30/M = 30_000_000) or micro-USD per image by size."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(default=timezone.now)
+    input_per_mtok = models.PositiveBigIntegerField(default=0)
+    text_output_per_mtok = models.PositiveBigIntegerField(
+        default=0, help_text="Text and thinking output."
+    )
+    image_output_per_mtok = models.PositiveBigIntegerField(default=0)
+    per_image = models.JSONField(
+        default=dict, blank=True, help_text='Flat micro-USD per image by size, e.g. {"1K": 39000}.'
+    )
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["route", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["route", "effective_from"], name="one_price_per_route_and_time"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route} from {self.effective_from:%Y-%m-%d}"
+
+
+class Upload(models.Model):
+    """A reference image a user uploaded, validated and re-encoded."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    file = models.ImageField(upload_to="uploads/%Y/%m/", width_field="width", height_field="height")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    mime_type = models.CharField(max_length=30)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    original_name = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.pk)
+
+
+FAILURE_TITLES = {
+    "blocked": "Blocked by the safety filter",
+    "no_image": "No image returned",
+    "permanent": "The request was refused",
+    "transient": "Provider unavailable",
+    "slow": "Provider too slow",
+    "rate_limited": "Provider busy",
+    "key_exhausted": "Provider quota used up",
+    "key_invalid": "Provider key not working",
+    "corrupt": "Damaged image from provider",
+    "deadline": "Timed out",
+}
+
+
+class GenerationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(user=user)
+
+    def in_flight(self):
+        return self.filter(status__in=[Generation.QUEUED, Generation.RUNNING])
+
+
+class Generation(models.Model):
+    """One image job: its request, its state machine, its money."""
+
+    QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    )
+    STATUSES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
+    FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="generations")
+    request_id = models.UUIDField(db_index=True, help_text="Shared by the images of one submit.")
+    prompt = models.TextField()
+    aspect_ratio = models.CharField(max_length=5)
+    image_size = models.CharField(max_length=3, blank=True)
+    references = models.ManyToManyField(Upload, blank=True, related_name="generations")
+    parent_image = models.ForeignKey(
+        "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+
+    status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED, db_index=True)
+    stage = models.CharField(max_length=40, blank=True, help_text="What the job is doing now.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+
+    quota_day = models.DateField()
+    reserved_micros = models.BigIntegerField(default=0)
+    actual_micros = models.BigIntegerField(null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    error_kind = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    refunded = models.BooleanField(default=False)
+    upstream_text = models.TextField(blank=True)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["user", "-created"]),
+            models.Index(fields=["status", "next_attempt_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} · {self.prompt[:40]}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def stage_label(self) -> str:
+        if self.status == self.QUEUED and self.stage in ("", "queued"):
+            return "Queued"
+        return (self.stage or self.status).capitalize()
+
+    @property
+    def failure_title(self) -> str:
+        return FAILURE_TITLES.get(self.error_kind, "No image this time")
+
+    def elapsed(self) -> timedelta:
+        return (self.finished or timezone.now()) - (self.started or self.created)
+
+
+class Image(models.Model):
+    """A generated image: the file is private and served only to its owner."""
+
+    generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="image")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="images"
+    )
+    file = models.ImageField(upload_to="images/%Y/%m/", width_field="width", height_field="height")
+    thumbnail = models.ImageField(upload_to="thumbs/%Y/%m/")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    mime_type = models.CharField(max_length=30)
+    bytes = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    starred = models.BooleanField(default=False)
+    shared_with_team = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.width}×{self.height} {self.mime_type}"
+
+
+class Attempt(models.Model):
+    """One upstream call, whatever its outcome."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    route = models.ForeignKey(Route, null=True, on_delete=models.SET_NULL)
+    key_label = models.CharField(max_length=100, blank=True)
+    started = models.DateTimeField(default=timezone.now)
+    latency_ms = models.PositiveIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, help_text='"ok" or an error class.')
+    detail = models.CharField(max_length=500, blank=True)
+    retry_delay = models.FloatField(null=True, blank=True)
+    may_have_been_billed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["generation", "number"]
+
+    def __str__(self) -> str:
+        return f"#{self.number} {self.outcome}"

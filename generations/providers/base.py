@@ -1,0 +1,188 @@
+"""The provider contract: what an upstream is asked, what it answers, how it fails.
+
+Providers know HTTP, parameters and usage. They never touch the ORM or a
+request; the engine gives them an :class:`ImageRequest` and a plain API key and
+gets back an :class:`ImageResult` or a :class:`ProviderError` whose ``kind``
+decides what happens next (see DESIGN.md, "The upstream path").
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import httpx
+from django.utils.module_loading import import_string
+
+
+class ErrorKind(enum.StrEnum):
+    RATE_LIMITED = "rate_limited"  # 429 per-minute: wait retry_after or back off
+    KEY_EXHAUSTED = "key_exhausted"  # 429 per-day quota: rest the key until Pacific midnight
+    TRANSIENT = "transient"  # 500/502/503, connection errors: fail over, retry
+    SLOW = "slow"  # 504 / read timeout: retry with a longer timeout
+    PERMANENT = "permanent"  # 400 INVALID_ARGUMENT and the like: never retry
+    KEY_INVALID = "key_invalid"  # API_KEY_INVALID / 401 / 403: disable the key
+    BLOCKED = "blocked"  # prompt or image blocked by a safety filter
+    NO_IMAGE = "no_image"  # a 200 without an image (one retry allowed)
+    CORRUPT = "corrupt"  # malformed JSON, truncated base64, non-image bytes: as transient
+
+
+RETRYABLE = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.KEY_EXHAUSTED,
+        ErrorKind.TRANSIENT,
+        ErrorKind.SLOW,
+        ErrorKind.KEY_INVALID,
+        ErrorKind.NO_IMAGE,
+        ErrorKind.CORRUPT,
+    }
+)
+
+
+class ProviderError(Exception):
+    """An upstream outcome that is not a usable image, classified once.
+
+    ``message`` is plain language a user may read; ``detail`` is for admins and
+    logs (never containing the key). ``may_have_been_billed`` is set when the
+    upstream could have charged although nothing usable came back (a timeout
+    after the body was sent, a dropped connection, a 200 with no image).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        detail: str = "",
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        may_have_been_billed: bool = False,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.detail = detail
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.may_have_been_billed = may_have_been_billed
+        self.usage = usage
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.kind}, {self.message!r}, http_status={self.http_status})"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference image sent along with the prompt (already validated bytes)."""
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    upstream_model: str
+    prompt: str
+    aspect_ratio: str
+    image_size: str | None = None  # "1K" | "2K" | "4K", None when the model takes no size
+    references: tuple[Reference, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the upstream reported them; what pricing bills."""
+
+    input_tokens: int = 0
+    output_text_tokens: int = 0  # text output, excluding thinking
+    output_image_tokens: int = 0
+    thinking_tokens: int = 0
+    total_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_text_tokens": self.output_text_tokens,
+            "output_image_tokens": self.output_image_tokens,
+            "thinking_tokens": self.thinking_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    images: tuple[GeneratedImage, ...]
+    usage: Usage
+    text: str = ""
+    model_version: str = ""
+    response_id: str = ""
+    http_status: int = 200
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 120.0
+
+    def as_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(self.read, connect=self.connect, write=self.read, pool=self.connect)
+
+
+class Provider(ABC):
+    """One upstream protocol. Instances are cheap; the HTTP client is shared."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeouts = timeouts or Timeouts()
+        self.client = client or shared_http_client()
+
+    @abstractmethod
+    def generate(self, request: ImageRequest) -> ImageResult:
+        """Make one image call. Raise :class:`ProviderError` for every non-success."""
+
+
+PROVIDER_KINDS: dict[str, str] = {
+    "gemini": "generations.providers.gemini.GeminiProvider",
+}
+
+
+def provider_class(kind: str) -> type[Provider]:
+    return import_string(PROVIDER_KINDS[kind])
+
+
+_client_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def shared_http_client() -> httpx.Client:
+    """One connection pool per worker process (timeouts are set per request)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                follow_redirects=False,
+                headers={"user-agent": "nanoweb"},
+            )
+        return _client

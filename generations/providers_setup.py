@@ -1,0 +1,97 @@
+"""Idempotent start-up configuration of upstream providers from the environment.
+
+``GEMINI_API_KEY`` creates (or refreshes) the official Google provider, its key
+and routes for the Nano Banana models with default list prices. The sandbox
+provider is enabled only while no real key exists (NANOWEB_SANDBOX=auto), or
+always (on), or never (off).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import transaction
+
+from generations.catalog import GEMINI_PRICES, MODELS
+from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
+
+GOOGLE = "Google Gemini API"
+SANDBOX = "Sandbox (offline)"
+ENV_KEY_LABEL = "GEMINI_API_KEY (environment)"
+LIST_PRICES_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+@transaction.atomic
+def configure_providers() -> list[str]:
+    """Returns lines describing what is configured, for the start-up banner."""
+    lines = []
+    if settings.GEMINI_API_KEY:
+        lines.append(_configure_google(settings.GEMINI_API_KEY))
+    real_keys = ProviderKey.objects.filter(
+        enabled=True, provider__enabled=True, provider__is_sandbox=False
+    ).exists()
+    mode = settings.NANOWEB_SANDBOX.lower()
+    sandbox_on = mode == "on" or (mode == "auto" and not real_keys)
+    lines.append(_configure_sandbox(sandbox_on))
+    return lines
+
+
+def sandbox_wanted() -> bool:
+    return Provider.objects.filter(is_sandbox=True, enabled=True).exists()
+
+
+def _configure_google(api_key: str) -> str:
+    provider, _ = Provider.objects.get_or_create(
+        name=GOOGLE, defaults={"kind": "gemini", "base_url": settings.GEMINI_BASE_URL}
+    )
+    key = ProviderKey.objects.filter(provider=provider, label=ENV_KEY_LABEL).first()
+    if key is None or key.get_key() != api_key.strip():
+        key = key or ProviderKey(provider=provider, label=ENV_KEY_LABEL)
+        key.set_key(api_key)
+        key.enabled, key.exhausted_until, key.disabled_reason = True, None, ""
+        key.save()
+    for spec in MODELS:
+        if spec["upstream"] in GEMINI_PRICES and not spec.get("is_sandbox"):
+            _route(spec["slug"], provider, spec["upstream"], priority=10)
+    return f"Google Gemini API key …{key.hint or '****'} configured for the Nano Banana models."
+
+
+def _configure_sandbox(enabled: bool) -> str:
+    provider, _ = Provider.objects.update_or_create(
+        name=SANDBOX,
+        defaults={
+            "kind": "gemini",
+            "base_url": settings.NANOWEB_SANDBOX_URL,
+            "is_sandbox": True,
+            "enabled": enabled,
+            "read_timeout": 60.0,
+        },
+    )
+    if not provider.keys.exists():
+        key = ProviderKey(provider=provider, label="sandbox")
+        key.set_key("sandbox-key-not-secret")
+        key.save()
+    spec = next(s for s in MODELS if s.get("is_sandbox"))
+    _route(spec["slug"], provider, spec["upstream"], priority=10)
+    ModelSpec.objects.filter(slug=spec["slug"]).update(enabled=enabled)
+    if enabled:
+        return f"Sandbox (offline) upstream at {settings.NANOWEB_SANDBOX_URL} (no real key set)."
+    return "Sandbox (offline) upstream disabled."
+
+
+def _route(model_slug: str, provider: Provider, upstream: str, *, priority: int) -> Route:
+    route, _ = Route.objects.get_or_create(
+        model=ModelSpec.objects.get(slug=model_slug),
+        provider=provider,
+        upstream_model=upstream,
+        defaults={"priority": priority},
+    )
+    if not route.prices.exists():
+        Price.objects.create(
+            route=route,
+            effective_from=LIST_PRICES_FROM,
+            note="Official list price",
+            **GEMINI_PRICES[upstream],
+        )
+    return route

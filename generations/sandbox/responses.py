@@ -1,0 +1,281 @@
+"""Response bodies in the exact shape Google's Gemini API sends them.
+
+Pure functions returning dicts, camelCase as on the wire (see the recorded
+fixtures in shared/fixtures/gemini). Errors use Google's ``google.rpc.Status``
+envelope. Randomness (ids, signatures, thought counts) comes from the caller's
+``random.Random`` so a seeded sandbox is repeatable.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+
+from generations.sandbox.specs import upstream_model
+
+REFERENCE_IMAGE_TOKENS = 258  # per image sent in the request
+RATE_LIMITS_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
+QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+PER_MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+PER_DAY_QUOTA = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+_SAFETY_MESSAGE = (
+    "Unable to show the generated image. The image was filtered out because it violated "
+    "Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. "
+    "Try rephrasing the prompt."
+)
+
+
+def text_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def response_id(rng: random.Random) -> str:
+    # Real ids are 17 random bytes in url-safe base64: 23 characters.
+    return base64.urlsafe_b64encode(rng.randbytes(17)).decode().rstrip("=")
+
+
+def thought_signature(rng: random.Random) -> str:
+    # Real signatures are opaque base64 of up to a megabyte; a few hundred bytes will do.
+    return base64.b64encode(rng.randbytes(rng.randint(96, 384))).decode()
+
+
+def caption(prompt: str) -> str:
+    subject = " ".join(prompt.split())
+    if len(subject) > 80:
+        subject = subject[:80].rsplit(" ", 1)[0] + "…"
+    return f"Here is an image of {subject}." if subject else "Here is your image."
+
+
+# --- 200 bodies -------------------------------------------------------------
+
+
+def image_body(
+    model: str,
+    prompt: str,
+    image: bytes,
+    *,
+    image_size: str = "1K",
+    references: int = 0,
+    with_text: bool = True,
+    rng: random.Random,
+) -> dict:
+    """A successful generation: a short caption (unless IMAGE-only) and the image."""
+    spec = upstream_model(model)
+    parts = []
+    text = caption(prompt) if with_text else ""
+    if text:
+        parts.append({"text": text})
+    parts.append({"inlineData": {"mimeType": spec.mime_type, "data": _b64(image)}})
+    image_tokens = spec.image_tokens.get(image_size, spec.image_tokens["1K"])
+    output = [{"modality": "IMAGE", "tokenCount": image_tokens}]
+    usage = _usage(
+        prompt,
+        references,
+        output_tokens=image_tokens + (text_tokens(text) if text else 0),
+        output_details=output,
+        thoughts=_thoughts(spec.thinks, rng),
+    )
+    return _envelope(model, [_candidate(_signed(parts, spec.thinks, rng), "STOP")], usage, rng)
+
+
+def text_only_body(model: str, prompt: str, *, references: int = 0, rng: random.Random) -> dict:
+    """STOP with a text part and no image, as the models sometimes answer."""
+    spec = upstream_model(model)
+    text = (
+        "I can describe it instead: "
+        + caption(prompt).removeprefix("Here is ").removesuffix(".")
+        + ", rendered in warm light with a soft, painterly finish."
+    )
+    parts = _signed([{"text": text}], spec.thinks, rng)
+    usage = _usage(
+        prompt, references, output_tokens=text_tokens(text), thoughts=_thoughts(spec.thinks, rng)
+    )
+    return _envelope(model, [_candidate(parts, "STOP")], usage, rng)
+
+
+def no_content_body(
+    model: str, prompt: str, finish_reason: str, *, references: int = 0, rng: random.Random
+) -> dict:
+    """A candidate that stopped without any part (IMAGE_SAFETY, NO_IMAGE, ...)."""
+    spec = upstream_model(model)
+    candidate = {"content": {"role": "model"}, "finishReason": finish_reason, "index": 0}
+    if finish_reason == "IMAGE_SAFETY":
+        candidate["finishMessage"] = _SAFETY_MESSAGE
+    usage = _usage(prompt, references, thoughts=_thoughts(spec.thinks, rng))
+    return _envelope(model, [candidate], usage, rng)
+
+
+def prompt_blocked_body(
+    model: str,
+    prompt: str,
+    *,
+    references: int = 0,
+    block_reason: str = "PROHIBITED_CONTENT",
+    rng: random.Random,
+) -> dict:
+    """The prompt itself was refused: promptFeedback and no candidates at all."""
+    body = {
+        "promptFeedback": {"blockReason": block_reason},
+        "usageMetadata": _usage(prompt, references),
+    }
+    body.update(modelVersion=model, responseId=response_id(rng))
+    return body
+
+
+def _candidate(parts: list[dict], finish_reason: str) -> dict:
+    return {"content": {"parts": parts, "role": "model"}, "finishReason": finish_reason, "index": 0}
+
+
+def _envelope(model: str, candidates: list[dict], usage: dict, rng: random.Random) -> dict:
+    return {
+        "candidates": candidates,
+        "usageMetadata": usage,
+        "modelVersion": model,
+        "responseId": response_id(rng),
+    }
+
+
+def _signed(parts: list[dict], thinks: bool, rng: random.Random) -> list[dict]:
+    if thinks:
+        for part in parts:
+            part["thoughtSignature"] = thought_signature(rng)
+    return parts
+
+
+def _thoughts(thinks: bool, rng: random.Random) -> int:
+    return rng.randint(100, 400) if thinks else 0
+
+
+def _usage(
+    prompt: str,
+    references: int,
+    *,
+    output_tokens: int = 0,
+    output_details: list[dict] | None = None,
+    thoughts: int = 0,
+) -> dict:
+    """usageMetadata; totalTokenCount = prompt + candidates + thoughts, as Google counts."""
+    prompt_text = text_tokens(prompt)
+    details = [{"modality": "TEXT", "tokenCount": prompt_text}]
+    if references:
+        details.insert(0, {"modality": "IMAGE", "tokenCount": REFERENCE_IMAGE_TOKENS * references})
+    prompt_total = sum(d["tokenCount"] for d in details)
+    usage: dict = {"promptTokenCount": prompt_total}
+    if output_tokens:
+        usage["candidatesTokenCount"] = output_tokens
+    usage["totalTokenCount"] = prompt_total + output_tokens + thoughts
+    usage["promptTokensDetails"] = details
+    if output_details:
+        usage["candidatesTokensDetails"] = output_details
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# --- errors (google.rpc.Status) --------------------------------------------
+
+
+def error_body(code: int, status: str, message: str, details: list[dict] | None = None) -> dict:
+    error: dict = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def rate_limited_body(
+    model: str, retry_delay: float, *, per_day: bool = False, limit: int = 10
+) -> dict:
+    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo, as the free tier sends."""
+    delay = duration(retry_delay)
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. "
+        f"For more information on this error, head to: {RATE_LIMITS_URL}. "
+        "To monitor your current usage, head to: https://ai.dev/usage?tab=rate-limit. \n"
+        f"* Quota exceeded for metric: {QUOTA_METRIC}, limit: {limit}, model: {model}\n"
+        f"Please retry in {delay}."
+    )
+    violation = {
+        "quotaMetric": QUOTA_METRIC,
+        "quotaId": PER_DAY_QUOTA if per_day else PER_MINUTE_QUOTA,
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": str(limit),
+    }
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {"description": "Learn more about Gemini API quotas", "url": RATE_LIMITS_URL}
+            ],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return error_body(429, "RESOURCE_EXHAUSTED", message, details)
+
+
+def duration(seconds: float) -> str:
+    """A protobuf Duration in JSON: "26s", "1.500s" (0 or 3 fractional digits here)."""
+    millis = max(0, round(seconds * 1000))
+    if millis % 1000 == 0:
+        return f"{millis // 1000}s"
+    return f"{millis // 1000}.{millis % 1000:03d}s"
+
+
+def unavailable_body() -> dict:
+    return error_body(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+
+
+def internal_body() -> dict:
+    return error_body(
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    )
+
+
+def deadline_body() -> dict:
+    return error_body(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.")
+
+
+def invalid_argument_body(message: str) -> dict:
+    return error_body(400, "INVALID_ARGUMENT", message)
+
+
+def api_key_invalid_body() -> dict:
+    message = "API key not valid. Please pass a valid API key."
+    return error_body(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ],
+    )
+
+
+def permission_denied_body() -> dict:
+    return error_body(
+        403,
+        "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API.",
+    )
+
+
+def not_found_body(path: str) -> dict:
+    return error_body(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")

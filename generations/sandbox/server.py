@@ -1,0 +1,419 @@
+"""The sandbox upstream: a real HTTP server that speaks Gemini's ``generateContent``.
+
+It is a test double of Google's API for tests, benchmarks, demos and the offline
+default. It renders real images (``render``), answers in the exact wire shape
+(``responses``), enforces a per-key RPM and daily quota, and injects faults:
+
+* at random, by class, with ``SandboxConfig.rates`` (shares of all requests);
+* deterministically, when the prompt contains ``[sandbox:CLASS]`` (always that
+  class) or ``[sandbox:CLASSxN]`` (the first N requests with that exact prompt,
+  then success), e.g. ``[sandbox:503x2]``. Classes are listed in ``TRIGGERS``.
+
+Routes: ``POST /v1beta/models/{model}:generateContent`` (key in ``x-goog-api-key``
+or ``?key=``), ``GET /healthz``; anything else is a 404 in Google's envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from generations.sandbox import responses
+from generations.sandbox.parse import BadRequest, GenerateRequest, parse_request
+from generations.sandbox.render import dimensions, render_image
+from generations.sandbox.specs import upstream_model
+
+log = logging.getLogger(__name__)
+
+FAULTS = (
+    "rate_limit",  # 429 per-minute quota, with RetryInfo
+    "daily_quota",  # 429 per-day quota
+    "unavailable",  # 503 overloaded
+    "internal",  # 500
+    "deadline",  # 504
+    "timeout",  # no answer at all: the connection is held for hang_seconds, then closed
+    "malformed",  # 200 whose body is not valid JSON
+    "truncated",  # 200 whose image base64 is cut short
+    "prompt_block",  # 200 with promptFeedback.blockReason and no candidates
+    "image_safety",  # 200, finishReason IMAGE_SAFETY, no parts
+    "no_image",  # 200, finishReason NO_IMAGE, no parts
+    "text_only",  # 200, finishReason STOP, a text part and no image
+)
+TRIGGERS = {
+    **{name: name for name in FAULTS},
+    "429": "rate_limit",
+    "daily": "daily_quota",
+    "503": "unavailable",
+    "500": "internal",
+    "504": "deadline",
+    "blocked": "prompt_block",
+}
+TRIGGER = re.compile(r"\[sandbox:(?P<name>[a-z0-9_]+?)(?:x(?P<times>\d+))?\]", re.IGNORECASE)
+GENERATE_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline data
+INJECTED_RETRY_DELAY = 1.5  # seconds, in the RetryInfo of an injected per-minute 429
+FREE_TIER_RPM = 10  # the limit an injected 429 quotes when no rpm is configured
+FREE_TIER_RPD = 100  # likewise for an injected per-day 429
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox misbehaves. The defaults answer every request at once, correctly."""
+
+    latency_min: float = 0.0  # seconds, drawn uniformly per request that reaches "the model"
+    latency_max: float = 0.0
+    # Share of requests (0..1) answered with each class in FAULTS; together at most 1.
+    rates: dict[str, float] = field(default_factory=dict)
+    rpm: int | None = None  # per key, sliding 60 s window
+    daily_quota: int | None = None  # per key, per UTC day
+    invalid_keys: frozenset[str] = frozenset()
+    seed: int | None = None
+    hang_seconds: float = 600.0  # how long a "timeout" holds the connection
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"Unknown fault classes {sorted(unknown)}; use {FAULTS}")
+        if any(not 0 <= rate <= 1 for rate in self.rates.values()):
+            raise ValueError("Fault rates are shares between 0 and 1")
+        if sum(self.rates.values()) > 1 + 1e-9:
+            raise ValueError("Fault rates add up to more than 1")
+        if not 0 <= self.latency_min <= self.latency_max:
+            raise ValueError("Latency needs 0 <= min <= max")
+        self.invalid_keys = frozenset(self.invalid_keys)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes = b""
+    outcome: str = "ok"
+    hang: bool = False
+
+    @classmethod
+    def of(cls, status: int, body: dict, outcome: str = "ok") -> Reply:
+        return cls(status, json.dumps(body, indent=2).encode(), outcome)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SandboxState:
+    """Counters shared by all request threads: quotas, trigger counts and the RNG."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.config = config
+        self.requests = 0
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._rng = random.Random(config.seed)
+        self._minute: dict[str, deque[float]] = {}
+        self._daily: dict[str, tuple[date, int]] = {}
+        self._triggered: Counter[str] = Counter()
+
+    def admit(self, key: str, model: str) -> Reply | None:
+        """Count a request against ``key``'s quotas, or return the 429 refusing it."""
+        cfg = self.config
+        with self._lock:
+            now, wall = self._clock(), self._wall()
+            day, used = self._daily.get(key, (wall.date(), 0))
+            if day != wall.date():
+                day, used = wall.date(), 0
+            if cfg.daily_quota is not None and used >= cfg.daily_quota:
+                return self._per_day(model, wall, cfg.daily_quota)
+            window = self._minute.setdefault(key, deque())
+            while window and now - window[0] >= 60:
+                window.popleft()
+            if cfg.rpm is not None and len(window) >= cfg.rpm:
+                wait = 60 - (now - window[0])
+                return Reply.of(
+                    429, responses.rate_limited_body(model, wait, limit=cfg.rpm), "rpm_exceeded"
+                )
+            window.append(now)
+            self._daily[key] = (day, used + 1)
+        return None
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def injected_daily(self, model: str) -> Reply:
+        return self._per_day(model, self._wall(), self.config.daily_quota or FREE_TIER_RPD)
+
+    def _per_day(self, model: str, wall: datetime, limit: int) -> Reply:
+        midnight = datetime.combine(wall.date() + timedelta(days=1), datetime.min.time(), UTC)
+        wait = (midnight - wall).total_seconds()
+        body = responses.rate_limited_body(model, wait, per_day=True, limit=limit)
+        return Reply.of(429, body, "daily_quota")
+
+    def fault_for(self, prompt: str) -> str | None:
+        """The fault class this request gets: its trigger's, else a random draw, else None."""
+        match = TRIGGER.search(prompt)
+        if match is None:
+            return self._draw()
+        name = TRIGGERS.get(match["name"].lower())
+        if name is None:
+            raise BadRequest(
+                f"Unknown sandbox trigger {match[0]!r}; known classes: {', '.join(TRIGGERS)}"
+            )
+        if match["times"] is None:
+            return name
+        with self._lock:
+            self._triggered[prompt] += 1
+            seen = self._triggered[prompt]
+        return name if seen <= int(match["times"]) else None
+
+    def _draw(self) -> str | None:
+        rates = self.config.rates
+        if not any(rates.values()):
+            return None
+        with self._lock:
+            point = self._rng.random()
+        for name in FAULTS:
+            point -= rates.get(name, 0.0)
+            if point < 0:
+                return name
+        return None
+
+    def latency(self) -> float:
+        lo, hi = self.config.latency_min, self.config.latency_max
+        if hi <= 0:
+            return 0.0
+        with self._lock:
+            return self._rng.uniform(lo, hi)
+
+    def request_rng(self) -> random.Random:
+        """A private RNG for one response, so building it needs no lock."""
+        with self._lock:
+            return random.Random(self._rng.getrandbits(64))
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # benchmarks open many connections at once; the default is 5
+
+    def __init__(self, config: SandboxConfig, address: tuple[str, int]) -> None:
+        self.config = config
+        self.state = SandboxState(config)
+        self.stopping = threading.Event()  # wakes requests that are sleeping or hanging
+        super().__init__(address, _Handler)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def answer(self, model: str, key: str, raw: bytes) -> Reply:
+        """The whole decision for one generateContent call."""
+        self.state.count_request()
+        if not key:
+            return Reply.of(403, responses.permission_denied_body(), "no_key")
+        if key in self.config.invalid_keys:
+            return Reply.of(400, responses.api_key_invalid_body(), "api_key_invalid")
+        refused = self.state.admit(key, model)
+        if refused is not None:
+            return refused
+        try:
+            request = parse_request(model, raw)
+            fault = self.state.fault_for(request.prompt)
+        except BadRequest as exc:
+            return Reply.of(400, responses.invalid_argument_body(str(exc)), "invalid_argument")
+        self.stopping.wait(self.state.latency())
+        return self._reply(request, fault, self.state.request_rng())
+
+    def _reply(self, req: GenerateRequest, fault: str | None, rng: random.Random) -> Reply:
+        if fault in (None, "text_only", "truncated"):
+            return self._generated(req, fault, rng)
+        return self._fault(req, fault, rng)
+
+    def _fault(self, req: GenerateRequest, fault: str, rng: random.Random) -> Reply:
+        model, prompt, refs = req.model, req.prompt, req.references
+        match fault:
+            case "timeout":
+                return Reply(0, outcome=fault, hang=True)
+            case "rate_limit":
+                limit = self.config.rpm or FREE_TIER_RPM
+                body = responses.rate_limited_body(model, INJECTED_RETRY_DELAY, limit=limit)
+                return Reply.of(429, body, fault)
+            case "daily_quota":
+                return self.state.injected_daily(model)
+            case "unavailable":
+                return Reply.of(503, responses.unavailable_body(), fault)
+            case "internal":
+                return Reply.of(500, responses.internal_body(), fault)
+            case "deadline":
+                return Reply.of(504, responses.deadline_body(), fault)
+            case "prompt_block":
+                body = responses.prompt_blocked_body(model, prompt, references=refs, rng=rng)
+                return Reply.of(200, body, fault)
+            case "image_safety" | "no_image":
+                reason = fault.upper()
+                body = responses.no_content_body(model, prompt, reason, references=refs, rng=rng)
+                return Reply.of(200, body, fault)
+            case "malformed":
+                body = responses.text_only_body(model, prompt, references=refs, rng=rng)
+                whole = json.dumps(body, indent=2).encode()
+                return Reply(200, whole[: len(whole) // 2], fault)
+        raise AssertionError(f"unhandled fault {fault}")
+
+    def _generated(self, req: GenerateRequest, fault: str | None, rng: random.Random) -> Reply:
+        """What the model made: an image (perhaps truncated on the way) or only text."""
+        if fault == "text_only" or "IMAGE" not in req.modalities:
+            body = responses.text_only_body(
+                req.model, req.prompt, references=req.references, rng=rng
+            )
+            return Reply.of(200, body, fault or "ok")
+        width, height = dimensions(req.model, req.aspect_ratio, req.image_size)
+        image = render_image(req.prompt, width, height, upstream_model(req.model).image_format)
+        body = responses.image_body(
+            req.model,
+            req.prompt,
+            image,
+            image_size=req.image_size,
+            references=req.references,
+            with_text="TEXT" in req.modalities,
+            rng=rng,
+        )
+        if fault == "truncated":
+            inline = body["candidates"][0]["content"]["parts"][-1]["inlineData"]
+            # Cut on a 4-character boundary: the base64 still decodes, the image does not.
+            inline["data"] = inline["data"][: len(inline["data"]) * 2 // 5 // 4 * 4]
+        return Reply.of(200, body, fault or "ok")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("sandbox: connection from %s ended abruptly", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a kept-alive client
+    # would wait ~40 ms for a delayed ACK on every response.
+    disable_nagle_algorithm = True
+    server: SandboxServer
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def _handle(self) -> None:
+        started = time.perf_counter()
+        url = urlsplit(self.path)
+        raw = self._read_body()
+        model = "-"
+        route = GENERATE_PATH.match(url.path)
+        if self.command == "POST" and route:
+            model = unquote(route["model"])
+            if raw is None:
+                message = f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes."
+                reply = Reply.of(400, responses.invalid_argument_body(message), "too_large")
+            else:
+                reply = self.server.answer(model, self._api_key(url.query), raw)
+        elif self.command == "GET" and url.path == "/healthz":
+            health = {"status": "ok", "upstream": "sandbox", "requests": self.server.state.requests}
+            reply = Reply.of(200, health)
+        else:
+            reply = Reply.of(404, responses.not_found_body(url.path), "not_found")
+        self._send(reply, started)
+        # The path without its query string: ?key= must never reach a log.
+        log.log(
+            logging.DEBUG if url.path == "/healthz" else logging.INFO,
+            "%s %s model=%s status=%s outcome=%s %.0fms",
+            self.command,
+            url.path,
+            model,
+            reply.status or "-",
+            reply.outcome,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None when it is too large to read."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0  # answered as an unreadable JSON payload
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the unread body makes the connection unusable
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _api_key(self, query: str) -> str:
+        return self.headers.get("x-goog-api-key") or parse_qs(query).get("key", [""])[0]
+
+    def _send(self, reply: Reply, started: float) -> None:
+        if reply.hang:
+            self.server.stopping.wait(self.server.config.hang_seconds)
+            self.close_connection = True
+            return
+        elapsed = round((time.perf_counter() - started) * 1000)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Server-Timing", f"gfet4t7; dur={elapsed}")
+            self.send_header("Vary", "Origin, X-Origin, Referer")
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (its own timeout)
+
+    def version_string(self) -> str:
+        return "scaffolding on HTTPServer2"  # what Google's front end calls itself
+
+    def log_request(self, code="-", size="-") -> None:
+        pass  # _handle logs one line without the query string (it may hold the key)
+
+    def log_message(self, format, *args) -> None:
+        pass  # http.server's own messages can quote the request line, key included
+
+
+def make_server(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> SandboxServer:
+    """A bound, not yet serving sandbox (port 0 picks a free port; see ``base_url``)."""
+    return SandboxServer(config or SandboxConfig(), (host, port))
+
+
+@contextmanager
+def running_sandbox(
+    config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Serve a sandbox in a daemon thread for the ``with`` block; yields its base URL."""
+    server = make_server(config, host, port)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="sandbox-upstream",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+        thread.join(timeout=5)

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from accounts import quotas
+from generations import jobs
+from generations.forms import StudioForm
+from generations.models import Generation, Image, ModelSpec
+
+RECENT_CARDS = 24
+
+
+def _get_generation_for_user(request, pk) -> Generation:
+    return get_object_or_404(
+        Generation.objects.select_related("model", "image"), pk=pk, user=request.user
+    )
+
+
+def _get_image_for_user(request, pk) -> Image:
+    return get_object_or_404(Image, generation_id=pk, user=request.user)
+
+
+def _studio_context(request, form: StudioForm) -> dict:
+    models = list(form.fields["model"].queryset)
+    selected = _selected_model(form, models)
+    return {
+        "form": form,
+        "models": models,
+        "selected": selected,
+        "quota": quotas.summary(request.user),
+        "jobs": Generation.objects.for_user(request.user).select_related("model", "image")[
+            :RECENT_CARDS
+        ],
+        "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
+    }
+
+
+def _selected_model(form: StudioForm, models: list[ModelSpec]) -> ModelSpec | None:
+    slug = form.data.get("model") if form.is_bound else form.initial.get("model")
+    return next((m for m in models if m.slug == slug), models[0] if models else None)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def studio(request):
+    form = StudioForm(initial=request.GET.dict())
+    return render(request, "generations/studio.html", _studio_context(request, form))
+
+
+@login_required
+@require_POST
+def generate(request):
+    form = StudioForm(request.POST, request.FILES)
+    new_jobs = []
+    if form.is_valid():
+        try:
+            new_jobs = jobs.submit(request.user, form.job_request)
+        except jobs.SubmitError as exc:
+            form.add_error(exc.field, exc.message)
+    ctx = _studio_context(request, form)
+    if not request.htmx:
+        return render(request, "generations/studio.html", ctx, status=200 if new_jobs else 400)
+    if not new_jobs:
+        # 422 keeps the form in place; htmx is told to swap it anyway (see base.html).
+        return render(request, "generations/studio.html#studio-form", ctx, status=422)
+    ctx.update(new_jobs=new_jobs, form=StudioForm(initial=_keep_settings(form)))
+    return render(request, "generations/studio.html#submitted", ctx)
+
+
+def _keep_settings(form: StudioForm) -> dict:
+    data = form.cleaned_data
+    return {
+        "prompt": data.get("prompt"),
+        "model": data["model"].slug,
+        "aspect_ratio": data["aspect_ratio"],
+        "image_size": data.get("image_size"),
+        "count": data["count"],
+    }
+
+
+@login_required
+@require_GET
+def options(request):
+    """The pickers that depend on the model (sizes, ratios, counts) plus the estimate."""
+    form = StudioForm(initial=request.GET.dict())
+    ctx = _studio_context(request, form)
+    ctx.update(_estimate(request, ctx["selected"]))
+    return render(request, "generations/studio.html#options-and-estimate", ctx)
+
+
+@login_required
+@require_GET
+def estimate(request):
+    form = StudioForm(initial=request.GET.dict())
+    ctx = _studio_context(request, form)
+    ctx.update(_estimate(request, ctx["selected"]))
+    return render(request, "generations/studio.html#estimate", ctx)
+
+
+def _estimate(request, model: ModelSpec | None) -> dict:
+    if model is None:
+        return {"estimate": None}
+    size = request.GET.get("image_size") or model.default_size()
+    if size not in model.sizes:
+        size = model.default_size()
+    count = _bounded_int(request.GET.get("count"), 1, model.max_images_per_request)
+    refs = _bounded_int(request.GET.get("ref_count"), 0, model.max_reference_images)
+    prompt_chars = _bounded_int(request.GET.get("prompt_chars"), 0, 100_000)
+    req = jobs.JobRequest(
+        model=model,
+        prompt="x" * prompt_chars,
+        aspect_ratio="1:1",
+        image_size=size,
+        count=count,
+        references=[None] * refs,
+    )
+    try:
+        per_image = jobs.estimate_per_image(req)
+    except jobs.SubmitError as exc:
+        return {"estimate": None, "estimate_error": exc.message}
+    return {"estimate": per_image * count, "estimate_count": count}
+
+
+def _bounded_int(value, low: int, high: int) -> int:
+    try:
+        return min(high, max(low, int(value)))
+    except (TypeError, ValueError):
+        return low
+
+
+@login_required
+@require_GET
+def job_card(request, pk):
+    job = _get_generation_for_user(request, pk)
+    response = render(request, "generations/studio.html#job-card", {"job": job})
+    if job.is_finished:
+        # The finished card also refreshes the quota pill out of band.
+        response.content += render(
+            request, "generations/studio.html#quota-oob", {"quota": quotas.summary(request.user)}
+        ).content
+    return response
+
+
+@login_required
+@require_GET
+def image_file(request, pk):
+    image = _get_image_for_user(request, pk)
+    return _private_file(
+        image.file,
+        image.mime_type,
+        request.GET.get("download") == "1",
+        f"nanoweb-{image.generation_id}.{image.file.name.rsplit('.', 1)[-1]}",
+    )
+
+
+@login_required
+@require_GET
+def image_thumbnail(request, pk):
+    image = _get_image_for_user(request, pk)
+    return _private_file(image.thumbnail, "image/webp", False, None)
+
+
+def _private_file(field, mime: str, download: bool, filename: str | None) -> HttpResponse:
+    try:
+        handle = field.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The file is missing from storage.") from exc
+    response = FileResponse(handle, content_type=mime, as_attachment=download, filename=filename)
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,12 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nanoweb.settings")
+
+app = Celery("nanoweb")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.conf.beat_schedule = {
+    "reconcile-jobs": {"task": "generations.tasks.reconcile", "schedule": 60.0},
+}

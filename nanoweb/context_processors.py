@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def nanoweb(request):
+    return {"max_prompt_chars": settings.NANOWEB_MAX_PROMPT_CHARS}

@@ -1,0 +1,240 @@
+"""nanoweb settings: one file, driven by environment variables.
+
+Every variable is documented in README.md ("Configuration"). With none set, the
+embedded default runs: SQLite, a filesystem Celery broker and media under var/.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# pytest (which sets PYTEST_VERSION) gets its own var/ so a running instance is never touched.
+_DEFAULT_VAR = BASE_DIR / "var" / ("test" if "PYTEST_VERSION" in os.environ else "")
+VAR_DIR = Path(env.str("NANOWEB_VAR_DIR", default=str(_DEFAULT_VAR))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _var_secret(name: str, make) -> str:
+    """Read a generated secret from var/, creating it once (first embedded run)."""
+    path = VAR_DIR / name
+    try:
+        fd = path.open("x")  # exclusive create: concurrent first starts agree on one value
+    except FileExistsError:
+        return path.read_text().strip()
+    with fd:
+        value = make()
+        fd.write(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _var_secret(
+    "secret_key", lambda: secrets.token_urlsafe(50)
+)
+DEBUG = env.bool("DEBUG", default=False)
+HOST = env.str("HOST", default="127.0.0.1")
+PORT = env.int("PORT", default=8000)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", HOST])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SITE_URL = env.str("SITE_URL", default=f"http://{HOST}:{PORT}")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "nanoweb",
+    "accounts",
+    "generations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "nanoweb.urls"
+WSGI_APPLICATION = "nanoweb.wsgi.application"
+ASGI_APPLICATION = "nanoweb.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "nanoweb.context_processors.nanoweb",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# SQLite (embedded default): WAL so readers never block the writer, IMMEDIATE
+# transactions so two writers queue on the busy timeout instead of failing with
+# "database is locked" when a read transaction tries to upgrade.
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nanoweb.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not :memory:, so integration tests can share it with a worker process.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-nanoweb.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "generations:studio"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Cache ----------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "nanoweb_cache"}}
+
+# --- Files ------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+# Media is private: there is deliberately no MEDIA_URL route; files are streamed
+# by views that check ownership.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+
+# --- Email ------------------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="nanoweb <nanoweb@localhost>")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = False
+USE_TZ = True
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool(
+    "BEHIND_PROXY", default=False) else None
+X_FRAME_OPTIONS = "DENY"
+
+# --- Celery -----------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+CELERY_BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for _sub in ("queue", "processed"):
+        (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Countdowns must stay below this, or Redis redelivers the ETA message early.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=330)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4)
+
+# --- nanoweb ----------------------------------------------------------------------
+# Fernet keys (comma-separated, newest first) that encrypt provider keys at rest.
+NANOWEB_ENCRYPTION_KEYS = env.list("NANOWEB_ENCRYPTION_KEYS", default=[])
+NANOWEB_ENCRYPTION_KEY_FILE = VAR_DIR / "encryption_keys"
+NANOWEB_ADMIN_EMAIL = env.str("NANOWEB_ADMIN_EMAIL", default="admin@example.com")
+NANOWEB_ADMIN_PASSWORD = env.str("NANOWEB_ADMIN_PASSWORD", default="")
+GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")
+GEMINI_BASE_URL = env.str(
+    "GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
+# "auto": run and route to the sandbox upstream only while no real key is configured.
+NANOWEB_SANDBOX = env.str("NANOWEB_SANDBOX", default="auto")
+NANOWEB_SANDBOX_PORT = env.int("NANOWEB_SANDBOX_PORT", default=8765)
+NANOWEB_SANDBOX_URL = env.str(
+    "NANOWEB_SANDBOX_URL", default=f"http://127.0.0.1:{NANOWEB_SANDBOX_PORT}")
+
+NANOWEB_QUOTA_TIMEZONE = env.str("NANOWEB_QUOTA_TIMEZONE", default="America/Los_Angeles")
+NANOWEB_DEFAULT_DAILY_IMAGES = env.int("NANOWEB_DEFAULT_DAILY_IMAGES", default=50)
+NANOWEB_DEFAULT_MONTHLY_BUDGET_USD = env.float("NANOWEB_DEFAULT_MONTHLY_BUDGET_USD", default=20.0)
+
+NANOWEB_MAX_PROMPT_CHARS = env.int("NANOWEB_MAX_PROMPT_CHARS", default=8000)
+NANOWEB_MAX_UPLOAD_BYTES = env.int("NANOWEB_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+NANOWEB_MAX_IMAGE_PIXELS = env.int("NANOWEB_MAX_IMAGE_PIXELS", default=50_000_000)
+NANOWEB_THUMBNAIL_SIZE = env.int("NANOWEB_THUMBNAIL_SIZE", default=512)
+DATA_UPLOAD_MAX_MEMORY_SIZE = NANOWEB_MAX_UPLOAD_BYTES * 15 + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
+NANOWEB_JOB_LEASE_SECONDS = env.int("NANOWEB_JOB_LEASE_SECONDS", default=360)
+NANOWEB_JOB_MAX_ATTEMPTS = env.int("NANOWEB_JOB_MAX_ATTEMPTS", default=6)
+NANOWEB_JOB_DEADLINE_SECONDS = env.int("NANOWEB_JOB_DEADLINE_SECONDS", default=1800)
+NANOWEB_REQUEUE_AFTER_SECONDS = env.int("NANOWEB_REQUEUE_AFTER_SECONDS", default=120)
+NANOWEB_BACKOFF_BASE_SECONDS = env.float("NANOWEB_BACKOFF_BASE_SECONDS", default=1.0)
+NANOWEB_BACKOFF_CAP_SECONDS = env.float("NANOWEB_BACKOFF_CAP_SECONDS", default=32.0)
+NANOWEB_UPSTREAM_CONNECT_TIMEOUT = env.float("NANOWEB_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+NANOWEB_UPSTREAM_READ_TIMEOUT = env.float("NANOWEB_UPSTREAM_READ_TIMEOUT", default=120.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}},
+}

@@ -1,0 +1,58 @@
+// nanoweb studio: small progressive enhancements on top of server-rendered HTMX forms.
+window.nanoweb = (() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+
+  function refInput() { return $("#id_references"); }
+  function promptChars() { const p = $("#id_prompt"); return p ? p.value.length : 0; }
+  function refCount() { const i = refInput(); return i && i.files ? i.files.length : 0; }
+
+  function showPreviews() {
+    const input = refInput(), box = $("#ref-previews");
+    if (!input || !box) return;
+    box.replaceChildren(...Array.from(input.files).map((file) => {
+      const img = document.createElement("img");
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      img.title = file.name;
+      return img;
+    }));
+    document.body.dispatchEvent(new CustomEvent("nw:refs"));
+  }
+
+  function addFiles(files) {
+    const input = refInput();
+    if (!input) return;
+    const dt = new DataTransfer();
+    Array.from(input.files).forEach((f) => dt.items.add(f));
+    Array.from(files).filter((f) => f.type.startsWith("image/")).forEach((f) => dt.items.add(f));
+    input.files = dt.files;
+    showPreviews();
+  }
+
+  document.addEventListener("change", (e) => { if (e.target.id === "id_references") showPreviews(); });
+  document.addEventListener("paste", (e) => {
+    const files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length && refInput()) { addFiles(files); e.preventDefault(); }
+  });
+  document.addEventListener("dragover", (e) => {
+    const zone = e.target.closest && e.target.closest(".dropzone");
+    if (zone) { e.preventDefault(); zone.classList.add("is-over"); }
+  });
+  document.addEventListener("dragleave", (e) => {
+    const zone = e.target.closest && e.target.closest(".dropzone");
+    if (zone) zone.classList.remove("is-over");
+  });
+  document.addEventListener("drop", (e) => {
+    const zone = e.target.closest && e.target.closest(".dropzone");
+    if (zone) { e.preventDefault(); zone.classList.remove("is-over"); addFiles(e.dataTransfer.files); }
+  });
+  // Ctrl/⌘+Enter submits the studio form from anywhere in it.
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      const form = $("#studio-form");
+      if (form) { e.preventDefault(); form.requestSubmit(); }
+    }
+  });
+
+  return { promptChars, refCount };
+})();

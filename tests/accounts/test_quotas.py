@@ -1,0 +1,92 @@
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import transaction
+
+from accounts import quotas
+from accounts.models import LedgerEntry
+from accounts.periods import quota_day
+from generations.jobs import SubmitError, submit
+from tests.factories import job_request, make_route
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def flash(db):
+    return make_route("nano-banana").model
+
+
+def test_it_reserves_the_worst_case_and_writes_one_ledger_row_per_image(alice, flash):
+    jobs = submit(alice, job_request(flash, count=3))
+    s = quotas.summary(alice)
+    assert s.images_today == 3
+    assert s.reserved_month == 3 * jobs[0].reserved_micros > 0
+    assert LedgerEntry.objects.filter(kind="reserve", user=alice).count() == 3
+    assert quotas.ledger_problems() == []
+
+
+def test_it_settles_at_the_actual_cost_and_returns_the_rest(alice, flash):
+    job = submit(alice, job_request(flash))[0]
+    with transaction.atomic():
+        assert quotas.settle(job, 38_820)
+    s = quotas.summary(alice)
+    assert (s.spent_month, s.reserved_month, s.images_today) == (38_820, 0, 1)
+    assert "charged $0.038820" in LedgerEntry.objects.get(kind="settle").reason
+    assert quotas.ledger_problems() == []
+
+
+def test_it_never_settles_or_releases_a_job_twice(alice, flash):
+    job = submit(alice, job_request(flash))[0]
+    assert quotas.settle(job, 38_820)
+    assert not quotas.settle(job, 38_820)
+    assert not quotas.release(job, reason="late duplicate")
+    assert quotas.summary(alice).spent_month == 38_820
+    assert quotas.ledger_problems() == []
+
+
+def test_it_releases_everything_on_a_definitive_failure(alice, flash):
+    job = submit(alice, job_request(flash))[0]
+    assert quotas.release(job, reason="blocked")
+    s = quotas.summary(alice)
+    assert (s.spent_month, s.reserved_month, s.images_today) == (0, 0, 0)
+
+
+def test_it_refuses_past_the_daily_image_limit_and_changes_nothing(alice, flash):
+    alice.daily_image_limit = 2
+    alice.save()
+    submit(alice, job_request(flash, count=2))
+    with pytest.raises(SubmitError, match="Daily image limit reached: 2 of 2"):
+        submit(alice, job_request(flash))
+    assert alice.generations.count() == 2
+    assert LedgerEntry.objects.count() == 2
+
+
+def test_it_refuses_past_the_monthly_budget_with_the_amount_left(alice, flash):
+    alice.monthly_budget_micros = 50_000  # $0.05: one Nano Banana image, not two
+    alice.save()
+    submit(alice, job_request(flash))
+    with pytest.raises(SubmitError, match=r"Monthly budget reached.*\$0\.0\d+ of your \$0\.050000"):
+        submit(alice, job_request(flash))
+    assert alice.generations.count() == 1
+
+
+def test_it_treats_empty_limits_as_unlimited(alice, flash):
+    alice.daily_image_limit = None
+    alice.monthly_budget_micros = None
+    alice.save()
+    for _ in range(3):
+        submit(alice, job_request(flash, count=4))
+    assert quotas.summary(alice).images_left is None
+
+
+def test_it_counts_days_in_the_quota_time_zone(settings):
+    settings.NANOWEB_QUOTA_TIMEZONE = "America/Los_Angeles"
+    utc_morning = dt.datetime(2026, 3, 10, 6, 30, tzinfo=ZoneInfo("UTC"))
+    assert quota_day(utc_morning) == dt.date(2026, 3, 9)  # still the 9th in California
+
+
+def test_it_keeps_users_counters_apart(alice, bob, flash):
+    submit(alice, job_request(flash, count=2))
+    assert quotas.summary(bob).images_today == 0

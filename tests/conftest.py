@@ -1,0 +1,118 @@
+"""Shared people and helpers: alice (owner), bob (alice's teammate), charlie (no access)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import Team, User, usd_to_micros
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _private_media(tmp_path_factory, settings):
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture
+def team(db):
+    return Team.objects.create(name="Acme")
+
+
+def make_user(email: str, *, team=None, password="correct horse battery", **limits) -> User:
+    limits.setdefault("daily_image_limit", 50)
+    limits.setdefault("monthly_budget_micros", usd_to_micros(20))
+    return User.objects.create_user(email=email, password=password, team=team, **limits)
+
+
+@pytest.fixture
+def alice(team):
+    return make_user("alice@example.com", team=team, name="Alice")
+
+
+@pytest.fixture
+def bob(team):
+    return make_user("bob@example.com", team=team, name="Bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return make_user("charlie@example.com", name="Charlie")
+
+
+@pytest.fixture
+def sandbox_url():
+    from generations.sandbox.server import running_sandbox
+
+    with running_sandbox() as url:
+        yield url
+
+
+@pytest.fixture
+def sandbox_model(db, sandbox_url, settings):
+    """The Sandbox model routed to a real sandbox upstream server on loopback."""
+    from generations.models import ModelSpec
+    from generations.providers_setup import configure_providers
+
+    settings.NANOWEB_SANDBOX = "on"
+    settings.NANOWEB_SANDBOX_URL = sandbox_url
+    settings.GEMINI_API_KEY = ""
+    configure_providers()
+    return ModelSpec.objects.get(slug="sandbox")
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real Celery worker process on the test database and the configured broker."""
+    broker_dir = Path(settings.CELERY_BROKER_DIR) / "queue"
+    if broker_dir.exists():
+        shutil.rmtree(broker_dir)
+        broker_dir.mkdir(parents=True)
+    env = {**os.environ, "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+           "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2"}
+    log = Path(settings.VAR_DIR) / "test-worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
+             "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Celery worker did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or "condition not met in time")

@@ -1,0 +1,143 @@
+"""The attempt loop against a real sandbox upstream on loopback (no worker needed:
+each test drives run_generation() by hand, as the Celery task would)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from accounts import quotas
+from accounts.models import LedgerEntry
+from generations import engine, jobs
+from generations.models import Generation, ProviderKey
+from tests.factories import job_request, make_route, png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+
+
+def run(model, user, **kwargs) -> Generation:
+    return jobs.submit(user, job_request(model, **kwargs))[0]
+
+
+def test_it_makes_an_image_and_settles_its_actual_cost(alice, sandbox_model):
+    job = run(sandbox_model, alice, aspect_ratio="16:9", image_size="1K")
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    with PILImage.open(job.image.file) as im:
+        assert im.size == (1344, 768)
+    assert job.usage["output_image_tokens"] == 1120
+    assert 0 < job.actual_micros <= job.reserved_micros
+    s = quotas.summary(alice)
+    assert (s.spent_month, s.reserved_month, s.images_today) == (job.actual_micros, 0, 1)
+    assert quotas.ledger_problems() == []
+    assert job.attempt_log.get().outcome == "ok"
+
+
+def test_it_sends_reference_images_upstream(alice, sandbox_model):
+    job = run(sandbox_model, alice, reference_bytes=[png_bytes(), png_bytes(color=(1, 2, 3))])
+    engine.run_generation(job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert job.references.count() == 2
+    assert job.usage["input_tokens"] > 2 * 258  # the sandbox billed both references
+
+
+def test_it_retries_a_503_and_then_succeeds(alice, sandbox_model):
+    job = run(sandbox_model, alice, prompt="a boat [sandbox:503x1]")
+    delay = engine.run_generation(job.pk)
+    assert delay is not None
+    job.refresh_from_db()
+    assert (job.status, job.stage) == ("queued", "retrying")
+    Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert [a.outcome for a in job.attempt_log.all()] == ["transient", "ok"]
+
+
+def test_it_fails_a_blocked_prompt_at_once_and_refunds(alice, sandbox_model):
+    job = run(sandbox_model, alice, prompt="something [sandbox:blocked]")
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "failed" and job.refunded
+    assert job.error_kind == "blocked"
+    assert "safety" in job.error_message.lower()
+    assert quotas.summary(alice).images_today == 0
+    assert LedgerEntry.objects.filter(generation=job, kind="release").exists()
+
+
+def test_it_gives_up_after_the_retry_budget_and_releases(alice, sandbox_model):
+    job = run(sandbox_model, alice, prompt="never [sandbox:503]")
+    for _ in range(10):
+        Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        if engine.run_generation(job.pk) is None:
+            break
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.attempt_log.count() == 4  # the first call and 3 retries
+    assert quotas.summary(alice).reserved_month == 0
+    assert quotas.ledger_problems() == []
+
+
+def test_it_rests_a_key_whose_daily_quota_is_gone(alice, sandbox_model):
+    job = run(sandbox_model, alice, prompt="x [sandbox:daily]")
+    engine.run_generation(job.pk)
+    key = ProviderKey.objects.get(provider__is_sandbox=True)
+    assert key.exhausted_until > timezone.now()
+    Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    engine.run_generation(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "daily quota" in job.error_message
+
+
+def test_it_disables_a_key_the_upstream_calls_invalid(alice, db):
+    from generations.sandbox.server import SandboxConfig, running_sandbox
+
+    with running_sandbox(SandboxConfig(invalid_keys={"test-key-0123456789"})) as url:
+        model = make_route("nano-banana", base_url=url).model
+        job = run(model, alice)
+        engine.run_generation(job.pk)
+    key = ProviderKey.objects.get(label="primary")
+    assert not key.enabled and key.disabled_reason
+
+
+def test_it_fails_clearly_when_no_provider_has_a_key(alice, db):
+    route = make_route("nano-banana")
+    job = run(route.model, alice)
+    ProviderKey.objects.update(enabled=False)
+    engine.run_generation(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.refunded
+    assert "No provider is available for Nano Banana" in job.error_message
+
+
+def test_it_lets_only_one_worker_claim_a_job(alice, sandbox_model):
+    job = run(sandbox_model, alice)
+    assert engine.claim(job.pk) is not None
+    assert engine.claim(job.pk) is None
+
+
+def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeypatch):
+    sent = []
+    monkeypatch.setattr(jobs, "enqueue", sent.extend)
+    lost, stuck, overdue = (run(sandbox_model, alice) for _ in range(3))
+    long_ago = timezone.now() - timedelta(hours=1)
+    Generation.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
+    Generation.objects.filter(pk=stuck.pk).update(status="running", lease_until=long_ago)
+    Generation.objects.filter(pk=overdue.pk).update(deadline=long_ago)
+
+    counts = engine.reconcile()
+
+    assert counts == {"expired": 1, "reclaimed": 1, "requeued": 2}
+    assert set(sent) == {lost.pk, stuck.pk}
+    overdue.refresh_from_db()
+    assert overdue.status == "failed" and overdue.refunded
+    assert quotas.ledger_problems() == []
