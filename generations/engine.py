@@ -218,6 +218,7 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
     stem = f"{gen.pk.hex}"
     image.file.save(f"{stem}.{clean.extension}", ContentFile(clean.data), save=False)
     image.thumbnail.save(f"{stem}.webp", ContentFile(thumb), save=False)
+    image.width, image.height = clean.width, clean.height
     with transaction.atomic():
         won = _fenced(gen).update(
             status=Generation.SUCCEEDED,

@@ -171,8 +171,10 @@ def _store_references(user, req: JobRequest) -> list[Upload]:
             user=user, mime_type=clean.mime_type, sha256=clean.sha256, original_name=name[:200]
         )
         upload.file.save(
-            f"{clean.sha256[:16]}.{clean.extension}", ContentFile(clean.data), save=True
+            f"{clean.sha256[:16]}.{clean.extension}", ContentFile(clean.data), save=False
         )
+        upload.width, upload.height = clean.width, clean.height
+        upload.save()
         upload._new = True
         uploads.append(upload)
     return uploads

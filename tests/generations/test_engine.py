@@ -125,7 +125,8 @@ def test_it_lets_only_one_worker_claim_a_job(alice, sandbox_model):
     assert engine.claim(job.pk) is None
 
 
-def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeypatch):
+def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeypatch,
+                                                  django_capture_on_commit_callbacks):
     sent = []
     monkeypatch.setattr(jobs, "enqueue", sent.extend)
     lost, stuck, overdue = (run(sandbox_model, alice) for _ in range(3))
@@ -134,7 +135,8 @@ def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeyp
     Generation.objects.filter(pk=stuck.pk).update(status="running", lease_until=long_ago)
     Generation.objects.filter(pk=overdue.pk).update(deadline=long_ago)
 
-    counts = engine.reconcile()
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = engine.reconcile()
 
     assert counts == {"expired": 1, "reclaimed": 1, "requeued": 2}
     assert set(sent) == {lost.pk, stuck.pk}
