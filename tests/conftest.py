@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _private_media(tmp_path_factory, settings):
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    # The hashed-manifest storage needs collectstatic; tests serve static files as they are.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
 @pytest.fixture

@@ -1,0 +1,74 @@
+import pytest
+
+from generations.models import Generation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    from generations import jobs
+
+    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+
+
+def test_it_shows_the_studio_with_the_sandbox_labelled(client, alice, sandbox_model):
+    client.force_login(alice)
+    r = client.get("/")
+    assert r.status_code == 200
+    assert b"Sandbox (offline)" in r.content
+    assert b'<label for="id_prompt">Prompt</label>' in r.content
+
+
+def test_it_sends_anonymous_people_to_sign_in(client):
+    r = client.get("/")
+    assert r.status_code == 302 and "/accounts/login/" in r["Location"]
+
+
+def test_it_answers_a_submit_with_placeholder_cards(client, alice, sandbox_model, no_broker):
+    client.force_login(alice)
+    r = client.post("/generate", {"prompt": "a red kite", "model": "sandbox",
+                                  "aspect_ratio": "16:9", "image_size": "1K", "count": 2},
+                    HTTP_HX_REQUEST="true")
+    assert r.status_code == 200
+    assert r.content.count(b'class="card is-queued"') == 2
+    assert b"aspect-ratio: 16 / 9" in r.content
+    assert Generation.objects.filter(user=alice).count() == 2
+
+
+def test_it_refuses_an_empty_prompt_and_creates_nothing(client, alice, sandbox_model, no_broker):
+    client.force_login(alice)
+    r = client.post("/generate", {"prompt": "  ", "model": "sandbox", "aspect_ratio": "1:1",
+                                  "image_size": "1K", "count": 1}, HTTP_HX_REQUEST="true")
+    assert r.status_code == 422
+    assert b"Write a prompt" in r.content
+    assert not Generation.objects.exists()
+
+
+def test_it_refuses_a_broken_reference_file_with_its_name(client, alice, sandbox_model, no_broker):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(alice)
+    bad = SimpleUploadedFile("notes.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    r = client.post("/generate", {"prompt": "x", "model": "sandbox", "aspect_ratio": "1:1",
+                                  "image_size": "1K", "count": 1, "references": [bad]},
+                    HTTP_HX_REQUEST="true")
+    assert r.status_code == 422
+    assert b"notes.svg" in r.content
+    assert not Generation.objects.exists()
+
+
+def test_it_hides_another_persons_job_and_image(client, alice, charlie, sandbox_model, no_broker):
+    client.force_login(alice)
+    client.post("/generate", {"prompt": "mine", "model": "sandbox", "aspect_ratio": "1:1",
+                              "image_size": "1K", "count": 1})
+    job = Generation.objects.get(user=alice)
+    client.force_login(charlie)
+    assert client.get(f"/jobs/{job.pk}/card").status_code == 404
+    assert client.get(f"/images/{job.pk}/file").status_code == 404
+
+
+def test_it_estimates_cost_as_the_form_changes(client, alice, sandbox_model):
+    client.force_login(alice)
+    r = client.get("/studio/estimate", {"model": "sandbox", "image_size": "4K", "count": 2})
+    assert r.status_code == 200 and b"up to $0." in r.content and b"2 images" in r.content
