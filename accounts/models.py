@@ -16,12 +16,17 @@ def usd_to_micros(usd: float | str) -> int:
 
 
 def format_usd(micros: int | None) -> str:
-    """$0.038820 style for per-job amounts; cents are not enough to explain a job."""
+    """Exact to the micro-dollar without noise: $0.03882, $0.0717, $20.00.
+
+    Cents are not enough to explain a job, so sub-cent digits stay; trailing zeros
+    beyond the cents go.
+    """
     if micros is None:
         return "unlimited"
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_USD)
-    return f"{sign}${whole:,}.{frac:06d}"
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${whole:,}.{digits}"
 
 
 def default_daily_images() -> int:

@@ -24,10 +24,21 @@ def _get_image_for_user(request, pk) -> Image:
     return get_object_or_404(Image, generation_id=pk, user=request.user)
 
 
-def _studio_context(request, form: StudioForm) -> dict:
+def _studio_context(request, form: StudioForm, params=None) -> dict:
+    """Everything the studio renders; the estimate follows ``params`` (query values) or
+    else the form itself, so every render of the form shows what it would cost."""
     models = list(form.fields["model"].queryset)
     selected = _selected_model(form, models)
+    if params is None:
+        values = form.data if form.is_bound else form.initial
+        params = {
+            "image_size": values.get("image_size"),
+            "count": values.get("count"),
+            "prompt_chars": len((values.get("prompt") or "").strip()),
+            "ref_count": len(request.FILES.getlist("references")) if form.is_bound else 0,
+        }
     return {
+        **_estimate(selected, params),
         "form": form,
         "models": models,
         "selected": selected,
@@ -67,7 +78,8 @@ def generate(request):
     if not new_jobs:
         # 422 keeps the form in place; htmx is told to swap it anyway (see base.html).
         return render(request, "generations/studio.html#studio-form", ctx, status=422)
-    ctx.update(new_jobs=new_jobs, form=StudioForm(initial=_keep_settings(form)))
+    kept = StudioForm(initial=_keep_settings(form))
+    ctx = {**_studio_context(request, kept), "new_jobs": new_jobs}
     return render(request, "generations/studio.html#submitted", ctx)
 
 
@@ -87,8 +99,7 @@ def _keep_settings(form: StudioForm) -> dict:
 def options(request):
     """The pickers that depend on the model (sizes, ratios, counts) plus the estimate."""
     form = StudioForm(initial=request.GET.dict())
-    ctx = _studio_context(request, form)
-    ctx.update(_estimate(request, ctx["selected"]))
+    ctx = _studio_context(request, form, request.GET)
     return render(request, "generations/studio.html#options-and-estimate", ctx)
 
 
@@ -96,20 +107,20 @@ def options(request):
 @require_GET
 def estimate(request):
     form = StudioForm(initial=request.GET.dict())
-    ctx = _studio_context(request, form)
-    ctx.update(_estimate(request, ctx["selected"]))
+    ctx = _studio_context(request, form, request.GET)
     return render(request, "generations/studio.html#estimate", ctx)
 
 
-def _estimate(request, model: ModelSpec | None) -> dict:
+def _estimate(model: ModelSpec | None, params) -> dict:
+    """Worst-case cost of what the form describes; never raises on odd input."""
     if model is None:
         return {"estimate": None}
-    size = request.GET.get("image_size") or model.default_size()
+    size = params.get("image_size") or model.default_size()
     if size not in model.sizes:
         size = model.default_size()
-    count = _bounded_int(request.GET.get("count"), 1, model.max_images_per_request)
-    refs = _bounded_int(request.GET.get("ref_count"), 0, model.max_reference_images)
-    prompt_chars = _bounded_int(request.GET.get("prompt_chars"), 0, 100_000)
+    count = _bounded_int(params.get("count"), 1, model.max_images_per_request)
+    refs = _bounded_int(params.get("ref_count"), 0, model.max_reference_images)
+    prompt_chars = _bounded_int(params.get("prompt_chars"), 0, 100_000)
     req = jobs.JobRequest(
         model=model,
         prompt="x" * prompt_chars,

@@ -140,6 +140,7 @@ else:
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # filled by collectstatic at start-up
 # Media is private: there is deliberately no MEDIA_URL route; files are streamed
 # by views that check ownership.
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))

@@ -7,7 +7,7 @@ register = template.Library()
 
 @register.filter
 def usd(micros):
-    """Micro-USD → "$0.038820"; None → "unlimited"."""
+    """Micro-USD → "$0.03882"; None → "unlimited"."""
     return format_usd(micros)
 
 

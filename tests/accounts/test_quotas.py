@@ -33,7 +33,7 @@ def test_it_settles_at_the_actual_cost_and_returns_the_rest(alice, flash):
         assert quotas.settle(job, 38_820)
     s = quotas.summary(alice)
     assert (s.spent_month, s.reserved_month, s.images_today) == (38_820, 0, 1)
-    assert "charged $0.038820" in LedgerEntry.objects.get(kind="settle").reason
+    assert "charged $0.03882" in LedgerEntry.objects.get(kind="settle").reason
     assert quotas.ledger_problems() == []
 
 
@@ -67,7 +67,7 @@ def test_it_refuses_past_the_monthly_budget_with_the_amount_left(alice, flash):
     alice.monthly_budget_micros = 50_000  # $0.05: one Nano Banana image, not two
     alice.save()
     submit(alice, job_request(flash))
-    with pytest.raises(SubmitError, match=r"Monthly budget reached.*\$0\.0\d+ of your \$0\.050000"):
+    with pytest.raises(SubmitError, match=r"Monthly budget reached.*\$0\.0\d+ of your \$0\.05\b"):
         submit(alice, job_request(flash))
     assert alice.generations.count() == 1
 
@@ -90,3 +90,14 @@ def test_it_counts_days_in_the_quota_time_zone(settings):
 def test_it_keeps_users_counters_apart(alice, bob, flash):
     submit(alice, job_request(flash, count=2))
     assert quotas.summary(bob).images_today == 0
+
+
+@pytest.mark.parametrize("micros, text", [
+    (38_820, "$0.03882"), (71_700, "$0.0717"), (20_000_000, "$20.00"), (1, "$0.000001"),
+    (1_234_567_890, "$1,234.56789"), (-138_472, "-$0.138472"), (0, "$0.00"),
+    (None, "unlimited"),
+])
+def test_amounts_are_exact_without_trailing_noise(micros, text):
+    from accounts.models import format_usd
+
+    assert format_usd(micros) == text

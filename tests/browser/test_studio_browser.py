@@ -1,0 +1,115 @@
+"""A person in Debian's Chromium: sign in, generate from the sandbox, watch the image arrive.
+
+Everything is real: Django's live server, a Celery worker process, the sandbox upstream
+over HTTP. Screenshots of the studio before, during and after land in var/test/screenshots/.
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from generations.models import Generation
+from tests.conftest import make_user
+
+CHROMIUM = os.environ.get("NANOWEB_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run"]
+
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        if os.environ.get("NANOWEB_CI"):
+            pytest.fail(f"Chromium is required in CI but {CHROMIUM} does not exist")
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls made between
+    # browser steps (and the database teardown) are ordinary blocking calls.
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 860},
+                                   color_scheme="light")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def slow_sandbox(db, settings):
+    """The sandbox answering after about two seconds, so the 'generating' state is visible."""
+    from generations.models import ModelSpec
+    from generations.providers_setup import configure_providers
+    from generations.sandbox.server import SandboxConfig, running_sandbox
+
+    with running_sandbox(SandboxConfig(latency_min=2.0, latency_max=2.5)) as url:
+        settings.NANOWEB_SANDBOX = "on"
+        settings.NANOWEB_SANDBOX_URL = url
+        settings.GEMINI_API_KEY = ""
+        configure_providers()
+        yield ModelSpec.objects.get(slug="sandbox")
+
+
+def shot(page, name: str) -> None:
+    folder = Path(settings.VAR_DIR) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / f"{name}.png")
+
+
+def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, celery_worker):
+    make_user("dana@example.com", name="Dana", password="a long enough passphrase")
+
+    page.goto(live_server.url + "/")
+    assert "/accounts/login/" in page.url  # the studio asks who you are first
+    shot(page, "0-sign-in")
+    page.get_by_label("Email").fill("dana@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign in").click()
+
+    page.get_by_label("Prompt").wait_for()
+    assert page.get_by_text("Your images will appear here").is_visible()
+    pill = page.locator("#quota-pill")
+    assert re.search(r"50 of 50 images left today", pill.inner_text())
+    page.get_by_label("Prompt").fill("a lighthouse on a cliff at dusk, oil painting")
+    page.get_by_text("16:9", exact=True).click()
+    page.locator("#estimate .estimate-cost").wait_for()
+    assert page.locator("#estimate").inner_text().startswith("up to $")
+    shot(page, "1-before")
+
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator("article.card").first
+    card.locator(".placeholder").wait_for()
+    assert re.search(r"49 of 50 images left today", pill.inner_text())
+    assert card.locator(".frame").evaluate("el => getComputedStyle(el).aspectRatio") == "16 / 9"
+    shot(page, "2-during")
+
+    image = card.locator("img")
+    image.wait_for(timeout=45_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=image.element_handle())
+    assert "Sandbox" in card.inner_text() and "1344×768" in card.inner_text()
+    assert page.locator("#estimate").inner_text().startswith("up to $")  # kept after submit
+    shot(page, "3-after")
+
+    job = Generation.objects.get()
+    assert job.status == "succeeded" and job.user.email == "dana@example.com"
+    # The full-size link serves the stored image to its owner.
+    response = page.request.get(live_server.url + card.locator("a").first.get_attribute("href"))
+    assert response.status == 200
+    assert response.headers["content-type"] == "image/jpeg"  # as Gemini 3 answers
