@@ -82,3 +82,10 @@ def model_fields(spec: dict) -> dict:
     fields = {k: v for k, v in spec.items() if k not in ("slug", "upstream")}
     fields["aspect_ratios"] = list(ASPECT_RATIOS)
     return fields
+
+
+def seed_models(model_spec_class) -> None:
+    """Create or refresh the catalogue rows (used by the data migration, so it takes the
+    historical model class; idempotent)."""
+    for spec in MODELS:
+        model_spec_class.objects.update_or_create(slug=spec["slug"], defaults=model_fields(spec))

@@ -60,17 +60,36 @@ def sandbox_url():
         yield url
 
 
-@pytest.fixture
-def sandbox_model(db, sandbox_url, settings):
-    """The Sandbox model routed to a real sandbox upstream server on loopback."""
+@pytest.fixture(autouse=True)
+def _catalog(request):
+    """Transactional tests start from a flushed database; put the migration's catalogue
+    back so every test sees the models a real install has."""
+    marker = request.node.get_closest_marker("django_db")
+    if ({"transactional_db", "live_server"} & set(request.fixturenames)
+            or (marker and marker.kwargs.get("transaction"))):
+        from generations.catalog import seed_models
+        from generations.models import ModelSpec
+
+        request.getfixturevalue("transactional_db")
+        seed_models(ModelSpec)
+
+
+def route_sandbox(url: str, settings):
+    """Point the Sandbox model at a running sandbox upstream, as start-up would."""
     from generations.models import ModelSpec
     from generations.providers_setup import configure_providers
 
     settings.NANOWEB_SANDBOX = "on"
-    settings.NANOWEB_SANDBOX_URL = sandbox_url
+    settings.NANOWEB_SANDBOX_URL = url
     settings.GEMINI_API_KEY = ""
     configure_providers()
     return ModelSpec.objects.get(slug="sandbox")
+
+
+@pytest.fixture
+def sandbox_model(db, sandbox_url, settings):
+    """The Sandbox model routed to a real sandbox upstream server on loopback."""
+    return route_sandbox(sandbox_url, settings)
 
 
 def _database_url() -> str:

@@ -2,11 +2,9 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from generations.catalog import MODELS, model_fields
+    from generations.catalog import seed_models
 
-    ModelSpec = apps.get_model("generations", "ModelSpec")
-    for spec in MODELS:
-        ModelSpec.objects.update_or_create(slug=spec["slug"], defaults=model_fields(spec))
+    seed_models(apps.get_model("generations", "ModelSpec"))
 
 
 class Migration(migrations.Migration):

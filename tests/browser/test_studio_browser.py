@@ -13,14 +13,14 @@ import pytest
 from django.conf import settings
 
 from generations.models import Generation
-from tests.conftest import make_user
+from tests.conftest import make_user, route_sandbox
 
 CHROMIUM = os.environ.get("NANOWEB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run"]
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True),
+pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.browser]
 
 
@@ -54,16 +54,10 @@ def page(chromium):
 @pytest.fixture
 def slow_sandbox(db, settings):
     """The sandbox answering after about two seconds, so the 'generating' state is visible."""
-    from generations.models import ModelSpec
-    from generations.providers_setup import configure_providers
     from generations.sandbox.server import SandboxConfig, running_sandbox
 
     with running_sandbox(SandboxConfig(latency_min=2.0, latency_max=2.5)) as url:
-        settings.NANOWEB_SANDBOX = "on"
-        settings.NANOWEB_SANDBOX_URL = url
-        settings.GEMINI_API_KEY = ""
-        configure_providers()
-        yield ModelSpec.objects.get(slug="sandbox")
+        yield route_sandbox(url, settings)
 
 
 def shot(page, name: str) -> None:

@@ -10,7 +10,7 @@ from generations.models import Generation
 from tests.conftest import wait_for
 from tests.factories import job_request, png_bytes
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True),
+pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.integration]
 
 
