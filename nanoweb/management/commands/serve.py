@@ -52,8 +52,8 @@ class Command(BaseCommand):
         for line in admin_lines:
             out.write(line)
         if admin and not admin_lines:
-            out.write(f"  Sign in as {admin.email} with the password you chose "
-                      "(forgot it? `make admin-password`).")
+            out.write(f"  Sign in as {admin.email} with the password set on the first run "
+                      "(forgotten? `make admin-password`).")
         elif admin:
             out.write(f"  Sign in at {url} as {admin.email}.")
         for line in provider_lines:
