@@ -12,7 +12,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -25,7 +24,7 @@ from accounts import quotas
 from accounts.periods import next_midnight
 from generations import images, pricing, resilience
 from generations.crypto import KeyDecryptionError
-from generations.models import Attempt, Generation, Image, Price, ProviderKey, Route
+from generations.models import Attempt, Generation, Image, ModelSpec, Price, ProviderKey, Route
 from generations.providers.base import (
     ErrorKind,
     ImageRequest,
@@ -35,9 +34,12 @@ from generations.providers.base import (
     Timeouts,
     provider_class,
 )
+from generations.resilience import breaker, limiter
+from generations.resilience.store import get_store
 
 log = logging.getLogger(__name__)
-PACIFIC = ZoneInfo("America/Los_Angeles")  # Google's per-day quotas reset at Pacific midnight
+PACIFIC = limiter.PACIFIC  # Google's per-day quotas reset at Pacific midnight
+SLOW_TIMEOUT_GROWTH = 0.5  # each earlier "slow" attempt gives the next one 50 % more time
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,21 @@ class Choice:
     route: Route
     key: ProviderKey
     price: Price | None
+    permit: limiter.Permit
 
 
 class NoRoute(Exception):
-    pass
+    """Nothing can serve this job, now or later: it fails."""
+
+
+class NotYet(Exception):
+    """Something can serve this job, but not now: every open route is resting or
+    every key is at its rate limit. The job waits without using up an attempt."""
+
+    def __init__(self, seconds: float, stage: str) -> None:
+        super().__init__(stage)
+        self.seconds = seconds
+        self.stage = stage
 
 
 def run_generation(generation_id) -> float | None:
@@ -68,7 +81,12 @@ def run_generation(generation_id) -> float | None:
     except NoRoute as exc:
         fail(gen, ErrorKind.PERMANENT, str(exc))
         return None
-    return _attempt(gen, choice)
+    except NotYet as wait:
+        return _postpone(gen, wait)
+    try:
+        return _attempt(gen, choice)
+    finally:
+        limiter.release(choice.permit)
 
 
 def claim(generation_id) -> Generation | None:
@@ -93,29 +111,46 @@ def _fenced(gen: Generation):
 
 
 def choose_route(gen: Generation) -> Choice:
-    """First priced route with a usable key; after a transient failure, another route first."""
-    routes = list(
-        Route.objects.filter(model=gen.model, enabled=True, provider__enabled=True)
-        .select_related("provider")
-        .order_by("priority", "id")
-    )
+    """The first route that can serve now, with a key that has a permit.
+
+    Routes go in priority order, then the fallback model's routes (when the admin
+    allowed one and it fits the request and the reservation). After a transient
+    failure the route that failed goes last. A route whose breaker is open and a
+    key at its rate limit are skipped; if that leaves nothing, :class:`NotYet`
+    says how long until something frees up.
+    """
+    routes = _candidate_routes(gen)
     last = gen.attempt_log.order_by("-number").first()
-    if last and last.outcome in (ErrorKind.TRANSIENT, ErrorKind.CORRUPT, ErrorKind.SLOW):
+    if last and last.outcome in breaker.ROUTE_FAILURES:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
+    store = get_store()
+    cfg = breaker.Config.from_settings()
+    waits: list[tuple[float, str]] = []
     exhausted = False
     for route in routes:
         price = route.price_at()
         if price is None and not route.is_free:
             continue
-        key = (
+        keys = list(
             route.provider.keys.usable()
             .order_by(F("last_used").asc(nulls_first=True), "id")
-            .first()
         )
-        if key is None:
+        if not keys:
             exhausted = exhausted or route.provider.keys.filter(enabled=True).exists()
             continue
-        return Choice(route, key, price)
+        decision = store.breaker_allow(route.pk, cfg)
+        if not decision.allowed:
+            waits.append((decision.wait, "provider resting after errors"))
+            continue
+        limits = limiter.Limits.of(route.provider)
+        for key in keys:
+            permit = limiter.acquire(key.pk, limits)
+            if isinstance(permit, limiter.Permit):
+                return Choice(route, key, price, permit)
+            waits.append((permit.seconds, "waiting for rate limit"))
+    if waits:
+        seconds, stage = min(waits)
+        raise NotYet(seconds, stage)
     if exhausted:
         raise NoRoute(
             f"Every provider key for {gen.model.name} has used up its daily quota. "
@@ -127,6 +162,49 @@ def choose_route(gen: Generation) -> Choice:
     )
 
 
+def _candidate_routes(gen: Generation) -> list[Route]:
+    def routes_of(model: ModelSpec) -> list[Route]:
+        return list(
+            Route.objects.filter(model=model, enabled=True, provider__enabled=True)
+            .select_related("provider", "model")
+            .order_by("priority", "id")
+        )
+
+    routes = routes_of(gen.model)
+    fallback = gen.model.fallback
+    if fallback and fallback.enabled and fallback.pk != gen.model_id and _fits(gen, fallback):
+        routes += [r for r in routes_of(fallback) if _fallback_cost(gen, r) <= gen.reserved_micros]
+    return routes
+
+
+def _fits(gen: Generation, model: ModelSpec) -> bool:
+    """Can ``model`` make what ``gen`` asks for, without silently changing it?"""
+    if gen.aspect_ratio not in model.aspect_ratios:
+        return False
+    if gen.references.count() > model.max_reference_images:
+        return False
+    return not gen.image_size or not model.sizes or gen.image_size in model.sizes
+
+
+def _upstream_size(gen: Generation, route: Route) -> str | None:
+    return (gen.image_size or None) if route.model.sizes else None
+
+
+def _fallback_cost(gen: Generation, route: Route) -> int:
+    price = route.price_at()
+    if price is None and not route.is_free:
+        return gen.reserved_micros + 1  # never used
+    size = _upstream_size(gen, route)
+    usage = pricing.worst_case_usage(
+        prompt=gen.prompt,
+        references=gen.references.count(),
+        image_tokens=route.model.image_tokens_for(size),
+        text_tokens=route.model.estimate_text_tokens,
+    )
+    rates = pricing.Rates.of(price) if price else None
+    return pricing.cost_micros(rates, usage, image_size=size, free=route.is_free)
+
+
 def build_request(gen: Generation, route: Route) -> ImageRequest:
     refs = []
     for upload in gen.references.all():
@@ -136,9 +214,16 @@ def build_request(gen: Generation, route: Route) -> ImageRequest:
         upstream_model=route.upstream_model,
         prompt=gen.prompt,
         aspect_ratio=gen.aspect_ratio,
-        image_size=gen.image_size or None,
+        image_size=_upstream_size(gen, route),
         references=tuple(refs),
     )
+
+
+def _timeouts(gen: Generation, route: Route) -> Timeouts:
+    """A route's timeouts, the read timeout longer after each "slow" attempt."""
+    slow = gen.attempt_log.filter(outcome=ErrorKind.SLOW).count()
+    read = route.provider.read_timeout * (1 + SLOW_TIMEOUT_GROWTH * slow)
+    return Timeouts(route.provider.connect_timeout, read)
 
 
 def _attempt(gen: Generation, choice: Choice) -> float | None:
@@ -148,9 +233,7 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
     result: ImageResult | None = None
     try:
         provider = provider_class(route.provider.kind)(
-            route.provider.base_url,
-            key.get_key(),
-            Timeouts(route.provider.connect_timeout, route.provider.read_timeout),
+            route.provider.base_url, key.get_key(), _timeouts(gen, route)
         )
         result = provider.generate(build_request(gen, route))
         clean = images.clean_image(result.images[0].data, name="generated image")
@@ -169,8 +252,11 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
         )
     else:
         _record(gen, choice, started, outcome="ok", http_status=result.http_status)
+        get_store().breaker_record(route.pk, True, breaker.Config.from_settings())
         _succeed(gen, choice, result, clean, thumb)
         return None
+    if err.kind in breaker.ROUTE_FAILURES:
+        get_store().breaker_record(route.pk, False, breaker.Config.from_settings())
     return _handle_error(gen, choice, err, started)
 
 
@@ -282,6 +368,29 @@ def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: 
         enqueued_at=now + timedelta(seconds=delay),
     )
     return delay
+
+
+def _postpone(gen: Generation, wait: NotYet) -> float | None:
+    """Hand the job back to the queue until a route or key frees up; the attempt it
+    claimed is given back, since no call was made."""
+    now = timezone.now()
+    seconds = min(max(wait.seconds, 0.05), resilience.MAX_COUNTDOWN_SECONDS)
+    if now + timedelta(seconds=seconds) >= gen.deadline:
+        fail(
+            gen,
+            ErrorKind.RATE_LIMITED,
+            "The providers stayed busy until the deadline; no image was made.",
+        )
+        return None
+    _fenced(gen).update(
+        status=Generation.QUEUED,
+        attempts=F("attempts") - 1,
+        lease_until=None,
+        stage=wait.stage,
+        next_attempt_at=now + timedelta(seconds=seconds),
+        enqueued_at=now + timedelta(seconds=seconds),
+    )
+    return seconds
 
 
 def _retry_stage(kind: ErrorKind) -> str:

@@ -62,7 +62,8 @@ class StudioForm(forms.Form):
             if upload.size > settings.NANOWEB_MAX_UPLOAD_BYTES:
                 mb = settings.NANOWEB_MAX_UPLOAD_BYTES / 1024 / 1024
                 raise forms.ValidationError(
-                    f"{upload.name} is {upload.size / 1024 / 1024:.1f} MB; the limit is {mb:.0f} MB."
+                    f"{upload.name} is {upload.size / 1024 / 1024:.1f} MB; "
+                    f"the limit is {mb:.0f} MB."
                 )
             try:
                 cleaned.append((upload.name, images.clean_image(upload.read(), name=upload.name)))

@@ -229,6 +229,19 @@ NANOWEB_JOB_DEADLINE_SECONDS = env.int("NANOWEB_JOB_DEADLINE_SECONDS", default=1
 NANOWEB_REQUEUE_AFTER_SECONDS = env.int("NANOWEB_REQUEUE_AFTER_SECONDS", default=120)
 NANOWEB_BACKOFF_BASE_SECONDS = env.float("NANOWEB_BACKOFF_BASE_SECONDS", default=1.0)
 NANOWEB_BACKOFF_CAP_SECONDS = env.float("NANOWEB_BACKOFF_CAP_SECONDS", default=32.0)
+# Circuit breaker per route: open after N consecutive failures, or when at least
+# MIN_CALLS calls in WINDOW seconds failed at FAILURE_RATE or more; stay open OPEN seconds.
+NANOWEB_BREAKER_CONSECUTIVE = env.int("NANOWEB_BREAKER_CONSECUTIVE", default=10)
+NANOWEB_BREAKER_FAILURE_RATE = env.float("NANOWEB_BREAKER_FAILURE_RATE", default=0.5)
+NANOWEB_BREAKER_MIN_CALLS = env.int("NANOWEB_BREAKER_MIN_CALLS", default=5)
+NANOWEB_BREAKER_WINDOW_SECONDS = env.float("NANOWEB_BREAKER_WINDOW_SECONDS", default=60.0)
+NANOWEB_BREAKER_OPEN_SECONDS = env.float("NANOWEB_BREAKER_OPEN_SECONDS", default=60.0)
+# Where breaker and rate-limit state lives: "redis" when REDIS_URL is set, else "database".
+NANOWEB_RESILIENCE_STORE = env.str(
+    "NANOWEB_RESILIENCE_STORE", default="redis" if REDIS_URL else "database")
+# Added to the 60 s rate window so a call granted just as an old one leaves it
+# cannot reach the upstream a few milliseconds too early.
+NANOWEB_RPM_MARGIN_SECONDS = env.float("NANOWEB_RPM_MARGIN_SECONDS", default=0.5)
 NANOWEB_UPSTREAM_CONNECT_TIMEOUT = env.float("NANOWEB_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 NANOWEB_UPSTREAM_READ_TIMEOUT = env.float("NANOWEB_UPSTREAM_READ_TIMEOUT", default=120.0)
 

@@ -92,7 +92,7 @@ def sandbox_model(db, sandbox_url, settings):
     return route_sandbox(sandbox_url, settings)
 
 
-def _database_url() -> str:
+def database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{s['NAME']}"
@@ -106,7 +106,7 @@ def celery_worker(transactional_db, settings):
     if broker_dir.exists():
         shutil.rmtree(broker_dir)
         broker_dir.mkdir(parents=True)
-    env = {**os.environ, "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
            "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2"}
     log = Path(settings.VAR_DIR) / "test-worker.log"
     with log.open("w") as out:

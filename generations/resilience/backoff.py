@@ -1,5 +1,4 @@
-"""Backoff with jitter and per-class retry budgets (breakers and rate limits
-shared across processes come with the resilience engine)."""
+"""Backoff with full jitter and per-class retry budgets (DESIGN.md's upstream table)."""
 
 from __future__ import annotations
 

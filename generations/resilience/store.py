@@ -1,0 +1,273 @@
+"""Where breaker and rate-limit state lives, shared by every worker process and machine.
+
+* :class:`DatabaseStore` — the embedded default. A grant is a row in
+  ``KeyPermit`` written in a transaction that first locks the key's row
+  (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's IMMEDIATE transactions
+  serialise writers), so counting and granting are one atomic step.
+* :class:`RedisStore` — production. A grant is one Lua script over a sorted set
+  (the sliding window), a counter (the day) and a sorted set of leases (calls in
+  flight), timed by the Redis server's clock. Breaker state is a hash updated
+  under WATCH/MULTI with the same pure transitions as the database store.
+
+``NANOWEB_RESILIENCE_STORE`` picks one ("redis" by default when ``REDIS_URL``
+is set).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from generations.resilience import breaker
+from generations.resilience.limiter import (
+    BUSY_RETRY,
+    Limits,
+    Permit,
+    Wait,
+    day_bounds,
+    new_token,
+    window_seconds,
+)
+
+
+class DatabaseStore:
+    name = "database"
+
+    # --- rate limiter ---
+    def acquire(self, key_id: int, limits: Limits, lease: float) -> Permit | Wait:
+        from generations.models import KeyPermit, ProviderKey
+
+        with transaction.atomic():
+            list(ProviderKey.objects.select_for_update().filter(pk=key_id).values_list("pk"))
+            now = timezone.now()
+            permits = KeyPermit.objects.filter(key_id=key_id)
+            if limits.rpd:
+                start, end = day_bounds(now)
+                if permits.filter(granted_at__gte=start).count() >= limits.rpd:
+                    return Wait((end - now).total_seconds(), "rpd")
+            if limits.rpm:
+                window = timedelta(seconds=window_seconds())
+                recent = list(
+                    permits.filter(granted_at__gt=now - window)
+                    .order_by("granted_at")
+                    .values_list("granted_at", flat=True)
+                )
+                if len(recent) >= limits.rpm:
+                    frees = recent[len(recent) - limits.rpm] + window
+                    return Wait(max(0.01, (frees - now).total_seconds()), "rpm")
+            if limits.concurrency:
+                busy = permits.filter(released_at__isnull=True, expires_at__gt=now).count()
+                if busy >= limits.concurrency:
+                    return Wait(BUSY_RETRY, "concurrency")
+            token = new_token()
+            KeyPermit.objects.create(
+                key_id=key_id,
+                token=token,
+                granted_at=now,
+                expires_at=now + timedelta(seconds=lease),
+            )
+        return Permit(key_id, token)
+
+    def release(self, permit: Permit) -> None:
+        from generations.models import KeyPermit
+
+        KeyPermit.objects.filter(token=permit.token, released_at__isnull=True).update(
+            released_at=timezone.now()
+        )
+
+    def key_usage(self, key_id: int) -> dict[str, int]:
+        from generations.models import KeyPermit
+
+        now = timezone.now()
+        permits = KeyPermit.objects.filter(key_id=key_id)
+        return {
+            "minute": permits.filter(
+                granted_at__gt=now - timedelta(seconds=window_seconds())
+            ).count(),
+            "day": permits.filter(granted_at__gte=day_bounds(now)[0]).count(),
+            "in_flight": permits.filter(released_at__isnull=True, expires_at__gt=now).count(),
+        }
+
+    def prune(self) -> int:
+        """Forget grants older than any window still needs (called by the reconciler)."""
+        from generations.models import KeyPermit
+
+        cutoff = timezone.now() - timedelta(days=2)
+        return KeyPermit.objects.filter(granted_at__lt=cutoff).delete()[0]
+
+    # --- circuit breaker ---
+    def breaker_allow(self, route_id: int, cfg: breaker.Config) -> breaker.Decision:
+        with self._circuit(route_id) as circuit:
+            circuit.state, decision = breaker.allow(circuit.state, time.time(), cfg)
+        return decision
+
+    def breaker_record(self, route_id: int, ok: bool, cfg: breaker.Config) -> dict:
+        with self._circuit(route_id) as circuit:
+            circuit.state = breaker.record(circuit.state, ok, time.time(), cfg)
+        return circuit.state
+
+    def breaker_state(self, route_id: int) -> dict:
+        from generations.models import RouteCircuit
+
+        row = RouteCircuit.objects.filter(route_id=route_id).first()
+        return {**breaker.fresh(), **(row.state if row else {})}
+
+    @contextmanager
+    def _circuit(self, route_id: int):
+        """The route's breaker row, locked for the block and saved if it changed."""
+        from generations.models import RouteCircuit
+
+        with transaction.atomic():
+            RouteCircuit.objects.get_or_create(route_id=route_id)
+            row = RouteCircuit.objects.select_for_update().get(route_id=route_id)
+            before = dict(row.state)
+            yield row
+            if row.state != before:
+                row.save(update_fields=["state", "updated"])
+
+
+ACQUIRE_LUA = """
+local minute, inflight, day = KEYS[1], KEYS[2], KEYS[3]
+local window, rpm, rpd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local conc, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local day_left = tonumber(ARGV[7])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+if rpd > 0 and tonumber(redis.call('GET', day) or '0') >= rpd then
+  return {0, tostring(day_left), 'rpd'}
+end
+if rpm > 0 then
+  local n = redis.call('ZCARD', minute)
+  if n >= rpm then
+    local oldest = redis.call('ZRANGE', minute, n - rpm, n - rpm, 'WITHSCORES')
+    return {0, tostring(math.max(0.01, tonumber(oldest[2]) + window - now)), 'rpm'}
+  end
+end
+if conc > 0 and redis.call('ZCARD', inflight) >= conc then
+  return {0, ARGV[8], 'concurrency'}
+end
+redis.call('ZADD', minute, now, token)
+redis.call('EXPIRE', minute, math.ceil(window) + 5)
+redis.call('ZADD', inflight, now + lease, token)
+redis.call('EXPIRE', inflight, math.ceil(lease) + 5)
+redis.call('INCR', day)
+redis.call('EXPIRE', day, math.ceil(day_left) + 3600)
+return {1, token, ''}
+"""
+
+
+class RedisStore:
+    name = "redis"
+    prefix = "nanoweb:"
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self._acquire = self.redis.register_script(ACQUIRE_LUA)
+
+    def _keys(self, key_id: int, now=None) -> tuple[str, str, str]:
+        day = day_bounds(now)[0].date().isoformat()
+        p = f"{self.prefix}key:{key_id}:"
+        return p + "minute", p + "inflight", p + "day:" + day
+
+    def acquire(self, key_id: int, limits: Limits, lease: float) -> Permit | Wait:
+        now = timezone.now()
+        token = new_token()
+        day_left = (day_bounds(now)[1] - now).total_seconds()
+        granted, value, reason = self._acquire(
+            keys=self._keys(key_id, now),
+            args=[
+                window_seconds(),
+                limits.rpm or 0,
+                limits.rpd or 0,
+                limits.concurrency or 0,
+                lease,
+                token,
+                day_left,
+                BUSY_RETRY,
+            ],
+        )
+        if int(granted):
+            return Permit(key_id, token)
+        return Wait(float(value), reason)
+
+    def release(self, permit: Permit) -> None:
+        self.redis.zrem(self._keys(permit.key_id)[1], permit.token)
+
+    def key_usage(self, key_id: int) -> dict[str, int]:
+        minute, inflight, day = self._keys(key_id)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcount(minute, now - window_seconds(), "+inf")
+        pipe.get(day)
+        pipe.zcount(inflight, now, "+inf")
+        m, d, f = pipe.execute()
+        return {"minute": int(m), "day": int(d or 0), "in_flight": int(f)}
+
+    def prune(self) -> int:
+        return 0  # every key expires by itself
+
+    def breaker_allow(self, route_id: int, cfg: breaker.Config) -> breaker.Decision:
+        decision = None
+
+        def step(state):
+            nonlocal decision
+            state, decision = breaker.allow(state, time.time(), cfg)
+            return state
+
+        self._update(route_id, step)
+        return decision
+
+    def breaker_record(self, route_id: int, ok: bool, cfg: breaker.Config) -> dict:
+        return self._update(route_id, lambda s: breaker.record(s, ok, time.time(), cfg))
+
+    def breaker_state(self, route_id: int) -> dict:
+        raw = self.redis.get(self._circuit_key(route_id))
+        return {**breaker.fresh(), **(json.loads(raw) if raw else {})}
+
+    def _circuit_key(self, route_id: int) -> str:
+        return f"{self.prefix}route:{route_id}:circuit"
+
+    def _update(self, route_id: int, step) -> dict:
+        import redis
+
+        name = self._circuit_key(route_id)
+        ttl = math.ceil(settings.NANOWEB_BREAKER_OPEN_SECONDS * 10 + 3600)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(name)
+                    raw = pipe.get(name)
+                    before = {**breaker.fresh(), **(json.loads(raw) if raw else {})}
+                    after = step(before)
+                    pipe.multi()
+                    if after != before:
+                        pipe.set(name, json.dumps(after), ex=ttl)
+                    pipe.execute()
+                    return after
+                except redis.WatchError:
+                    continue
+
+
+@lru_cache(maxsize=4)
+def _store(kind: str, url: str):
+    if kind == "redis":
+        return RedisStore(url)
+    if kind == "database":
+        return DatabaseStore()
+    raise ValueError(f"NANOWEB_RESILIENCE_STORE must be 'database' or 'redis', not {kind!r}")
+
+
+def get_store() -> DatabaseStore | RedisStore:
+    return _store(settings.NANOWEB_RESILIENCE_STORE, settings.REDIS_URL)

@@ -1,0 +1,191 @@
+"""Backoff bounds, breaker transitions, and the rate limiter on both stores."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from generations.providers.base import ErrorKind
+from generations.resilience import backoff, breaker, limiter
+from generations.resilience.store import DatabaseStore, RedisStore
+from tests.conftest import REPO, database_url
+from tests.factories import make_route
+
+CFG = breaker.Config(consecutive=10, failure_rate=0.5, min_calls=5, window=60, open_seconds=60,
+                     probe_lease=30)
+
+
+# --- backoff ---------------------------------------------------------------------------
+
+@given(n=st.integers(1, 60), base=st.floats(0.01, 10), cap=st.floats(0.01, 120))
+def test_backoff_stays_within_full_jitter_bounds(n, base, cap):
+    delay = backoff.backoff_delay(n, base=base, cap=cap)
+    assert 0 <= delay <= min(cap, base * 2 ** (n - 1)) + 1e-9
+
+
+@given(kind=st.sampled_from(list(backoff.RETRY_BUDGET)), n=st.integers(1, 10),
+       after=st.one_of(st.none(), st.floats(0, 5000)))
+def test_retry_delay_honours_the_upstream_and_the_broker_ceiling(kind, n, after):
+    delay = backoff.retry_delay(kind, n, after)
+    assert 0 <= delay <= backoff.MAX_COUNTDOWN_SECONDS
+    if after is not None:
+        assert delay >= min(after, backoff.MAX_COUNTDOWN_SECONDS)
+
+
+def test_the_first_failover_after_an_overload_is_immediate():
+    assert backoff.retry_delay(ErrorKind.TRANSIENT, 1, None) == 0
+    assert backoff.retry_delay(ErrorKind.KEY_EXHAUSTED, 1, None) == 0
+
+
+def test_the_longest_countdown_stays_below_the_brokers_visibility_timeout():
+    assert backoff.MAX_COUNTDOWN_SECONDS < settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(
+        "visibility_timeout", 3600)
+
+
+# --- breaker: the pure transitions ------------------------------------------------------
+
+def run(state, outcomes, now=0.0):
+    for ok in outcomes:
+        state = breaker.record(state, ok, now, CFG)
+    return state
+
+
+def test_ten_consecutive_failures_open_the_breaker():
+    s = run(breaker.fresh(), [True] * 20 + [False] * 9)
+    assert s["state"] == breaker.CLOSED  # 9 of 29 is neither 10 in a row nor half
+    s = run(s, [False])
+    assert s["state"] == breaker.OPEN and s["open_until"] == 60
+
+
+def test_half_of_at_least_five_calls_in_the_window_opens_it():
+    assert run(breaker.fresh(), [False, True, False, True])["state"] == breaker.CLOSED  # 4 calls
+    assert run(breaker.fresh(), [True, True, True, False, False])["state"] == breaker.CLOSED
+    assert run(breaker.fresh(), [True, True, False, True, False, False])["state"] == breaker.OPEN
+
+
+def test_failures_in_an_old_window_do_not_count():
+    s = run(breaker.fresh(), [False, True, False, True], now=0)
+    s = run(s, [False, True], now=61)  # a new window: 1 of 2
+    assert s["state"] == breaker.CLOSED
+
+
+def test_open_then_half_open_with_one_probe_then_closed():
+    s = run(breaker.fresh(), [False] * 10, now=100)
+    s, d = breaker.allow(s, 120, CFG)
+    assert (d.allowed, round(d.wait)) == (False, 40)
+    s, d = breaker.allow(s, 160, CFG)
+    assert d.allowed and d.probe and s["state"] == breaker.HALF_OPEN
+    s, other = breaker.allow(s, 161, CFG)
+    assert not other.allowed  # one probe at a time
+    s = breaker.record(s, True, 162, CFG)
+    assert s["state"] == breaker.CLOSED and s["opened_count"] == 1
+    assert breaker.allow(s, 163, CFG)[1].allowed
+
+
+def test_a_failed_probe_opens_it_again_and_a_lost_probe_lets_another_through():
+    s = run(breaker.fresh(), [False] * 10, now=0)
+    s, d = breaker.allow(s, 60, CFG)
+    assert d.probe
+    s = breaker.record(s, False, 61, CFG)
+    assert s["state"] == breaker.OPEN and s["open_until"] == 121
+    s, d = breaker.allow(s, 121, CFG)
+    assert d.probe
+    s, d = breaker.allow(s, 121 + CFG.probe_lease, CFG)  # the probe's worker vanished
+    assert d.allowed and d.probe
+    assert "half-open" in breaker.describe(s, 160)
+
+
+# --- the stores -------------------------------------------------------------------------
+
+def stores():
+    yield pytest.param("database", id="database")
+    yield pytest.param("redis", id="redis", marks=pytest.mark.skipif(
+        not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set"))
+
+
+@pytest.fixture(params=list(stores()))
+def store(request, db, settings):
+    settings.NANOWEB_RESILIENCE_STORE = request.param
+    if request.param == "redis":
+        s = RedisStore(os.environ["REDIS_URL"])
+        s.prefix = f"nanoweb-test-{os.getpid()}-{time.time_ns()}:"
+        yield s
+        for name in s.redis.scan_iter(s.prefix + "*"):
+            s.redis.delete(name)
+    else:
+        yield DatabaseStore()
+
+
+def test_the_store_runs_the_breaker(store):
+    route = make_route()
+    for _ in range(10):
+        store.breaker_record(route.pk, False, CFG)
+    assert store.breaker_state(route.pk)["state"] == breaker.OPEN
+    decision = store.breaker_allow(route.pk, CFG)
+    assert not decision.allowed and 59 < decision.wait <= 60
+
+
+def test_the_limiter_grants_exactly_the_rpm_and_says_when_the_next_frees(store):
+    key = make_route().provider.keys.get()
+    limits = limiter.Limits(rpm=3)
+    granted = [store.acquire(key.pk, limits, 30) for _ in range(5)]
+    assert [isinstance(g, limiter.Permit) for g in granted] == [True] * 3 + [False] * 2
+    wait = granted[-1]
+    assert wait.reason == "rpm" and 59 < wait.seconds <= limiter.window_seconds()
+    assert store.key_usage(key.pk) == {"minute": 3, "day": 3, "in_flight": 3}
+
+
+def test_concurrent_slots_free_up_on_release(store):
+    key = make_route().provider.keys.get()
+    limits = limiter.Limits(concurrency=2)
+    a, b = store.acquire(key.pk, limits, 30), store.acquire(key.pk, limits, 30)
+    busy = store.acquire(key.pk, limits, 30)
+    assert isinstance(busy, limiter.Wait) and busy.reason == "concurrency"
+    store.release(a)
+    assert isinstance(store.acquire(key.pk, limits, 30), limiter.Permit)
+    assert store.key_usage(key.pk)["in_flight"] == 2
+    store.release(b)
+
+
+def test_an_unreleased_slot_frees_itself_when_its_lease_ends(store):
+    key = make_route().provider.keys.get()
+    limits = limiter.Limits(concurrency=1)
+    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Permit)
+    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Wait)
+    time.sleep(0.4)
+    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Permit)
+
+
+def test_the_daily_limit_waits_until_pacific_midnight(store):
+    key = make_route().provider.keys.get()
+    limits = limiter.Limits(rpd=2)
+    store.acquire(key.pk, limits, 30), store.acquire(key.pk, limits, 30)
+    wait = store.acquire(key.pk, limits, 30)
+    start, end = limiter.day_bounds()
+    assert wait.reason == "rpd" and 0 < wait.seconds <= (end - start).total_seconds()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", [p.values[0] for p in stores()])
+def test_the_limit_is_exact_across_processes(kind):
+    if kind == "redis" and not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set")
+    key = make_route().provider.keys.get()
+    if kind == "redis":  # a key id may repeat between test runs; start from zero
+        redis_store = RedisStore(os.environ["REDIS_URL"])
+        redis_store.redis.delete(*redis_store._keys(key.pk))
+    env = {**os.environ, "DATABASE_URL": database_url(), "NANOWEB_RESILIENCE_STORE": kind}
+    start_at = time.time() + 4  # every process is set up before the shared start
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.generations.permit_race", str(key.pk), "25", "20",
+         str(start_at)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)]
+    granted = [int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(granted) == 25, granted  # 80 tries, 4 processes, a limit of 25 per minute
