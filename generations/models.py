@@ -65,7 +65,10 @@ class ModelSpec(models.Model):
 class Provider(models.Model):
     """An upstream endpoint (official API, a relay, or the sandbox)."""
 
-    KINDS = [("gemini", "Gemini generateContent")]
+    KINDS = [
+        ("gemini", "Gemini generateContent"),
+        ("openai", "OpenAI Images (generations / edits)"),
+    ]
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=KINDS, default="gemini")
