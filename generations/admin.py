@@ -1,5 +1,8 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.models import format_usd
@@ -14,6 +17,8 @@ from generations.models import (
     Route,
     Upload,
 )
+from generations.resilience import health
+from generations.resilience.store import get_store
 
 
 @admin.register(ModelSpec)
@@ -24,6 +29,7 @@ class ModelSpecAdmin(admin.ModelAdmin):
         "sizes",
         "max_reference_images",
         "max_images_per_request",
+        "fallback",
         "enabled",
         "sort_order",
     ]
@@ -57,13 +63,38 @@ class ProviderKeyInline(admin.TabularInline):
     model = ProviderKey
     form = ProviderKeyForm
     extra = 0
-    readonly_fields = ["hint", "last_used"]
+    readonly_fields = ["hint", "status", "last_used"]
+
+    @admin.display(description="Status")
+    def status(self, obj):
+        return health.key_status(obj) if obj.pk else ""
 
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "base_url", "enabled", "is_sandbox"]
+    list_display = ["name", "kind", "base_url", "rpm", "rpd", "max_concurrency", "enabled"]
     inlines = [ProviderKeyInline]
+    change_list_template = "admin/generations/provider/change_list.html"
+
+    def get_urls(self):
+        health = self.admin_site.admin_view(self.health_view)
+        return [
+            path("health/", health, name="generations_provider_health"),
+            *super().get_urls(),
+        ]
+
+    def health_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        routes, keys = health.report()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Provider health",
+            "routes": routes,
+            "keys": keys,
+            "store": get_store().name,
+        }
+        return TemplateResponse(request, "admin/generations/provider/health.html", context)
 
 
 class PriceInline(admin.TabularInline):

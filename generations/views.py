@@ -16,7 +16,9 @@ RECENT_CARDS = 24
 
 def _get_generation_for_user(request, pk) -> Generation:
     return get_object_or_404(
-        Generation.objects.select_related("model", "image"), pk=pk, user=request.user
+        Generation.objects.select_related("model", "image", "route__model"),
+        pk=pk,
+        user=request.user,
     )
 
 
@@ -43,7 +45,9 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
         "models": models,
         "selected": selected,
         "quota": quotas.summary(request.user),
-        "jobs": Generation.objects.for_user(request.user).select_related("model", "image")[
+        "jobs": Generation.objects.for_user(request.user).select_related(
+            "model", "image", "route__model"
+        )[
             :RECENT_CARDS
         ],
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),

@@ -1,0 +1,108 @@
+"""Provider health for admins: why a route or key is resting, and how calls went."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Count
+from django.utils import timezone
+
+from generations.models import Attempt, ProviderKey, Route
+from generations.resilience import breaker, limiter
+from generations.resilience.store import get_store
+
+
+@dataclass
+class CallMix:
+    calls: int = 0
+    ok: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.ok / self.calls if self.calls else None
+
+    @property
+    def error_mix(self) -> list[tuple[str, int]]:
+        return self.errors.most_common()
+
+    def add(self, outcome: str, n: int) -> None:
+        self.calls += n
+        if outcome == "ok":
+            self.ok += n
+        else:
+            self.errors[outcome] += n
+
+
+@dataclass
+class RouteHealth:
+    route: Route
+    breaker: str
+    times_opened: int
+    hour: CallMix
+
+
+@dataclass
+class KeyHealth:
+    key: ProviderKey
+    status: str
+    usage: dict
+    limits: limiter.Limits
+    hour: CallMix
+
+
+def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
+    now = now or timezone.now()
+    since = now - timedelta(hours=1)
+    store = get_store()
+    recent = Attempt.objects.filter(started__gte=since)
+    by_route: dict[int, CallMix] = {}
+    for row in recent.values("route_id", "outcome").annotate(n=Count("id")):
+        by_route.setdefault(row["route_id"], CallMix()).add(row["outcome"], row["n"])
+    by_key: dict[tuple[int, str], CallMix] = {}
+    for row in recent.values("route__provider_id", "key_label", "outcome").annotate(
+        n=Count("id")
+    ):
+        by_key.setdefault((row["route__provider_id"], row["key_label"]), CallMix()).add(
+            row["outcome"], row["n"]
+        )
+
+    wall = time.time()
+    routes = []
+    for route in Route.objects.select_related("model", "provider").order_by(
+        "model__sort_order", "priority", "id"
+    ):
+        state = store.breaker_state(route.pk)
+        routes.append(
+            RouteHealth(
+                route,
+                breaker.describe(state, wall),
+                state.get("opened_count", 0),
+                by_route.get(route.pk, CallMix()),
+            )
+        )
+    keys = []
+    for key in ProviderKey.objects.select_related("provider").order_by("provider__name", "label"):
+        keys.append(
+            KeyHealth(
+                key,
+                key_status(key, now),
+                store.key_usage(key.pk),
+                limiter.Limits.of(key.provider),
+                by_key.get((key.provider_id, key.label), CallMix()),
+            )
+        )
+    return routes, keys
+
+
+def key_status(key: ProviderKey, now=None) -> str:
+    now = now or timezone.now()
+    if not key.enabled:
+        return f"disabled: {key.disabled_reason}" if key.disabled_reason else "disabled"
+    if key.exhausted_until and key.exhausted_until > now:
+        local = timezone.localtime(key.exhausted_until)
+        return f"daily quota used up; resting until {local:%Y-%m-%d %H:%M %Z}"
+    return "ready"

@@ -1,0 +1,150 @@
+"""Failover between routes, breakers, rate-limit waits and the fallback model, against a
+real sandbox upstream (each test drives the engine by hand, as the Celery task would)."""
+
+import pytest
+from django.utils import timezone
+
+from accounts import quotas
+from generations import engine, jobs
+from generations.models import Generation, ModelSpec, Route
+from generations.providers.base import ErrorKind
+from generations.resilience import breaker
+from generations.resilience.store import get_store
+from tests.factories import job_request, make_route
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+
+
+def submit(model, user, **kwargs) -> Generation:
+    return jobs.submit(user, job_request(model, **kwargs))[0]
+
+
+def again(job) -> float | None:
+    """Run the job's next attempt now, whatever its countdown said."""
+    Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    return engine.run_generation(job.pk)
+
+
+@pytest.fixture
+def relay(sandbox_model, sandbox_url) -> Route:
+    """A second route for the Sandbox model through another provider and key."""
+    return make_route("sandbox", base_url=sandbox_url, provider_name="Relay", priority=20,
+                      key="relay-key-0123456789")
+
+
+def test_an_overload_fails_over_to_the_next_route_at_once(alice, sandbox_model, relay):
+    job = submit(sandbox_model, alice, prompt="a kite [sandbox:503x1]")
+    assert engine.run_generation(job.pk) == 0  # no waiting: another route is there
+    assert again(job) is None
+    job.refresh_from_db()
+    log = list(job.attempt_log.values_list("route__provider__name", "outcome"))
+    assert log == [("Sandbox (offline)", "transient"), ("Relay", "ok")]
+    assert job.status == "succeeded" and job.route == relay
+    assert quotas.ledger_problems() == []
+
+
+def test_an_open_breaker_sends_calls_to_the_next_route(alice, sandbox_model, relay):
+    primary = sandbox_model.routes.get(provider__is_sandbox=True)
+    cfg = breaker.Config.from_settings()
+    for _ in range(cfg.consecutive):
+        get_store().breaker_record(primary.pk, False, cfg)
+    job = submit(sandbox_model, alice)
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.route == relay and job.attempt_log.get().route == relay
+
+
+def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice,
+                                                                           sandbox_model):
+    primary = sandbox_model.routes.get()
+    cfg = breaker.Config.from_settings()
+    for _ in range(cfg.consecutive):
+        get_store().breaker_record(primary.pk, False, cfg)
+    job = submit(sandbox_model, alice)
+    delay = engine.run_generation(job.pk)
+    assert 55 < delay <= cfg.open_seconds
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.stage) == ("queued", 0,
+                                                     "provider resting after errors")
+    assert not job.attempt_log.exists()
+
+
+def test_a_key_at_its_rpm_makes_the_next_job_wait_for_the_window(alice, sandbox_model):
+    sandbox_model.routes.get().provider.__class__.objects.filter(is_sandbox=True).update(rpm=1)
+    first, second = submit(sandbox_model, alice), submit(sandbox_model, alice)
+    assert engine.run_generation(first.pk) is None
+    delay = engine.run_generation(second.pk)
+    assert 59 < delay <= 61
+    second.refresh_from_db()
+    assert (second.status, second.attempts, second.stage) == ("queued", 0,
+                                                              "waiting for rate limit")
+
+
+def test_a_second_key_serves_while_the_first_waits(alice, sandbox_model):
+    from generations.models import ProviderKey
+
+    provider = sandbox_model.routes.get().provider
+    provider.rpm = 1
+    provider.save()
+    extra = ProviderKey(provider=provider, label="second")
+    extra.set_key("sandbox-second-key")
+    extra.save()
+    done = [submit(sandbox_model, alice) for _ in range(2)]
+    for job in done:
+        assert engine.run_generation(job.pk) is None
+    labels = {j.attempt_log.get().key_label for j in done}
+    assert labels == {"sandbox", "second"}
+
+
+def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sandbox_model,
+                                                                     client):
+    pro = ModelSpec.objects.get(slug="nano-banana-pro")
+    make_route("nano-banana-pro", base_url="http://127.0.0.1:9")  # nothing listens there
+    pro.fallback = sandbox_model
+    pro.save()
+    job = submit(pro, alice, image_size="2K")
+    assert engine.run_generation(job.pk) == 0  # connection refused → fail over at once
+    assert again(job) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.route.model == sandbox_model
+    assert job.actual_micros <= job.reserved_micros
+    client.force_login(alice)
+    card = client.get(f"/jobs/{job.pk}/card").content.decode()
+    assert "Made by Sandbox (offline)" in card
+
+
+def test_no_fallback_without_the_admin_allowing_it(alice, sandbox_model):
+    pro = ModelSpec.objects.get(slug="nano-banana-pro")
+    make_route("nano-banana-pro", base_url="http://127.0.0.1:9")
+    job = submit(pro, alice)
+    for _ in range(6):
+        if again(job) is None:
+            break
+    job.refresh_from_db()
+    assert job.status == "failed" and job.refunded
+    assert not job.attempt_log.filter(route__model=sandbox_model).exists()
+
+
+def test_a_fallback_that_cannot_do_the_request_is_not_used(alice, sandbox_model):
+    flash = ModelSpec.objects.get(slug="nano-banana")
+    make_route("nano-banana", base_url="http://127.0.0.1:9")
+    sandbox_model.aspect_ratios = ["1:1"]
+    sandbox_model.save()
+    flash.fallback = sandbox_model
+    flash.save()
+    job = submit(flash, alice, aspect_ratio="16:9")
+    assert engine._candidate_routes(job) == list(flash.routes.all())
+
+
+def test_each_slow_attempt_gives_the_next_more_time(alice, sandbox_model):
+    job = submit(sandbox_model, alice)
+    route = sandbox_model.routes.get()
+    base = engine._timeouts(job, route).read
+    job.attempt_log.create(number=1, route=route, outcome=ErrorKind.SLOW)
+    job.attempt_log.create(number=2, route=route, outcome=ErrorKind.SLOW)
+    assert engine._timeouts(job, route).read == base * 2
