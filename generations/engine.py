@@ -328,7 +328,8 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
 
 def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
     _penalise_key(choice.key, err)
-    same_kind = gen.attempt_log.filter(outcome=err.kind).count() + 1
+    # Budgets are per route: a route that keeps failing hands the job to the next one.
+    same_kind = gen.attempt_log.filter(outcome=err.kind, route=choice.route).count() + 1
     delay = None
     if (
         err.retryable

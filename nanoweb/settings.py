@@ -179,6 +179,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
+        # How often the worker looks for new messages (kombu's default is 1 s).
+        "polling_interval": env.float("NANOWEB_BROKER_POLL_SECONDS", default=0.2),
     }
 else:
     # Countdowns must stay below this, or Redis redelivers the ETA message early.
@@ -224,7 +226,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
 NANOWEB_JOB_LEASE_SECONDS = env.int("NANOWEB_JOB_LEASE_SECONDS", default=360)
-NANOWEB_JOB_MAX_ATTEMPTS = env.int("NANOWEB_JOB_MAX_ATTEMPTS", default=6)
+NANOWEB_JOB_MAX_ATTEMPTS = env.int("NANOWEB_JOB_MAX_ATTEMPTS", default=10)
 NANOWEB_JOB_DEADLINE_SECONDS = env.int("NANOWEB_JOB_DEADLINE_SECONDS", default=1800)
 NANOWEB_REQUEUE_AFTER_SECONDS = env.int("NANOWEB_REQUEUE_AFTER_SECONDS", default=120)
 NANOWEB_BACKOFF_BASE_SECONDS = env.float("NANOWEB_BACKOFF_BASE_SECONDS", default=1.0)

@@ -100,8 +100,11 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def celery_worker(transactional_db, settings):
-    """A real Celery worker process on the test database and the configured broker."""
+def celery_worker(transactional_db, settings, request):
+    """A real Celery worker process on the test database and the configured broker
+    (``@pytest.mark.worker(concurrency=N)`` for more than 2 processes)."""
+    marker = request.node.get_closest_marker("worker")
+    concurrency = marker.kwargs.get("concurrency", 2) if marker else 2
     broker_dir = Path(settings.CELERY_BROKER_DIR) / "queue"
     if broker_dir.exists():
         shutil.rmtree(broker_dir)
@@ -112,7 +115,7 @@ def celery_worker(transactional_db, settings):
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
-             "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
