@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -100,37 +101,55 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def celery_worker(transactional_db, settings, request):
-    """A real Celery worker process on the test database and the configured broker
-    (``@pytest.mark.worker(concurrency=N)`` for more than 2 processes)."""
-    marker = request.node.get_closest_marker("worker")
-    concurrency = marker.kwargs.get("concurrency", 2) if marker else 2
+def start_worker(transactional_db, settings):
+    """Start real Celery worker processes on the test database and the configured broker.
+
+    Each worker is its own process group, so a test can kill one with everything it
+    forked, as a crashed machine would. Returns the ``Popen``; all are stopped at the end.
+    """
     broker_dir = Path(settings.CELERY_BROKER_DIR) / "queue"
     if broker_dir.exists():
         shutil.rmtree(broker_dir)
         broker_dir.mkdir(parents=True)
-    env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2"}
-    log = Path(settings.VAR_DIR) / "test-worker.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
-             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-             "--without-heartbeat"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    procs = []
+
+    def start(concurrency: int = 2, *, purge: bool = True, **env_extra) -> subprocess.Popen:
+        env = {**os.environ, "DATABASE_URL": database_url(),
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+               "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2",
+               **{k: str(v) for k, v in env_extra.items()}}
+        log = Path(settings.VAR_DIR) / f"test-worker-{len(procs) + 1}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
+                 "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat", *(["--purge"] if purge else [])],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        procs.append(proc)
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Celery worker did not start:\n{log.read_text()}")
             time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def celery_worker(start_worker, request):
+    """One real worker (``@pytest.mark.worker(concurrency=N)`` for more than 2 processes)."""
+    marker = request.node.get_closest_marker("worker")
+    return start_worker(marker.kwargs.get("concurrency", 2) if marker else 2)
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = ""):
