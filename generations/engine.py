@@ -56,12 +56,14 @@ class NoRoute(Exception):
 
 class NotYet(Exception):
     """Something can serve this job, but not now: every open route is resting or
-    every key is at its rate limit. The job waits without using up an attempt."""
+    every key is at its rate limit. The job waits without using up an attempt,
+    holding the rate-limit slot it ``booked`` if there is one."""
 
-    def __init__(self, seconds: float, stage: str) -> None:
+    def __init__(self, seconds: float, stage: str, booked: Choice | None = None) -> None:
         super().__init__(stage)
         self.seconds = seconds
         self.stage = stage
+        self.booked = booked
 
 
 def run_generation(generation_id) -> float | None:
@@ -77,7 +79,7 @@ def run_generation(generation_id) -> float | None:
         )
         return None
     try:
-        choice = choose_route(gen)
+        choice = _booked_choice(gen) or choose_route(gen)
     except NoRoute as exc:
         fail(gen, ErrorKind.PERMANENT, str(exc))
         return None
@@ -126,6 +128,7 @@ def choose_route(gen: Generation) -> Choice:
     store = get_store()
     cfg = breaker.Config.from_settings()
     waits: list[tuple[float, str]] = []
+    bookable: list[tuple] = []
     exhausted = False
     for route in routes:
         price = route.price_at()
@@ -148,6 +151,16 @@ def choose_route(gen: Generation) -> Choice:
             if isinstance(permit, limiter.Permit):
                 return Choice(route, key, price, permit)
             waits.append((permit.seconds, "waiting for rate limit"))
+            if permit.reason == "rpm":
+                bookable.append((permit.seconds, route.priority, key.pk, route, key, price))
+    if bookable:  # book the soonest slot, so this job wakes exactly when it opens
+        _, _, _, route, key, price = min(bookable, key=lambda b: b[:3])
+        permit = limiter.acquire(
+            key.pk, limiter.Limits.of(route.provider), ahead=resilience.MAX_COUNTDOWN_SECONDS
+        )
+        if isinstance(permit, limiter.Permit):
+            choice = Choice(route, key, price, permit)
+            raise NotYet(permit.delay, "waiting for rate limit", booked=choice)
     if waits:
         seconds, stage = min(waits)
         raise NotYet(seconds, stage)
@@ -160,6 +173,31 @@ def choose_route(gen: Generation) -> Choice:
         f"No provider is available for {gen.model.name} right now. "
         "An admin needs to add or enable a provider key."
     )
+
+
+def _booked_choice(gen: Generation) -> Choice | None:
+    """The route, key and slot booked when this job last waited, if still good."""
+    slot = gen.booked_slot
+    if not slot:
+        return None
+    Generation.objects.filter(pk=gen.pk).update(booked_slot=None)
+    permit = limiter.Permit(slot["key"], slot["token"])
+    route = (
+        Route.objects.filter(pk=slot["route"], enabled=True, provider__enabled=True)
+        .select_related("provider", "model")
+        .first()
+    )
+    key = ProviderKey.objects.usable().filter(pk=slot["key"]).first()
+    price = route.price_at() if route else None
+    if (
+        route is None
+        or key is None
+        or (price is None and not route.is_free)
+        or not get_store().breaker_allow(route.pk, breaker.Config.from_settings()).allowed
+    ):
+        limiter.release(permit)
+        return None
+    return Choice(route, key, price, permit)
 
 
 def _candidate_routes(gen: Generation) -> list[Route]:
@@ -377,16 +415,21 @@ def _postpone(gen: Generation, wait: NotYet) -> float | None:
     now = timezone.now()
     seconds = min(max(wait.seconds, 0.05), resilience.MAX_COUNTDOWN_SECONDS)
     if now + timedelta(seconds=seconds) >= gen.deadline:
+        if wait.booked:
+            limiter.release(wait.booked.permit)
         fail(
             gen,
             ErrorKind.RATE_LIMITED,
             "The providers stayed busy until the deadline; no image was made.",
         )
         return None
+    booked = wait.booked
     _fenced(gen).update(
         status=Generation.QUEUED,
         attempts=F("attempts") - 1,
         lease_until=None,
+        booked_slot=booked
+        and {"route": booked.route.pk, "key": booked.key.pk, "token": booked.permit.token},
         stage=wait.stage,
         next_attempt_at=now + timedelta(seconds=seconds),
         enqueued_at=now + timedelta(seconds=seconds),

@@ -266,6 +266,9 @@ class Generation(models.Model):
     actual_micros = models.BigIntegerField(null=True, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    booked_slot = models.JSONField(
+        null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
+    )
     error_kind = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     refunded = models.BooleanField(default=False)

@@ -241,6 +241,7 @@ NANOWEB_BREAKER_OPEN_SECONDS = env.float("NANOWEB_BREAKER_OPEN_SECONDS", default
 # Where breaker and rate-limit state lives: "redis" when REDIS_URL is set, else "database".
 NANOWEB_RESILIENCE_STORE = env.str(
     "NANOWEB_RESILIENCE_STORE", default="redis" if REDIS_URL else "database")
+NANOWEB_REDIS_PREFIX = env.str("NANOWEB_REDIS_PREFIX", default="nanoweb:")
 # Added to the 60 s rate window so a call granted just as an old one leaves it
 # cannot reach the upstream a few milliseconds too early.
 NANOWEB_RPM_MARGIN_SECONDS = env.float("NANOWEB_RPM_MARGIN_SECONDS", default=0.5)

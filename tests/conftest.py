@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,21 @@ def sandbox_url():
 
     with running_sandbox() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _private_redis_state(settings):
+    """Breaker and limiter state in Redis outlives a test database; give each test its
+    own key prefix (worker processes get it too) and clear it afterwards."""
+    settings.NANOWEB_REDIS_PREFIX = f"nanoweb-test-{uuid.uuid4().hex[:12]}:"
+    yield
+    if settings.REDIS_URL and settings.NANOWEB_RESILIENCE_STORE == "redis":
+        from generations.resilience.store import get_store
+
+        store = get_store()
+        names = list(store.redis.scan_iter(store.prefix + "*"))
+        if names:
+            store.redis.delete(*names)
 
 
 @pytest.fixture(autouse=True)
@@ -117,6 +133,7 @@ def start_worker(transactional_db, settings):
         env = {**os.environ, "DATABASE_URL": database_url(),
                "MEDIA_ROOT": str(settings.MEDIA_ROOT),
                "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2",
+               "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
                **{k: str(v) for k, v in env_extra.items()}}
         log = Path(settings.VAR_DIR) / f"test-worker-{len(procs) + 1}.log"
         with log.open("w") as out:

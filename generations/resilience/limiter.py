@@ -1,11 +1,17 @@
 """A rate limiter per provider key: requests per minute, per day, and at once.
 
-A call needs a permit. ``acquire`` either grants one (and counts it in the
-key's sliding 60-second window, in its day — days end at midnight Pacific, when
-Google resets its quotas — and as one concurrent call until ``release`` or the
-lease runs out) or says how many seconds until one frees up. The job then waits
-that long without using up an attempt. The count is exact across every worker
-process and machine: the store grants atomically (see :mod:`.store`).
+A call needs a permit. ``acquire`` grants one — counted in the key's sliding
+60-second window, in its day (days end at midnight Pacific, when Google resets
+its quotas) and as one concurrent call until ``release`` or the lease runs out —
+or says how many seconds until one frees up.
+
+Permits for the per-minute limit can be booked ahead: with ``ahead`` > 0 a full
+window books the earliest slot that keeps every 60-second window within the
+limit, and the permit says how long to wait for it (``delay``). Bookings are
+appended in time order, so waiting jobs line up first come, first served, each
+waking exactly when its slot opens — no herd of jobs retrying the same freed
+slot. The job waits without using up an attempt. Counting is exact across every
+worker process and machine: the store grants atomically (see :mod:`.store`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class Limits:
 class Permit:
     key_id: int
     token: str
+    delay: float = 0.0  # seconds until a booked slot opens (0: now)
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,18 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-def acquire(key_id: int, limits: Limits, lease: float | None = None) -> Permit | Wait:
+def acquire(
+    key_id: int, limits: Limits, lease: float | None = None, *, ahead: float = 0.0
+) -> Permit | Wait:
+    """A permit now, or booked up to ``ahead`` seconds ahead, or how long to wait."""
     from generations.resilience.store import get_store
 
     if limits.unlimited:
         return Permit(key_id, "")
+    if limits.concurrency:
+        ahead = 0.0  # a booked slot would hold a concurrent-call slot while it waits
     lease = lease or settings.NANOWEB_JOB_LEASE_SECONDS
-    return get_store().acquire(key_id, limits, lease)
+    return get_store().acquire(key_id, limits, lease, ahead=ahead)
 
 
 def release(permit: Permit) -> None:

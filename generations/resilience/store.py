@@ -38,43 +38,65 @@ from generations.resilience.limiter import (
 )
 
 
+def _slot(now, times: list, rpm: int, window):
+    """The earliest time at or after ``now`` a call may be booked, given the booked
+    times in the current window (sorted): after the last booking, and late enough
+    that the ``rpm``-th booking before it has left the window."""
+    at = now
+    if times:
+        at = max(at, times[-1])
+    if len(times) >= rpm:
+        at = max(at, times[len(times) - rpm] + window)
+    return at
+
+
 class DatabaseStore:
     name = "database"
 
     # --- rate limiter ---
-    def acquire(self, key_id: int, limits: Limits, lease: float) -> Permit | Wait:
+    def acquire(
+        self, key_id: int, limits: Limits, lease: float, *, ahead: float = 0.0, book=True
+    ) -> Permit | Wait:
         from generations.models import KeyPermit, ProviderKey
 
         with transaction.atomic():
-            list(ProviderKey.objects.select_for_update().filter(pk=key_id).values_list("pk"))
+            if book:
+                list(ProviderKey.objects.select_for_update().filter(pk=key_id).values("pk"))
             now = timezone.now()
             permits = KeyPermit.objects.filter(key_id=key_id)
             if limits.rpd:
                 start, end = day_bounds(now)
                 if permits.filter(granted_at__gte=start).count() >= limits.rpd:
                     return Wait((end - now).total_seconds(), "rpd")
+            at = now
             if limits.rpm:
                 window = timedelta(seconds=window_seconds())
-                recent = list(
+                times = list(
                     permits.filter(granted_at__gt=now - window)
                     .order_by("granted_at")
                     .values_list("granted_at", flat=True)
                 )
-                if len(recent) >= limits.rpm:
-                    frees = recent[len(recent) - limits.rpm] + window
-                    return Wait(max(0.01, (frees - now).total_seconds()), "rpm")
+                at = _slot(now, times, limits.rpm, window)
+                delay = (at - now).total_seconds()
+                if delay > ahead:
+                    return Wait(max(0.01, delay), "rpm")
             if limits.concurrency:
-                busy = permits.filter(released_at__isnull=True, expires_at__gt=now).count()
+                busy = permits.filter(
+                    released_at__isnull=True, granted_at__lte=now, expires_at__gt=now
+                ).count()
                 if busy >= limits.concurrency:
                     return Wait(BUSY_RETRY, "concurrency")
+            delay = (at - now).total_seconds()
+            if not book:
+                return Permit(key_id, "", delay)
             token = new_token()
             KeyPermit.objects.create(
                 key_id=key_id,
                 token=token,
-                granted_at=now,
-                expires_at=now + timedelta(seconds=lease),
+                granted_at=at,
+                expires_at=at + timedelta(seconds=lease),
             )
-        return Permit(key_id, token)
+        return Permit(key_id, token, delay)
 
     def release(self, permit: Permit) -> None:
         from generations.models import KeyPermit
@@ -138,7 +160,8 @@ ACQUIRE_LUA = """
 local minute, inflight, day = KEYS[1], KEYS[2], KEYS[3]
 local window, rpm, rpd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local conc, lease, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local day_left = tonumber(ARGV[7])
+local day_left, busy_retry = tonumber(ARGV[7]), ARGV[8]
+local ahead, book = tonumber(ARGV[9]), ARGV[10] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - window)
@@ -146,33 +169,44 @@ redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
 if rpd > 0 and tonumber(redis.call('GET', day) or '0') >= rpd then
   return {0, tostring(day_left), 'rpd'}
 end
+local at = now
 if rpm > 0 then
   local n = redis.call('ZCARD', minute)
+  if n > 0 then
+    local last = redis.call('ZRANGE', minute, -1, -1, 'WITHSCORES')
+    at = math.max(at, tonumber(last[2]))
+  end
   if n >= rpm then
-    local oldest = redis.call('ZRANGE', minute, n - rpm, n - rpm, 'WITHSCORES')
-    return {0, tostring(math.max(0.01, tonumber(oldest[2]) + window - now)), 'rpm'}
+    local nth = redis.call('ZRANGE', minute, n - rpm, n - rpm, 'WITHSCORES')
+    at = math.max(at, tonumber(nth[2]) + window)
+  end
+  if at - now > ahead then
+    return {0, tostring(math.max(0.01, at - now)), 'rpm'}
   end
 end
 if conc > 0 and redis.call('ZCARD', inflight) >= conc then
-  return {0, ARGV[8], 'concurrency'}
+  return {0, busy_retry, 'concurrency'}
 end
-redis.call('ZADD', minute, now, token)
-redis.call('EXPIRE', minute, math.ceil(window) + 5)
-redis.call('ZADD', inflight, now + lease, token)
-redis.call('EXPIRE', inflight, math.ceil(lease) + 5)
+if not book then
+  return {1, '', tostring(at - now)}
+end
+redis.call('ZADD', minute, at, token)
+redis.call('EXPIRE', minute, math.ceil(window + at - now) + 5)
+redis.call('ZADD', inflight, at + lease, token)
+redis.call('EXPIRE', inflight, math.ceil(lease + at - now) + 5)
 redis.call('INCR', day)
 redis.call('EXPIRE', day, math.ceil(day_left) + 3600)
-return {1, token, ''}
+return {1, token, tostring(at - now)}
 """
 
 
 class RedisStore:
     name = "redis"
-    prefix = "nanoweb:"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "nanoweb:") -> None:
         import redis
 
+        self.prefix = prefix
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._acquire = self.redis.register_script(ACQUIRE_LUA)
 
@@ -181,11 +215,13 @@ class RedisStore:
         p = f"{self.prefix}key:{key_id}:"
         return p + "minute", p + "inflight", p + "day:" + day
 
-    def acquire(self, key_id: int, limits: Limits, lease: float) -> Permit | Wait:
+    def acquire(
+        self, key_id: int, limits: Limits, lease: float, *, ahead: float = 0.0, book=True
+    ) -> Permit | Wait:
         now = timezone.now()
         token = new_token()
         day_left = (day_bounds(now)[1] - now).total_seconds()
-        granted, value, reason = self._acquire(
+        granted, value, extra = self._acquire(
             keys=self._keys(key_id, now),
             args=[
                 window_seconds(),
@@ -196,11 +232,13 @@ class RedisStore:
                 token,
                 day_left,
                 BUSY_RETRY,
+                min(ahead, 1e9),
+                "1" if book else "0",
             ],
         )
         if int(granted):
-            return Permit(key_id, token)
-        return Wait(float(value), reason)
+            return Permit(key_id, value, float(extra))
+        return Wait(float(value), extra)
 
     def release(self, permit: Permit) -> None:
         self.redis.zrem(self._keys(permit.key_id)[1], permit.token)
@@ -261,13 +299,15 @@ class RedisStore:
 
 
 @lru_cache(maxsize=4)
-def _store(kind: str, url: str):
+def _store(kind: str, url: str, prefix: str):
     if kind == "redis":
-        return RedisStore(url)
+        return RedisStore(url, prefix)
     if kind == "database":
         return DatabaseStore()
     raise ValueError(f"NANOWEB_RESILIENCE_STORE must be 'database' or 'redis', not {kind!r}")
 
 
 def get_store() -> DatabaseStore | RedisStore:
-    return _store(settings.NANOWEB_RESILIENCE_STORE, settings.REDIS_URL)
+    return _store(
+        settings.NANOWEB_RESILIENCE_STORE, settings.REDIS_URL, settings.NANOWEB_REDIS_PREFIX
+    )

@@ -1,12 +1,15 @@
 """Failover between routes, breakers, rate-limit waits and the fallback model, against a
 real sandbox upstream (each test drives the engine by hand, as the Celery task would)."""
 
+from datetime import timedelta
+
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from accounts import quotas
 from generations import engine, jobs
-from generations.models import Generation, ModelSpec, Route
+from generations.models import Generation, KeyPermit, ModelSpec, Provider, Route
 from generations.providers.base import ErrorKind
 from generations.resilience import breaker
 from generations.resilience.store import get_store
@@ -74,8 +77,10 @@ def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice
     assert not job.attempt_log.exists()
 
 
-def test_a_key_at_its_rpm_makes_the_next_job_wait_for_the_window(alice, sandbox_model):
-    sandbox_model.routes.get().provider.__class__.objects.filter(is_sandbox=True).update(rpm=1)
+def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(alice, sandbox_model,
+                                                                         settings):
+    settings.NANOWEB_RESILIENCE_STORE = "database"  # so the test can move time
+    Provider.objects.filter(is_sandbox=True).update(rpm=1)
     first, second = submit(sandbox_model, alice), submit(sandbox_model, alice)
     assert engine.run_generation(first.pk) is None
     delay = engine.run_generation(second.pk)
@@ -83,6 +88,23 @@ def test_a_key_at_its_rpm_makes_the_next_job_wait_for_the_window(alice, sandbox_
     second.refresh_from_db()
     assert (second.status, second.attempts, second.stage) == ("queued", 0,
                                                               "waiting for rate limit")
+    slot = second.booked_slot
+    booked = KeyPermit.objects.get(token=slot["token"])
+    assert 59 < (booked.granted_at - timezone.now()).total_seconds() <= 61
+    # A minute later, the job wakes into the slot it booked.
+    KeyPermit.objects.filter(key_id=slot["key"]).update(
+        granted_at=F("granted_at") - timedelta(seconds=61))
+    assert again(second) is None
+    second.refresh_from_db()
+    assert second.status == "succeeded" and second.booked_slot is None
+    assert KeyPermit.objects.count() == 2  # no third permit was taken
+
+
+def test_waiting_jobs_line_up_one_slot_each(alice, sandbox_model):
+    Provider.objects.filter(is_sandbox=True).update(rpm=2)
+    waits = [engine.run_generation(submit(sandbox_model, alice).pk) for _ in range(6)]
+    assert waits[:2] == [None, None]
+    assert [round(w) for w in waits[2:]] == [60, 60, 121, 121]
 
 
 def test_a_second_key_serves_while_the_first_waits(alice, sandbox_model):

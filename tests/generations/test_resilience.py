@@ -43,8 +43,8 @@ def test_the_first_failover_after_an_overload_is_immediate():
 
 
 def test_the_longest_countdown_stays_below_the_brokers_visibility_timeout():
-    assert backoff.MAX_COUNTDOWN_SECONDS < settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(
-        "visibility_timeout", 3600)
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(
+        "visibility_timeout", 3600) > backoff.MAX_COUNTDOWN_SECONDS
 
 
 # --- breaker: the pure transitions ------------------------------------------------------
@@ -112,11 +112,7 @@ def stores():
 def store(request, db, settings):
     settings.NANOWEB_RESILIENCE_STORE = request.param
     if request.param == "redis":
-        s = RedisStore(os.environ["REDIS_URL"])
-        s.prefix = f"nanoweb-test-{os.getpid()}-{time.time_ns()}:"
-        yield s
-        for name in s.redis.scan_iter(s.prefix + "*"):
-            s.redis.delete(name)
+        yield RedisStore(os.environ["REDIS_URL"], settings.NANOWEB_REDIS_PREFIX)
     else:
         yield DatabaseStore()
 
@@ -138,6 +134,18 @@ def test_the_limiter_grants_exactly_the_rpm_and_says_when_the_next_frees(store):
     wait = granted[-1]
     assert wait.reason == "rpm" and 59 < wait.seconds <= limiter.window_seconds()
     assert store.key_usage(key.pk) == {"minute": 3, "day": 3, "in_flight": 3}
+
+
+def test_full_windows_book_slots_in_order_that_keep_every_window_within_the_limit(store):
+    key = make_route().provider.keys.get()
+    limits = limiter.Limits(rpm=2)
+    w = limiter.window_seconds()
+    now_ones = [store.acquire(key.pk, limits, 30, ahead=1000) for _ in range(2)]
+    assert [p.delay for p in now_ones] == [0, 0]
+    booked = [store.acquire(key.pk, limits, 30, ahead=1000).delay for _ in range(4)]
+    assert [round(d, 0) for d in booked] == [round(w), round(w), round(2 * w), round(2 * w)]
+    late = store.acquire(key.pk, limits, 30, ahead=100)  # the next slot is too far ahead
+    assert isinstance(late, limiter.Wait) and late.seconds > 3 * w - 1
 
 
 def test_concurrent_slots_free_up_on_release(store):
@@ -177,10 +185,8 @@ def test_the_limit_is_exact_across_processes(kind):
     if kind == "redis" and not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set")
     key = make_route().provider.keys.get()
-    if kind == "redis":  # a key id may repeat between test runs; start from zero
-        redis_store = RedisStore(os.environ["REDIS_URL"])
-        redis_store.redis.delete(*redis_store._keys(key.pk))
-    env = {**os.environ, "DATABASE_URL": database_url(), "NANOWEB_RESILIENCE_STORE": kind}
+    env = {**os.environ, "DATABASE_URL": database_url(), "NANOWEB_RESILIENCE_STORE": kind,
+           "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX}
     start_at = time.time() + 4  # every process is set up before the shared start
     procs = [subprocess.Popen(
         [sys.executable, "-m", "tests.generations.permit_race", str(key.pk), "25", "20",
