@@ -9,14 +9,18 @@ always (on), or never (off).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.conf import settings
 from django.db import transaction
 
 from generations.catalog import GEMINI_PRICES, MODELS
+from generations.crypto import KeyDecryptionError
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
 
+log = logging.getLogger(__name__)
 GOOGLE = "Google Gemini API"
+SANDBOX_KEY = "sandbox-key-not-secret"
 SANDBOX = "Sandbox (offline)"
 ENV_KEY_LABEL = "GEMINI_API_KEY (environment)"
 LIST_PRICES_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -42,11 +46,11 @@ def sandbox_wanted() -> bool:
 
 
 def _configure_google(api_key: str) -> str:
-    provider, _ = Provider.objects.get_or_create(
+    provider, _ = Provider.objects.update_or_create(
         name=GOOGLE, defaults={"kind": "gemini", "base_url": settings.GEMINI_BASE_URL}
     )
     key = ProviderKey.objects.filter(provider=provider, label=ENV_KEY_LABEL).first()
-    if key is None or key.get_key() != api_key.strip():
+    if key is None or _stored_key(key) != api_key.strip():
         key = key or ProviderKey(provider=provider, label=ENV_KEY_LABEL)
         key.set_key(api_key)
         key.enabled, key.exhausted_until, key.disabled_reason = True, None, ""
@@ -68,9 +72,11 @@ def _configure_sandbox(enabled: bool) -> str:
             "read_timeout": 60.0,
         },
     )
-    if not provider.keys.exists():
-        key = ProviderKey(provider=provider, label="sandbox")
-        key.set_key("sandbox-key-not-secret")
+    key = provider.keys.filter(label="sandbox").first()
+    if key is None or _stored_key(key) != SANDBOX_KEY:
+        key = key or ProviderKey(provider=provider, label="sandbox")
+        key.set_key(SANDBOX_KEY)
+        key.enabled, key.exhausted_until, key.disabled_reason = True, None, ""
         key.save()
     spec = next(s for s in MODELS if s.get("is_sandbox"))
     _route(spec["slug"], provider, spec["upstream"], priority=10)
@@ -78,6 +84,16 @@ def _configure_sandbox(enabled: bool) -> str:
     if enabled:
         return f"Sandbox (offline) upstream at {settings.NANOWEB_SANDBOX_URL} (no real key set)."
     return "Sandbox (offline) upstream disabled."
+
+
+def _stored_key(key: ProviderKey) -> str | None:
+    """The key as stored, or None when it no longer decrypts (the encryption keys in
+    var/ or NANOWEB_ENCRYPTION_KEYS changed): the environment's value replaces it."""
+    try:
+        return key.get_key()
+    except KeyDecryptionError:
+        log.warning("The stored key %s no longer decrypts; replacing it from the environment", key)
+        return None
 
 
 def _route(model_slug: str, provider: Provider, upstream: str, *, priority: int) -> Route:

@@ -43,7 +43,6 @@ HOST = env.str("HOST", default="127.0.0.1")
 PORT = env.int("PORT", default=8000)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", HOST])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("SITE_URL", default=f"http://{HOST}:{PORT}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -245,8 +244,6 @@ NANOWEB_REDIS_PREFIX = env.str("NANOWEB_REDIS_PREFIX", default="nanoweb:")
 # Added to the 60 s rate window so a call granted just as an old one leaves it
 # cannot reach the upstream a few milliseconds too early.
 NANOWEB_RPM_MARGIN_SECONDS = env.float("NANOWEB_RPM_MARGIN_SECONDS", default=0.5)
-NANOWEB_UPSTREAM_CONNECT_TIMEOUT = env.float("NANOWEB_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
-NANOWEB_UPSTREAM_READ_TIMEOUT = env.float("NANOWEB_UPSTREAM_READ_TIMEOUT", default=120.0)
 
 LOGGING = {
     "version": 1,
