@@ -509,4 +509,5 @@ def reconcile(now=None) -> dict[str, int]:
     Generation.objects.filter(pk__in=ids).update(enqueued_at=now)
     counts["requeued"] = len(ids)
     transaction.on_commit(lambda: enqueue(ids))
+    counts["permits_pruned"] = get_store().prune()
     return counts

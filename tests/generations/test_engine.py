@@ -138,7 +138,7 @@ def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeyp
     with django_capture_on_commit_callbacks(execute=True):
         counts = engine.reconcile()
 
-    assert counts == {"expired": 1, "reclaimed": 1, "requeued": 2}
+    assert counts == {"expired": 1, "reclaimed": 1, "requeued": 2, "permits_pruned": 0}
     assert set(sent) == {lost.pk, stuck.pk}
     overdue.refresh_from_db()
     assert overdue.status == "failed" and overdue.refunded

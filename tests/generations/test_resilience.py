@@ -195,3 +195,20 @@ def test_the_limit_is_exact_across_processes(kind):
     granted = [int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(granted) == 25, granted  # 80 tries, 4 processes, a limit of 25 per minute
+
+
+def test_the_reconciler_forgets_permits_no_window_needs(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations.models import KeyPermit
+
+    key = make_route().provider.keys.get()
+    store = DatabaseStore()
+    for _ in range(3):
+        store.acquire(key.pk, limiter.Limits(rpm=10), 30)
+    KeyPermit.objects.filter(pk__in=KeyPermit.objects.values("pk")[:2]).update(
+        granted_at=timezone.now() - timedelta(days=3))
+    assert store.prune() == 2
+    assert store.key_usage(key.pk)["minute"] == 1
