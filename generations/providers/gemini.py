@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.utils import timezone
 from PIL import Image
 
@@ -278,9 +279,15 @@ def image_problem(data: bytes, mime_type: str) -> str:
     if not data.startswith(signatures) or (mime_type == "image/webp" and data[8:12] != b"WEBP"):
         return f"bytes are not a {mime_type} image (starts with {data[:8]!r})"
     try:
-        # The signature already pinned the format; verify() walks the chunks (PNG CRCs).
+        # The signature already pinned the format; verify() walks the chunks (PNG CRCs)
+        # but reads no pixels, and for JPEG checks nothing: only a decode finds a cut-off
+        # file. verify() leaves the image unusable, hence the second open.
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > settings.NANOWEB_MAX_IMAGE_PIXELS:
+                return f"{mime_type} image of {im.width}×{im.height} pixels is too large to decode"
+            im.load()
     except Exception as exc:  # Pillow raises many types for damaged files
         return f"damaged {mime_type} image: {type(exc).__name__}: {exc}"
     return ""
@@ -354,9 +361,14 @@ def classify_error(
     ):
         return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
     if rpc_status == "FAILED_PRECONDITION":
-        # "User location is not supported", "enable billing": this key cannot work from
-        # here, whatever the prompt; another key or route may.
-        return error_of(ErrorKind.KEY_INVALID, f"The provider refused this key: {upstream}")
+        # "User location is not supported", "free tier not available in your country,
+        # enable billing": the Google project or the server's region, not the key itself,
+        # so the key stays enabled. Retrying cannot help until an admin fixes the account;
+        # there is no class yet for "fail over but never retry here", so: permanent.
+        message = "The provider is not available to this account or from this location"
+        return error_of(
+            ErrorKind.PERMANENT, f"{message}: {upstream}" if upstream else f"{message}."
+        )
     if status == 504:
         return error_of(
             ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
+import struct
+import zlib
 from datetime import timedelta
 from email.utils import format_datetime
 from functools import cache
@@ -29,6 +32,7 @@ from generations.providers.gemini import (
     GeminiProvider,
     build_request_body,
     classify_error,
+    image_problem,
     parse_response,
 )
 
@@ -59,6 +63,14 @@ def interactions() -> list[tuple[str, int]]:
 def image_bytes(fmt: str = "PNG", size=(32, 24), color=(30, 120, 200)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, fmt)
+    return out.getvalue()
+
+
+def noisy_image_bytes(fmt: str, size=(96, 64)) -> bytes:
+    """Incompressible pixels, so cutting the file short really cuts image data."""
+    pixels = random.Random(3).randbytes(size[0] * size[1] * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(out, fmt)
     return out.getvalue()
 
 
@@ -392,6 +404,45 @@ def test_it_rejects_bytes_that_are_not_the_declared_image(data, mime, problem):
     assert problem in corrupt(answer(image_part(data, mime))).detail
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_it_rejects_a_truncated_jpeg(keep):
+    data = noisy_image_bytes("JPEG")
+    cut = data[: int(len(data) * keep)]
+    err = corrupt(answer(image_part(cut, "image/jpeg")))
+    assert "damaged image/jpeg" in err.detail and "truncated" in err.detail
+    assert err.retryable  # DESIGN: corrupt output is retried as transient
+
+
+def test_it_rejects_a_jpeg_missing_only_its_end_marker():
+    data = noisy_image_bytes("JPEG")
+    assert data.endswith(b"\xff\xd9")
+    assert "damaged image/jpeg" in image_problem(data[:-2], "image/jpeg")
+
+
+def test_it_still_rejects_a_truncated_png():
+    data = noisy_image_bytes("PNG")
+    assert "damaged image/png" in image_problem(data[: len(data) // 2], "image/png")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_it_accepts_a_whole_image_after_decoding_it(fmt):
+    mime = f"image/{fmt.lower()}"
+    assert image_problem(noisy_image_bytes(fmt), mime) == ""
+
+
+def test_it_does_not_decode_an_image_claiming_more_pixels_than_allowed(settings):
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 9000, 9000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"?") + chunk(b"IEND", b"")
+    )
+    assert settings.NANOWEB_MAX_IMAGE_PIXELS < 9000 * 9000
+    assert "9000×9000 pixels is too large" in image_problem(bomb, "image/png")
+
+
 def test_it_accepts_a_jpeg_declared_as_image_jpg():
     result = parse_response(answer(image_part(image_bytes("JPEG"), "image/jpg")))
     assert result.images[0].mime_type == "image/jpeg"
@@ -579,8 +630,9 @@ HTTP_ERRORS = [
     (403, rpc_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers."),
      ErrorKind.KEY_INVALID, "The provider rejected the API key.", False),
     (400, rpc_error(400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
-     ErrorKind.KEY_INVALID,
-     "The provider refused this key: User location is not supported for the API use.", False),
+     ErrorKind.PERMANENT,
+     "The provider is not available to this account or from this location: User location is "
+     "not supported for the API use.", False),
     (400, rpc_error(400, "INVALID_ARGUMENT", "Unsupported   aspect ratio:\n 7:3"),
      ErrorKind.PERMANENT, "The provider rejected the request: Unsupported aspect ratio: 7:3",
      False),
@@ -602,6 +654,44 @@ def test_it_classifies_http_errors(status, body, kind, message, billed):
     assert err.http_status == status
     assert str(status) in err.detail
     assert "<html>" not in err.message
+
+
+FAILED_PRECONDITIONS = [
+    "User location is not supported for the API use.",
+    "Gemini API free tier is not available in your country. Please enable billing on your "
+    "project in Google AI Studio.",
+    "Precondition check failed.",
+]
+
+
+@pytest.mark.parametrize("said", FAILED_PRECONDITIONS)
+def test_it_keeps_the_key_when_the_account_or_location_is_refused(said):
+    # Not the key's fault (every key of the project gets the same answer) and not
+    # fixed by retrying: no retry, the key stays enabled, the person sees Google's reason.
+    err = failure(replying(400, rpc_error(400, "FAILED_PRECONDITION", said)))
+    assert err.kind == ErrorKind.PERMANENT
+    assert err.kind != ErrorKind.KEY_INVALID and not err.retryable
+    assert err.message.endswith(said)
+    assert "HTTP 400 FAILED_PRECONDITION" in err.detail
+    assert not err.may_have_been_billed
+
+
+def test_it_explains_a_failed_precondition_without_a_message():
+    err = classify_error(
+        400, json.dumps({"error": {"code": 400, "status": "FAILED_PRECONDITION"}}), {}
+    )
+    assert err.kind == ErrorKind.PERMANENT
+    assert err.message == "The provider is not available to this account or from this location."
+
+
+def test_it_still_disables_a_key_google_calls_invalid_whatever_the_status():
+    body = rpc_error(
+        400,
+        "FAILED_PRECONDITION",
+        "API key expired. Please renew the API key.",
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_EXPIRED"},
+    )
+    assert classify_error(400, json.dumps(body), {}).kind == ErrorKind.KEY_INVALID
 
 
 def test_it_keeps_a_proxy_error_page_for_admins_only():
