@@ -1,12 +1,9 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 
 from generations import images, jobs
 from generations.models import ASPECT_RATIOS, ModelSpec
-
-MAX_FILES_READ = 16  # more files than any model accepts are refused before reading any
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -53,19 +50,16 @@ class StudioForm(forms.Form):
 
     def clean_references(self):
         files = self.cleaned_data.get("references") or []
-        if len(files) > MAX_FILES_READ:
+        most = max((m.max_reference_images for m in self.fields["model"].queryset), default=0)
+        if len(files) > most:  # refused before reading a single file
             raise forms.ValidationError(
-                f"{len(files)} files attached; no model accepts more than 14 reference images."
+                f"{len(files)} files attached; no model here accepts more than {most} "
+                "reference images."
             )
         cleaned = []
         for upload in files:
-            if upload.size > settings.NANOWEB_MAX_UPLOAD_BYTES:
-                mb = settings.NANOWEB_MAX_UPLOAD_BYTES / 1024 / 1024
-                raise forms.ValidationError(
-                    f"{upload.name} is {upload.size / 1024 / 1024:.1f} MB; "
-                    f"the limit is {mb:.0f} MB."
-                )
             try:
+                images.refuse_oversize(upload.name, upload.size)
                 cleaned.append((upload.name, images.clean_image(upload.read(), name=upload.name)))
             except images.ImageRejected as exc:
                 raise forms.ValidationError(exc.message) from exc

@@ -63,11 +63,8 @@ class CleanImage:
 def clean_image(
     data: bytes, *, name: str = "image", max_bytes: int | None = None, max_pixels: int | None = None
 ) -> CleanImage:
-    max_bytes = max_bytes or settings.NANOWEB_MAX_UPLOAD_BYTES
     max_pixels = max_pixels or settings.NANOWEB_MAX_IMAGE_PIXELS
-    if len(data) > max_bytes:
-        limit = _bytes(max_bytes).replace(".0 ", " ")  # a round limit reads "20 MB"
-        raise ImageRejected(f"{name} is {_bytes(len(data))}; the limit is {limit}.")
+    refuse_oversize(name, len(data), max_bytes)
     if not data:
         raise ImageRejected(f"{name} is empty.")
     try:
@@ -120,6 +117,14 @@ def _encode(im: Image.Image, fmt: str) -> CleanImage:
     data = buf.getvalue()
     mime = FORMATS[fmt][0]
     return CleanImage(data, mime, im.width, im.height, hashlib.sha256(data).hexdigest())
+
+
+def refuse_oversize(name: str, size: int, max_bytes: int | None = None) -> None:
+    """Raise :class:`ImageRejected` for a file over the byte cap (checked before reading)."""
+    max_bytes = max_bytes or settings.NANOWEB_MAX_UPLOAD_BYTES
+    if size > max_bytes:
+        limit = _bytes(max_bytes).replace(".0 ", " ")  # a round limit reads "20 MB"
+        raise ImageRejected(f"{name} is {_bytes(size)}; the limit is {limit}.")
 
 
 def _bytes(n: int) -> str:

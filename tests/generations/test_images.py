@@ -581,6 +581,6 @@ def test_the_studio_form_refuses_a_pile_of_files_without_reading_them(db, monkey
     form = refs_form("nano-banana-pro", 40)
     assert not form.is_valid()
     assert form.errors["references"] == [
-        "40 files attached; no model accepts more than 14 reference images."
+        "40 files attached; no model here accepts more than 14 reference images."
     ]
     assert read == []
