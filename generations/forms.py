@@ -50,8 +50,12 @@ class StudioForm(forms.Form):
 
     def clean_references(self):
         files = self.cleaned_data.get("references") or []
-        most = max((m.max_reference_images for m in self.fields["model"].queryset), default=0)
-        if len(files) > most:  # refused before reading a single file
+        models = list(self.fields["model"].queryset)
+        model = next((m for m in models if m.slug == self.data.get("model")), None)
+        if model and len(files) > model.max_reference_images:  # refused before reading any
+            raise forms.ValidationError(jobs.too_many_references(model, len(files)))
+        most = max((m.max_reference_images for m in models), default=0)
+        if len(files) > most:
             raise forms.ValidationError(
                 f"{len(files)} files attached; no model here accepts more than {most} "
                 "reference images."

@@ -78,11 +78,14 @@ def validate(req: JobRequest) -> None:
             field="count",
         )
     if len(req.references) > model.max_reference_images:
-        raise SubmitError(
-            f"{model.name} accepts at most {model.max_reference_images} reference "
-            f"images; you attached {len(req.references)}.",
-            field="references",
-        )
+        raise SubmitError(too_many_references(model, len(req.references)), field="references")
+
+
+def too_many_references(model: ModelSpec, attached: int) -> str:
+    return (
+        f"{model.name} accepts at most {model.max_reference_images} reference images; "
+        f"you attached {attached}."
+    )
 
 
 def estimate_per_image(req: JobRequest) -> int:

@@ -581,6 +581,15 @@ def test_the_studio_form_refuses_a_pile_of_files_without_reading_them(db, monkey
     form = refs_form("nano-banana-pro", 40)
     assert not form.is_valid()
     assert form.errors["references"] == [
-        "40 files attached; no model here accepts more than 14 reference images."
+        "Nano Banana Pro accepts at most 14 reference images; you attached 40."
     ]
     assert read == []
+
+
+def test_a_pile_of_files_for_an_unknown_model_is_refused_by_the_largest_limit(db):
+    make_route("nano-banana-pro")
+    form = refs_form("no-such-model", 40)
+    assert not form.is_valid()
+    assert form.errors["references"] == [
+        "40 files attached; no model here accepts more than 14 reference images."
+    ]
