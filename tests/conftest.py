@@ -29,6 +29,14 @@ def _private_media(tmp_path_factory, settings):
 
 
 @pytest.fixture
+def no_broker(monkeypatch):
+    """Jobs are admitted but not sent to a broker; the test drives the engine itself."""
+    from generations import jobs
+
+    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+
+
+@pytest.fixture
 def team(db):
     return Team.objects.create(name="Acme")
 

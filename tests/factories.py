@@ -29,7 +29,8 @@ def make_route(model_slug: str = "nano-banana", *, base_url: str = "http://127.0
     route = Route.objects.create(model=model, provider=provider, upstream_model=upstream,
                                  priority=priority)
     if price:
-        Price.objects.create(route=route, effective_from=LIST_PRICES_FROM, **GEMINI_PRICES[upstream])
+        Price.objects.create(route=route, effective_from=LIST_PRICES_FROM,
+                             **GEMINI_PRICES[upstream])
     return route
 
 
@@ -46,3 +47,10 @@ def job_request(model: ModelSpec, **kwargs) -> JobRequest:
     refs = kwargs.pop("reference_bytes", [])
     kwargs.setdefault("references", [clean_image(b) for b in refs])
     return JobRequest(model=model, **kwargs)
+
+
+def submit_one(model: ModelSpec, user, **kwargs):
+    """Admit one job (as the studio would) and return its Generation."""
+    from generations.jobs import submit
+
+    return submit(user, job_request(model, **kwargs))[0]

@@ -11,18 +11,10 @@ from accounts import quotas
 from accounts.models import LedgerEntry
 from generations import engine, jobs
 from generations.models import Generation, ProviderKey
-from tests.factories import job_request, make_route, png_bytes
+from tests.factories import make_route, png_bytes, submit_one
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
-
-
-def run(model, user, **kwargs) -> Generation:
-    return jobs.submit(user, job_request(model, **kwargs))[0]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
+run = submit_one
 
 
 def test_it_makes_an_image_and_settles_its_actual_cost(alice, sandbox_model):

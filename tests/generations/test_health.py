@@ -20,8 +20,7 @@ def admin_client(client):
     return client
 
 
-def test_the_health_page_explains_resting_routes_and_keys(admin_client, alice, monkeypatch):
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+def test_the_health_page_explains_resting_routes_and_keys(admin_client, alice, no_broker):
     route = make_route("nano-banana", provider_name="Google")
     route.provider.rpm = 10
     route.provider.save()

@@ -5,13 +5,6 @@ from generations.models import Generation
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def no_broker(monkeypatch):
-    from generations import jobs
-
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
-
-
 def test_it_shows_the_studio_with_the_sandbox_labelled(client, alice, sandbox_model):
     client.force_login(alice)
     r = client.get("/")
