@@ -164,6 +164,7 @@ class Provider(ABC):
 
 PROVIDER_KINDS: dict[str, str] = {
     "gemini": "generations.providers.gemini.GeminiProvider",
+    "openai": "generations.providers.openai_images.OpenAIImagesProvider",
 }
 
 

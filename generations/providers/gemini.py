@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from django.conf import settings
-from django.utils import timezone
-from PIL import Image
 
 from generations.providers.base import (
     ErrorKind,
@@ -33,6 +28,20 @@ from generations.providers.base import (
     Provider,
     ProviderError,
     Usage,
+)
+from generations.providers.common import (
+    UPSTREAM_MESSAGE_CHARS,
+    as_int,
+    clean_text,
+    corrupt,
+    excerpt,
+    image_problem,
+    json_body,
+    retry_after_header,
+    scrubbed,
+    text_of,
+    transient_message,
+    transport_error,
 )
 
 # finishReason values meaning a safety/policy filter stopped the answer.
@@ -67,15 +76,7 @@ PROMPT_BLOCK_REASONS = {
     "OTHER": "unspecified reason",
 }
 
-IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/webp": (b"RIFF",),  # plus "WEBP" at offset 8, checked below
-    "image/gif": (b"GIF87a", b"GIF89a"),
-}
-
 TEXT_EXCERPT_CHARS = 160
-UPSTREAM_MESSAGE_CHARS = 300
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -89,7 +90,7 @@ class GeminiProvider(Provider):
             return self._generate(request)
         except ProviderError as err:
             # Relays sometimes echo the credential back; it must not reach a page or log.
-            raise _scrubbed(err, self.api_key) from None
+            raise scrubbed(err, self.api_key) from None
 
     def endpoint(self, upstream_model: str) -> str:
         model = upstream_model.removeprefix("models/")
@@ -108,7 +109,7 @@ class GeminiProvider(Provider):
             raise transport_error(exc) from None
         if not response.is_success:
             raise classify_error(response.status_code, response.content, response.headers)
-        return parse_response(_json_body(response), http_status=response.status_code)
+        return parse_response(json_body(response), http_status=response.status_code)
 
 
 def build_request_body(request: ImageRequest) -> dict:
@@ -142,12 +143,12 @@ def parse_response(body: Any, http_status: int = 200) -> ImageResult:
     parsed usage and ``may_have_been_billed``.
     """
     if not isinstance(body, dict):
-        raise _corrupt(f"response body is {type(body).__name__}, not an object", http_status)
+        raise corrupt(f"response body is {type(body).__name__}, not an object", http_status)
     try:
         return _parse(body, http_status)
     except (AttributeError, TypeError, KeyError) as exc:  # valid JSON, wrong shape
         detail = f"unexpected response shape: {type(exc).__name__}: {exc}"
-        raise _corrupt(detail, http_status) from None
+        raise corrupt(detail, http_status) from None
 
 
 def _parse(body: dict, http_status: int) -> ImageResult:
@@ -192,16 +193,16 @@ def usage_from_metadata(meta: Any) -> Usage:
     if not isinstance(meta, dict):
         return Usage()
     image_tokens = sum(
-        _int(d.get("tokenCount"))
+        as_int(d.get("tokenCount"))
         for d in meta.get("candidatesTokensDetails") or []
         if isinstance(d, dict) and d.get("modality") == "IMAGE"
     )
     return Usage(
-        input_tokens=_int(meta.get("promptTokenCount")),
-        output_text_tokens=max(_int(meta.get("candidatesTokenCount")) - image_tokens, 0),
+        input_tokens=as_int(meta.get("promptTokenCount")),
+        output_text_tokens=max(as_int(meta.get("candidatesTokenCount")) - image_tokens, 0),
         output_image_tokens=image_tokens,
-        thinking_tokens=_int(meta.get("thoughtsTokenCount")),
-        total_tokens=_int(meta.get("totalTokenCount")),
+        thinking_tokens=as_int(meta.get("thoughtsTokenCount")),
+        total_tokens=as_int(meta.get("totalTokenCount")),
     )
 
 
@@ -241,7 +242,7 @@ def _no_image(candidates, reasons, text: str, billed: dict) -> ProviderError:
             odd, f"The model did not produce an image ({odd.replace('_', ' ').lower()})."
         )
     elif text:
-        message = f'The model answered with text only: "{_excerpt(text, TEXT_EXCERPT_CHARS)}"'
+        message = f'The model answered with text only: "{excerpt(text, TEXT_EXCERPT_CHARS)}"'
     elif candidates:
         message = "The model returned neither an image nor text."
     else:
@@ -252,7 +253,7 @@ def _no_image(candidates, reasons, text: str, billed: dict) -> ProviderError:
 def _finish_detail(candidate: dict) -> str:
     detail = f"finishReason={candidate.get('finishReason') or 'none'}"
     if candidate.get("finishMessage"):
-        detail += f": {_excerpt(str(candidate['finishMessage']), UPSTREAM_MESSAGE_CHARS)}"
+        detail += f": {excerpt(str(candidate['finishMessage']), UPSTREAM_MESSAGE_CHARS)}"
     return detail
 
 
@@ -262,60 +263,11 @@ def _decode_image(inline: dict, usage: Usage, http_status: int) -> GeneratedImag
     try:
         data = base64.b64decode(inline.get("data") or "", validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise _corrupt(f"invalid base64 image data: {exc}", http_status, usage) from None
+        raise corrupt(f"invalid base64 image data: {exc}", http_status, usage) from None
     problem = image_problem(data, mime)
     if problem:
-        raise _corrupt(problem, http_status, usage)
+        raise corrupt(problem, http_status, usage)
     return GeneratedImage(data=data, mime_type=mime)
-
-
-def image_problem(data: bytes, mime_type: str) -> str:
-    """Why ``data`` is not a whole image of ``mime_type`` ("" when it is)."""
-    signatures = IMAGE_SIGNATURES.get(mime_type)
-    if signatures is None:
-        return f"unsupported image type {mime_type}"
-    if not data:
-        return "empty image data"
-    if not data.startswith(signatures) or (mime_type == "image/webp" and data[8:12] != b"WEBP"):
-        return f"bytes are not a {mime_type} image (starts with {data[:8]!r})"
-    try:
-        # The signature already pinned the format; verify() walks the chunks (PNG CRCs)
-        # but reads no pixels, and for JPEG checks nothing: only a decode finds a cut-off
-        # file. verify() leaves the image unusable, hence the second open.
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > settings.NANOWEB_MAX_IMAGE_PIXELS:
-                return f"{mime_type} image of {im.width}×{im.height} pixels is too large to decode"
-            im.load()
-    except Exception as exc:  # Pillow raises many types for damaged files
-        return f"damaged {mime_type} image: {type(exc).__name__}: {exc}"
-    return ""
-
-
-def _corrupt(detail: str, http_status: int | None, usage: Usage | None = None) -> ProviderError:
-    return ProviderError(
-        ErrorKind.CORRUPT,
-        "The provider sent back a damaged response.",
-        detail=detail,
-        http_status=http_status,
-        may_have_been_billed=True,
-        usage=usage,
-    )
-
-
-def _json_body(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        kind = response.headers.get("content-type", "no content-type")
-        raise _corrupt(
-            f"unreadable body ({kind}, {len(response.content)} bytes): {exc}",
-            response.status_code,
-        ) from None
-
-
-# --- anything but a 2xx -----------------------------------------------------
 
 
 def classify_error(
@@ -325,7 +277,7 @@ def classify_error(
     error = _error_envelope(body)
     rpc_status = str(error.get("status") or "")
     # Only Google's own message is fit for users; a proxy's HTML page goes to the detail.
-    upstream = _clean(str(error.get("message") or ""))
+    upstream = clean_text(str(error.get("message") or ""))
     details = [d for d in error.get("details") or [] if isinstance(d, dict)]
     reasons = [str(d.get("reason") or "") for d in details if d.get("@type") == ERROR_INFO]
     quota_ids = [
@@ -335,7 +287,7 @@ def classify_error(
         for v in d.get("violations") or []
         if isinstance(v, dict)
     ]
-    said = upstream or _excerpt(_text_of(body), 200) or "(empty body)"
+    said = upstream or excerpt(text_of(body), 200) or "(empty body)"
     detail = _error_detail(f"HTTP {status} {rpc_status}".strip(), said, reasons, quota_ids)
 
     def error_of(kind: ErrorKind, message: str, **extra) -> ProviderError:
@@ -348,7 +300,7 @@ def classify_error(
             )
         delay = _retry_delay(details)
         if delay is None:
-            delay = _retry_after_header(headers)
+            delay = retry_after_header(headers)
         return error_of(
             ErrorKind.RATE_LIMITED,
             "The provider is receiving too many requests right now.",
@@ -374,7 +326,7 @@ def classify_error(
             ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True
         )
     if status in (408, 409) or (status >= 500 and status != 501):
-        return error_of(ErrorKind.TRANSIENT, _transient_message(status))
+        return error_of(ErrorKind.TRANSIENT, transient_message(status))
     message = "The provider rejected the request"
     if status == 413:
         message = "The request was too large for the provider (are the reference images too big?)"
@@ -388,14 +340,6 @@ def _error_detail(head: str, said: str, reasons: list[str], quota_ids: list[str]
     if quota_ids:
         detail += f" [quota: {'; '.join(quota_ids)}]"
     return detail
-
-
-def _transient_message(status: int) -> str:
-    if status == 503:
-        return "The provider is overloaded right now."
-    if status == 500:
-        return "The provider had an internal error."
-    return "The provider is unavailable right now."
 
 
 def _error_envelope(body: bytes | str) -> dict:
@@ -417,94 +361,3 @@ def _retry_delay(details: list[dict]) -> float | None:
             if match:
                 return float(match.group(1))
     return None
-
-
-def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
-    """Relays put the delay in ``Retry-After`` instead (seconds or an HTTP date)."""
-    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - timezone.now()).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-# --- the wire itself --------------------------------------------------------
-
-
-def transport_error(exc: Exception) -> ProviderError:
-    """Classify an httpx failure by how far the request got before it broke."""
-    detail = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, httpx.ReadTimeout):
-        return ProviderError(
-            ErrorKind.SLOW,
-            "The provider took too long to answer.",
-            detail=detail,
-            may_have_been_billed=True,
-        )
-    if isinstance(exc, httpx.DecodingError):
-        return _corrupt(detail, None)
-    unreached = (
-        httpx.ConnectError,
-        httpx.ConnectTimeout,
-        httpx.PoolTimeout,
-        httpx.ProxyError,
-        httpx.UnsupportedProtocol,
-        httpx.InvalidURL,
-    )
-    if isinstance(exc, unreached):
-        return ProviderError(
-            ErrorKind.TRANSIENT, "The provider could not be reached.", detail=detail
-        )
-    # Write timeouts, dropped connections, protocol errors: the prompt may have
-    # reached Google, which may bill it.
-    return ProviderError(
-        ErrorKind.TRANSIENT,
-        "The connection to the provider broke off.",
-        detail=detail,
-        may_have_been_billed=True,
-    )
-
-
-def _scrubbed(err: ProviderError, secret: str) -> ProviderError:
-    if not secret or (secret not in err.message and secret not in err.detail):
-        return err
-    return ProviderError(
-        err.kind,
-        err.message.replace(secret, "[key]"),
-        detail=err.detail.replace(secret, "[key]"),
-        http_status=err.http_status,
-        retry_after=err.retry_after,
-        may_have_been_billed=err.may_have_been_billed,
-        usage=err.usage,
-    )
-
-
-# --- small helpers ----------------------------------------------------------
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _clean(text: str) -> str:
-    return _excerpt(" ".join(text.split()), UPSTREAM_MESSAGE_CHARS)
-
-
-def _excerpt(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _text_of(body: bytes | str) -> str:
-    if isinstance(body, bytes):
-        return body.decode("utf-8", errors="replace")
-    return body or ""

@@ -39,7 +39,7 @@ def dimensions(model: str, aspect_ratio: str = "1:1", image_size: str = "1K") ->
 
 
 def render_image(prompt: str, width: int, height: int, fmt: str = "PNG") -> bytes:
-    """Encoded image bytes (``fmt`` "PNG" or "JPEG") showing ``prompt``."""
+    """Encoded image bytes (``fmt`` "PNG", "JPEG" or "WEBP") showing ``prompt``."""
     fmt = fmt.upper()
     digest = hashlib.sha256(prompt.encode()).digest()
     image = _background(digest, width, height)
@@ -49,8 +49,8 @@ def render_image(prompt: str, width: int, height: int, fmt: str = "PNG") -> byte
     _draw_prompt(draw, prompt, width, height, _shade(digest))
     _draw_label(draw, f"SANDBOX · {width}x{height}", width, height)
     buf = io.BytesIO()
-    if fmt == "JPEG":
-        image.save(buf, "JPEG", quality=90)
+    if fmt in ("JPEG", "WEBP"):
+        image.save(buf, fmt, quality=90)
     else:
         image.save(buf, "PNG", compress_level=1)
     return buf.getvalue()

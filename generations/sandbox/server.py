@@ -1,6 +1,7 @@
-"""The sandbox upstream: a real HTTP server that speaks Gemini's ``generateContent``.
+"""The sandbox upstream: a real HTTP server that speaks Gemini's ``generateContent``
+and OpenAI's Images API.
 
-It is a test double of Google's API for tests, benchmarks, demos and the offline
+It is a test double of both APIs for tests, benchmarks, demos and the offline
 default. It renders real images (``render``), answers in the exact wire shape
 (``responses``), enforces a per-key RPM and daily quota, and injects faults:
 
@@ -10,7 +11,11 @@ default. It renders real images (``render``), answers in the exact wire shape
   then success), e.g. ``[sandbox:503x2]``. Classes are listed in ``TRIGGERS``.
 
 Routes: ``POST /v1beta/models/{model}:generateContent`` (key in ``x-goog-api-key``
-or ``?key=``), ``GET /healthz``; anything else is a 404 in Google's envelope.
+or ``?key=``); ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (key
+as ``Authorization: Bearer``, see ``openai_images``), where the same faults take
+OpenAI's forms (a daily quota is ``insufficient_quota``, blocks are
+``moderation_blocked``, NO_IMAGE and text-only answers an empty ``data``);
+``GET /healthz``. Anything else is a 404 in the envelope of the API its path belongs to.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from generations.sandbox import openai_images as openai
 from generations.sandbox import responses
 from generations.sandbox.parse import BadRequest, GenerateRequest, parse_request
 from generations.sandbox.render import dimensions, render_image
@@ -61,6 +68,7 @@ TRIGGERS = {
 }
 TRIGGER = re.compile(r"\[sandbox:(?P<name>[a-z0-9_]+?)(?:x(?P<times>\d+))?\]", re.IGNORECASE)
 GENERATE_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+OPENAI_PATHS = {"/v1/images/generations": "generations", "/v1/images/edits": "edits"}
 MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline data
 INJECTED_RETRY_DELAY = 1.5  # seconds, in the RetryInfo of an injected per-minute 429
 FREE_TIER_RPM = 10  # the limit an injected 429 quotes when no rpm is configured
@@ -100,14 +108,41 @@ class Reply:
     body: bytes = b""
     outcome: str = "ok"
     hang: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, status: int, body: dict, outcome: str = "ok") -> Reply:
-        return cls(status, json.dumps(body, indent=2).encode(), outcome)
+    def of(cls, status: int, body: dict, outcome: str = "ok", headers=()) -> Reply:
+        return cls(status, json.dumps(body, indent=2).encode(), outcome, headers=headers)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a key's request is over quota, in terms both APIs can phrase."""
+
+    per_day: bool
+    wait: float  # seconds until a request would be admitted again
+    limit: int
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def gemini_refusal(model: str, refusal: Refusal) -> Reply:
+    """429 RESOURCE_EXHAUSTED naming the per-minute or per-day quota, with RetryInfo."""
+    body = responses.rate_limited_body(
+        model, refusal.wait, per_day=refusal.per_day, limit=refusal.limit
+    )
+    return Reply.of(429, body, "daily_quota" if refusal.per_day else "rpm_exceeded")
+
+
+def openai_refusal(model: str, refusal: Refusal, outcome: str = "") -> Reply:
+    """429 ``insufficient_quota`` for the day, else ``rate_limit_exceeded`` with retry-after-ms."""
+    if refusal.per_day:
+        return Reply.of(429, openai.insufficient_quota_body(), outcome or "daily_quota")
+    body = openai.rate_limited_body(model, refusal.wait, refusal.limit)
+    headers = openai.rate_limit_headers(refusal.wait)
+    return Reply.of(429, body, outcome or "rpm_exceeded", headers)
 
 
 class SandboxState:
@@ -131,7 +166,12 @@ class SandboxState:
         self._triggered: Counter[str] = Counter()
 
     def admit(self, key: str, model: str) -> Reply | None:
-        """Count a request against ``key``'s quotas, or return the 429 refusing it."""
+        """Count a request against ``key``'s quotas, or return Gemini's 429 refusing it."""
+        refusal = self.check_quota(key)
+        return None if refusal is None else gemini_refusal(model, refusal)
+
+    def check_quota(self, key: str) -> Refusal | None:
+        """Count a request against ``key``'s quotas, or say why it is refused."""
         cfg = self.config
         with self._lock:
             now, wall = self._clock(), self._wall()
@@ -139,15 +179,12 @@ class SandboxState:
             if day != wall.date():
                 day, used = wall.date(), 0
             if cfg.daily_quota is not None and used >= cfg.daily_quota:
-                return self._per_day(model, wall, cfg.daily_quota)
+                return self._per_day(wall, cfg.daily_quota)
             window = self._minute.setdefault(key, deque())
             while window and now - window[0] >= 60:
                 window.popleft()
             if cfg.rpm is not None and len(window) >= cfg.rpm:
-                wait = 60 - (now - window[0])
-                return Reply.of(
-                    429, responses.rate_limited_body(model, wait, limit=cfg.rpm), "rpm_exceeded"
-                )
+                return Refusal(per_day=False, wait=60 - (now - window[0]), limit=cfg.rpm)
             window.append(now)
             self._daily[key] = (day, used + 1)
         return None
@@ -156,14 +193,12 @@ class SandboxState:
         with self._lock:
             self.requests += 1
 
-    def injected_daily(self, model: str) -> Reply:
-        return self._per_day(model, self._wall(), self.config.daily_quota or FREE_TIER_RPD)
+    def injected_daily(self) -> Refusal:
+        return self._per_day(self._wall(), self.config.daily_quota or FREE_TIER_RPD)
 
-    def _per_day(self, model: str, wall: datetime, limit: int) -> Reply:
+    def _per_day(self, wall: datetime, limit: int) -> Refusal:
         midnight = datetime.combine(wall.date() + timedelta(days=1), datetime.min.time(), UTC)
-        wait = (midnight - wall).total_seconds()
-        body = responses.rate_limited_body(model, wait, per_day=True, limit=limit)
-        return Reply.of(429, body, "daily_quota")
+        return Refusal(per_day=True, wait=(midnight - wall).total_seconds(), limit=limit)
 
     def fault_for(self, prompt: str) -> str | None:
         """The fault class this request gets: its trigger's, else a random draw, else None."""
@@ -255,7 +290,7 @@ class SandboxServer(ThreadingHTTPServer):
                 body = responses.rate_limited_body(model, INJECTED_RETRY_DELAY, limit=limit)
                 return Reply.of(429, body, fault)
             case "daily_quota":
-                return self.state.injected_daily(model)
+                return gemini_refusal(model, self.state.injected_daily())
             case "unavailable":
                 return Reply.of(503, responses.unavailable_body(), fault)
             case "internal":
@@ -299,6 +334,74 @@ class SandboxServer(ThreadingHTTPServer):
             inline["data"] = inline["data"][: len(inline["data"]) * 2 // 5 // 4 * 4]
         return Reply.of(200, body, fault or "ok")
 
+    def answer_openai(
+        self, endpoint: str, key: str, raw: bytes, content_type: str
+    ) -> tuple[str, Reply]:
+        """The whole decision for one Images call, and the model it named (for the log).
+
+        Unlike Gemini's, the body is read before the quota is counted: OpenAI's
+        limits are per model, and the model is in the body.
+        """
+        self.state.count_request()
+        if not key:
+            return "-", Reply.of(401, openai.missing_key_body(), "no_key")
+        if key in self.config.invalid_keys:
+            return "-", Reply.of(401, openai.invalid_key_body(key), "api_key_invalid")
+        try:
+            if endpoint == "edits":
+                request = openai.parse_edits(raw, content_type)
+            else:
+                request = openai.parse_generations(raw)
+        except openai.InvalidRequest as exc:
+            return "-", Reply.of(400, exc.body(), "invalid_argument")
+        refused = self.state.check_quota(key)
+        if refused is not None:
+            return request.model, openai_refusal(request.model, refused)
+        try:
+            fault = self.state.fault_for(request.prompt)
+        except BadRequest as exc:
+            body = openai.InvalidRequest(str(exc), param="prompt").body()
+            return request.model, Reply.of(400, body, "invalid_argument")
+        self.stopping.wait(self.state.latency())
+        return request.model, self._openai_reply(request, fault)
+
+    def _openai_reply(self, req: openai.ImagesRequest, fault: str | None) -> Reply:
+        match fault:
+            case None | "truncated":
+                return self._openai_generated(req, fault)
+            case "no_image" | "text_only":  # the Images API has no text answer: nothing made
+                return Reply.of(200, openai.image_body(req, []), fault)
+            case "timeout":
+                return Reply(0, outcome=fault, hang=True)
+            case "rate_limit":
+                limit = self.config.rpm or FREE_TIER_RPM
+                refusal = Refusal(per_day=False, wait=INJECTED_RETRY_DELAY, limit=limit)
+                return openai_refusal(req.model, refusal, fault)
+            case "daily_quota":
+                return openai_refusal(req.model, self.state.injected_daily(), fault)
+            case "unavailable":
+                return Reply.of(503, openai.unavailable_body(), fault)
+            case "internal":
+                return Reply.of(500, openai.internal_body(), fault)
+            case "deadline":
+                return Reply.of(504, openai.timeout_body(), fault)
+            case "prompt_block" | "image_safety":
+                return Reply.of(400, openai.blocked_body(req.model), fault)
+            case "malformed":
+                whole = json.dumps(openai.image_body(req, []), indent=2).encode()
+                return Reply(200, whole[: len(whole) // 2], fault)
+        raise AssertionError(f"unhandled fault {fault}")
+
+    def _openai_generated(self, req: openai.ImagesRequest, fault: str | None) -> Reply:
+        width, height = req.dimensions()
+        image = render_image(req.prompt, width, height, openai.OUTPUT_FORMATS[req.output_format])
+        body = openai.image_body(req, [image] * req.n)
+        if fault == "truncated":
+            item = body["data"][0]
+            # Cut on a 4-character boundary: the base64 still decodes, the image does not.
+            item["b64_json"] = item["b64_json"][: len(item["b64_json"]) * 2 // 5 // 4 * 4]
+        return Reply.of(200, body, fault or "ok")
+
     def stop(self) -> None:
         self.stopping.set()
         self.shutdown()
@@ -326,6 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()
         model = "-"
         route = GENERATE_PATH.match(url.path)
+        is_openai = url.path.startswith("/v1/")
         if self.command == "POST" and route:
             model = unquote(route["model"])
             if raw is None:
@@ -333,12 +437,22 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = Reply.of(400, responses.invalid_argument_body(message), "too_large")
             else:
                 reply = self.server.answer(model, self._api_key(url.query), raw)
+        elif self.command == "POST" and url.path in OPENAI_PATHS:
+            if raw is None:
+                reply = Reply.of(413, openai.too_large_body(MAX_BODY_BYTES), "too_large")
+            else:
+                content_type = self.headers.get("Content-Type") or ""
+                model, reply = self.server.answer_openai(
+                    OPENAI_PATHS[url.path], self._bearer_key(), raw, content_type
+                )
         elif self.command == "GET" and url.path == "/healthz":
             health = {"status": "ok", "upstream": "sandbox", "requests": self.server.state.requests}
             reply = Reply.of(200, health)
+        elif is_openai:
+            reply = Reply.of(404, openai.not_found_body(self.command, url.path), "not_found")
         else:
             reply = Reply.of(404, responses.not_found_body(url.path), "not_found")
-        self._send(reply, started)
+        self._send(reply, started, is_openai)
         # The path without its query string: ?key= must never reach a log.
         log.log(
             logging.DEBUG if url.path == "/healthz" else logging.INFO,
@@ -365,7 +479,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_key(self, query: str) -> str:
         return self.headers.get("x-goog-api-key") or parse_qs(query).get("key", [""])[0]
 
-    def _send(self, reply: Reply, started: float) -> None:
+    def _bearer_key(self) -> str:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def _send(self, reply: Reply, started: float, is_openai: bool = False) -> None:
         if reply.hang:
             self.server.stopping.wait(self.server.config.hang_seconds)
             self.close_connection = True
@@ -373,10 +491,17 @@ class _Handler(BaseHTTPRequestHandler):
         elapsed = round((time.perf_counter() - started) * 1000)
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            if is_openai:
+                self.send_header("Content-Type", "application/json")
+                self.send_header("openai-processing-ms", str(elapsed))
+                self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+            else:
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Server-Timing", f"gfet4t7; dur={elapsed}")
+                self.send_header("Vary", "Origin, X-Origin, Referer")
             self.send_header("Content-Length", str(len(reply.body)))
-            self.send_header("Server-Timing", f"gfet4t7; dur={elapsed}")
-            self.send_header("Vary", "Origin, X-Origin, Referer")
+            for name, value in reply.headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):

@@ -1,8 +1,8 @@
 """How each upstream model behaves, as the sandbox imitates it.
 
-The sandbox is a test double of Google's API, so it keeps its own tables rather
-than reading nanoweb's catalog or prices: if nanoweb's idea of a model drifts
-from the upstream's, tests against the sandbox should notice.
+The sandbox is a test double of Google's and OpenAI's APIs, so it keeps its own
+tables rather than reading nanoweb's catalog or prices: if nanoweb's idea of a
+model drifts from the upstream's, tests against the sandbox should notice.
 """
 
 from __future__ import annotations
@@ -78,3 +78,63 @@ MODELS = {
 def upstream_model(name: str) -> UpstreamModel:
     """The behaviour of ``name``; models the sandbox does not know act like 2.5 Flash Image."""
     return MODELS.get(name, FLASH_25)
+
+
+# --- OpenAI Images models -------------------------------------------------------
+
+# gpt-image-1's image-output tokens by quality and size, as OpenAI documents them.
+GPT_IMAGE_OUTPUT_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+
+
+@dataclass(frozen=True)
+class ImagesModel:
+    """One OpenAI Images model: what it accepts and what its answers carry."""
+
+    name: str
+    sizes: tuple[str, ...]
+    qualities: tuple[str, ...]
+    max_n: int
+    max_edit_images: int  # 0: the model does not edit
+    reports_usage: bool  # gpt-image models report tokens; dall-e models bill per image
+    revises_prompt: bool  # dall-e-3 rewrites the prompt and says how
+
+
+GPT_IMAGE_1 = ImagesModel(
+    "gpt-image-1",
+    sizes=("1024x1024", "1536x1024", "1024x1536", "auto"),
+    qualities=("low", "medium", "high", "auto"),
+    max_n=10,
+    max_edit_images=16,
+    reports_usage=True,
+    revises_prompt=False,
+)
+DALL_E_3 = ImagesModel(
+    "dall-e-3",
+    sizes=("1024x1024", "1792x1024", "1024x1792"),
+    qualities=("standard", "hd"),
+    max_n=1,
+    max_edit_images=0,
+    reports_usage=False,
+    revises_prompt=True,
+)
+DALL_E_2 = ImagesModel(
+    "dall-e-2",
+    sizes=("256x256", "512x512", "1024x1024"),
+    qualities=("standard",),
+    max_n=10,
+    max_edit_images=1,
+    reports_usage=False,
+    revises_prompt=False,
+)
+
+
+def images_model(name: str) -> ImagesModel:
+    """The behaviour of ``name``; names the sandbox does not know act like gpt-image-1."""
+    for model in (DALL_E_3, DALL_E_2):
+        if name.startswith(model.name):
+            return model
+    return GPT_IMAGE_1

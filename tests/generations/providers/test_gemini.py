@@ -28,11 +28,11 @@ from generations.providers.base import (
     Usage,
     provider_class,
 )
+from generations.providers.common import image_problem
 from generations.providers.gemini import (
     GeminiProvider,
     build_request_body,
     classify_error,
-    image_problem,
     parse_response,
 )
 

@@ -77,7 +77,7 @@ def test_it_refuses_a_body_that_is_not_json(sandbox_url):
     [
         ("GET", f"/v1beta/models/{FLASH}:generateContent"),
         ("POST", f"/v1beta/models/{FLASH}:streamGenerateContent"),
-        ("POST", "/v1/images/generations"),
+        ("POST", "/v1beta/images/generations"),
         ("GET", "/"),
     ],
 )
