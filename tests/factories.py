@@ -15,13 +15,14 @@ from generations.providers_setup import LIST_PRICES_FROM
 
 def make_route(model_slug: str = "nano-banana", *, base_url: str = "http://127.0.0.1:9",
                upstream: str | None = None, priority: int = 10, price: bool = True,
-               provider_name: str = "Test upstream", key: str = "test-key-0123456789") -> Route:
+               provider_name: str = "Test upstream", key: str = "test-key-0123456789",
+               kind: str = "gemini", prices: dict | None = None) -> Route:
     model = ModelSpec.objects.get(slug=model_slug)
     upstream = upstream or {"nano-banana": "gemini-2.5-flash-image",
                             "nano-banana-pro": "gemini-3-pro-image-preview"}.get(
         model_slug, "gemini-3.1-flash-image-preview")
     provider, _ = Provider.objects.get_or_create(
-        name=provider_name, defaults={"kind": "gemini", "base_url": base_url})
+        name=provider_name, defaults={"kind": kind, "base_url": base_url})
     if not provider.keys.exists():
         k = ProviderKey(provider=provider, label="primary")
         k.set_key(key)
@@ -30,7 +31,7 @@ def make_route(model_slug: str = "nano-banana", *, base_url: str = "http://127.0
                                  priority=priority)
     if price:
         Price.objects.create(route=route, effective_from=LIST_PRICES_FROM,
-                             **GEMINI_PRICES[upstream])
+                             **(prices or GEMINI_PRICES[upstream]))
     return route
 
 

@@ -13,7 +13,7 @@ from generations.models import Generation, KeyPermit, ModelSpec, Provider, Route
 from generations.providers.base import ErrorKind
 from generations.resilience import breaker
 from generations.resilience.store import get_store
-from tests.factories import make_route, submit_one
+from tests.factories import make_route, png_bytes, submit_one
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 submit = submit_one
@@ -164,3 +164,51 @@ def test_each_slow_attempt_gives_the_next_more_time(alice, sandbox_model):
     job.attempt_log.create(number=1, route=route, outcome=ErrorKind.SLOW)
     job.attempt_log.create(number=2, route=route, outcome=ErrorKind.SLOW)
     assert engine._timeouts(job, route).read == base * 2
+
+
+GPT_IMAGE_PRICES = {"input_per_mtok": 10_000_000, "image_output_per_mtok": 40_000_000}
+
+
+def openai_route(sandbox_url, priority=20) -> Route:
+    return make_route("sandbox", base_url=f"{sandbox_url}/v1", upstream="gpt-image-1",
+                      provider_name="OpenAI-format relay", kind="openai", priority=priority,
+                      key="sk-relay-0123456789", prices=GPT_IMAGE_PRICES)
+
+
+def test_an_openai_format_route_edits_with_references_and_bills_its_usage(alice,
+                                                                          sandbox_model,
+                                                                          sandbox_url):
+    route = openai_route(sandbox_url, priority=1)
+    job = submit(sandbox_model, alice, aspect_ratio="16:9",
+                 reference_bytes=[png_bytes(), png_bytes(color=(9, 9, 9))])
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.route == route
+    assert (job.image.width, job.image.height) == (1536, 1024)  # OpenAI's landscape size
+    usage = job.usage
+    assert usage["input_tokens"] > 0 and usage["output_image_tokens"] > 0
+    expected = round(usage["input_tokens"] * 10 + usage["output_image_tokens"] * 40)
+    assert job.actual_micros == expected <= job.reserved_micros
+    assert quotas.ledger_problems() == []
+
+
+def test_a_gemini_overload_fails_over_to_an_openai_format_relay(alice, sandbox_model,
+                                                                sandbox_url):
+    relay = openai_route(sandbox_url)
+    job = submit(sandbox_model, alice, prompt="a lamp [sandbox:503x1]")
+    assert engine.run_generation(job.pk) == 0
+    assert again(job) is None
+    job.refresh_from_db()
+    assert job.route == relay
+    assert [a.outcome for a in job.attempt_log.all()] == ["transient", "ok"]
+
+
+def test_an_openai_rate_limit_waits_for_its_retry_after(alice, sandbox_model, sandbox_url):
+    sandbox_model.routes.update(enabled=False)
+    openai_route(sandbox_url)
+    job = submit(sandbox_model, alice, prompt="a lamp [sandbox:429x1]")
+    delay = engine.run_generation(job.pk)
+    attempt = job.attempt_log.get()
+    assert (attempt.outcome, attempt.http_status) == ("rate_limited", 429)
+    assert delay >= 1.0 and attempt.retry_delay == delay
+    assert again(job) is None
