@@ -1,4 +1,4 @@
-"""Serve the sandbox upstream (a Gemini test double) until Ctrl-C."""
+"""Serve the sandbox upstream (a Gemini and OpenAI Images test double) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def parse_latency(value: str) -> tuple[float, float]:
 class Command(BaseCommand):
     help = (
         "Run the Sandbox (offline) upstream: a test double that speaks Google's Gemini "
-        "generateContent API, renders placeholder images locally and injects faults on demand."
+        "generateContent API and OpenAI's Images API, renders placeholder images locally "
+        "and injects faults on demand."
     )
     # The sandbox touches no models, URLs or templates: it starts even when the
     # project around it would not pass its checks.
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         server = make_server(self.build_config(options), options["host"], options["port"])
         self.stdout.write(
             f"Sandbox (offline) upstream listening on {server.base_url}\n"
-            "  A test double of Google's Gemini API: images are rendered locally, "
+            "  A test double of the Gemini and OpenAI Images APIs: images are rendered locally, "
             "nothing reaches a real model.\n"
             f"  {self.describe(server.config)}\n"
             "  Put [sandbox:503], [sandbox:429x2], ... in a prompt to force a fault. "
