@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -37,8 +39,54 @@ def default_monthly_budget() -> int:
     return usd_to_micros(settings.NANOWEB_DEFAULT_MONTHLY_BUDGET_USD)
 
 
-class Team(models.Model):
+def default_max_concurrent_jobs() -> int:
+    return settings.NANOWEB_DEFAULT_MAX_CONCURRENT_JOBS
+
+
+SIZES = [("1K", "1K"), ("2K", "2K"), ("4K", "4K")]
+
+
+class Limits(models.Model):
+    """What one person may do. Empty means unlimited — set on purpose by an admin."""
+
+    daily_image_limit = models.PositiveIntegerField(
+        null=True, blank=True, default=default_daily_images,
+        help_text="Images per day (quota time zone). Empty = unlimited.")
+    monthly_budget_micros = models.PositiveBigIntegerField(
+        null=True, blank=True, default=default_monthly_budget,
+        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.")
+    max_concurrent_jobs = models.PositiveSmallIntegerField(
+        null=True, blank=True, default=default_max_concurrent_jobs,
+        help_text="Images in progress at once. Empty = unlimited.")
+    max_image_size = models.CharField(
+        max_length=2, blank=True, choices=SIZES,
+        help_text="Largest size allowed on models that offer sizes. Empty = any.")
+    max_images_per_request = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Empty = as many as the model allows.")
+    max_reference_images = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Empty = as many as the model allows.")
+    allowed_models = models.ManyToManyField(
+        "generations.ModelSpec", blank=True, related_name="+",
+        help_text="Models allowed. None selected = all.")
+
+    class Meta:
+        abstract = True
+
+
+class Team(Limits):
+    """People who share a gallery space and, optionally, a budget.
+
+    The limit fields are the defaults for members who use the team's limits; the
+    ``shared_*`` limits are totals for the whole team, checked together with each
+    member's own limits in the same admission.
+    """
+
     name = models.CharField(max_length=100, unique=True)
+    shared_daily_image_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Images per day for the whole team. Empty = unlimited.")
+    shared_monthly_budget_micros = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Monthly budget shared by all members, in micro-USD. Empty = unlimited.")
     created = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -69,7 +117,7 @@ class UserManager(BaseUserManager):
         return self.get(email__iexact=email)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(AbstractBaseUser, PermissionsMixin, Limits):
     """A person who signs in with an email address.
 
     Limits: ``None`` means unlimited, and is only ever set on purpose by an admin.
@@ -82,12 +130,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
-    daily_image_limit = models.PositiveIntegerField(
-        null=True, blank=True, default=default_daily_images,
-        help_text="Images per day (quota time zone). Empty = unlimited.")
-    monthly_budget_micros = models.PositiveBigIntegerField(
-        null=True, blank=True, default=default_monthly_budget,
-        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.")
+    uses_team_limits = models.BooleanField(
+        default=True,
+        help_text="Use the team's member limits. Untick to give this person their own.")
 
     objects = UserManager()
 
@@ -111,10 +156,13 @@ class QuotaCounter(models.Model):
     The ledger always sums to these counters (``manage.py ledger_check``).
     """
 
-    DAY, MONTH = "day", "month"
-    PERIODS = [(DAY, "day"), (MONTH, "month")]
+    DAY, MONTH, LIVE = "day", "month", "live"
+    PERIODS = [(DAY, "day"), (MONTH, "month"), (LIVE, "in progress")]
+    LIVE_START = dt.date(2000, 1, 1)  # the one "live" row per user counts jobs in progress
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="quota_counters")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="quota_counters")
     period = models.CharField(max_length=5, choices=PERIODS)
     period_start = models.DateField()
@@ -126,11 +174,17 @@ class QuotaCounter(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "period", "period_start"],
+                                    condition=Q(user__isnull=False),
                                     name="one_counter_per_user_period"),
+            models.UniqueConstraint(fields=["team", "period", "period_start"],
+                                    condition=Q(team__isnull=False),
+                                    name="one_counter_per_team_period"),
+            models.CheckConstraint(condition=Q(user__isnull=True) ^ Q(team__isnull=True),
+                                   name="counter_for_a_user_or_a_team"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.period} {self.period_start}"
+        return f"{self.user or self.team} {self.period} {self.period_start}"
 
 
 class LedgerEntry(models.Model):

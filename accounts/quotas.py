@@ -17,7 +17,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from accounts.models import LedgerEntry, QuotaCounter, User, format_usd
+from accounts import limits
+from accounts.models import LedgerEntry, QuotaCounter, Team, User, format_usd
 from accounts.periods import month_start, next_midnight, next_month_start, quota_day
 
 
@@ -56,69 +57,101 @@ def _counter_keys(day: dt.date) -> list[tuple[str, dt.date]]:
     return [(QuotaCounter.DAY, day), (QuotaCounter.MONTH, month_start(day))]
 
 
-def _ensure_counters(user: User, day: dt.date) -> None:
-    QuotaCounter.objects.bulk_create(
-        [QuotaCounter(user=user, period=p, period_start=s) for p, s in _counter_keys(day)],
-        ignore_conflicts=True,
-    )
+def _ensure_counters(user: User, team: Team | None, day: dt.date) -> None:
+    keys = _counter_keys(day)
+    rows = [QuotaCounter(user=user, period=p, period_start=s) for p, s in keys]
+    rows.append(QuotaCounter(user=user, period=QuotaCounter.LIVE,
+                             period_start=QuotaCounter.LIVE_START))
+    if team is not None:
+        rows += [QuotaCounter(team=team, period=p, period_start=s) for p, s in keys]
+    QuotaCounter.objects.bulk_create(rows, ignore_conflicts=True)
 
 
-def _counters(user: User, day: dt.date):
+def _period_filter(day: dt.date) -> Q:
     q = Q()
     for period, start in _counter_keys(day):
         q |= Q(period=period, period_start=start)
-    return QuotaCounter.objects.filter(q, user=user)
+    return q
+
+
+def _counters(user: User, day: dt.date):
+    return QuotaCounter.objects.filter(_period_filter(day), user=user)
+
+
+def _row(period: str, start: dt.date, *, user=None, team=None):
+    return QuotaCounter.objects.filter(period=period, period_start=start, user=user, team=team)
 
 
 def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
     day = quota_day(now)
     rows = {c.period: c for c in _counters(user, day)}
     d, m = rows.get(QuotaCounter.DAY), rows.get(QuotaCounter.MONTH)
+    mine = limits.for_user(user)
     return QuotaSummary(
         day=day,
         images_today=(d.images_used + d.images_reserved) if d else 0,
-        daily_limit=user.daily_image_limit,
+        daily_limit=mine.daily_images,
         spent_month=m.micros_spent if m else 0,
         reserved_month=m.micros_reserved if m else 0,
-        monthly_budget=user.monthly_budget_micros,
+        monthly_budget=mine.monthly_budget,
     )
 
 
 def reserve(user: User, generations: Sequence, per_image_micros: int) -> None:
-    """Admit ``generations`` (saved, one image each, same quota day) or raise.
+    """Admit ``generations`` (saved, one image each, same quota day and team) or raise.
 
-    Must run inside the caller's transaction, which also created the rows, so a
-    refusal rolls everything back.
+    Every limit is a conditional UPDATE in the caller's transaction, which also
+    created the rows, so a refusal anywhere rolls everything back: the person's
+    daily images, monthly budget and jobs in progress, then the team's shared
+    daily images and monthly budget.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("reserve() must run inside transaction.atomic()")
     images, micros = len(generations), per_image_micros * len(generations)
-    day = generations[0].quota_day
-    _ensure_counters(user, day)
+    day, team = generations[0].quota_day, generations[0].team
+    mine = limits.for_user(user)
+    _ensure_counters(user, team, day)
+    add = {"images_reserved": F("images_reserved") + images,
+           "micros_reserved": F("micros_reserved") + micros}
 
-    day_row = QuotaCounter.objects.filter(user=user, period=QuotaCounter.DAY, period_start=day)
-    if user.daily_image_limit is not None:
-        day_row = day_row.filter(
-            images_used__lte=user.daily_image_limit - images - F("images_reserved"))
-    if not day_row.update(images_reserved=F("images_reserved") + images,
-                          micros_reserved=F("micros_reserved") + micros):
-        raise QuotaExceeded(_daily_message(user, images), limit="daily_images")
-
-    month_row = QuotaCounter.objects.filter(
-        user=user, period=QuotaCounter.MONTH, period_start=month_start(day))
-    if user.monthly_budget_micros is not None:
-        month_row = month_row.filter(
-            micros_spent__lte=user.monthly_budget_micros - micros - F("micros_reserved"))
-    if not month_row.update(images_reserved=F("images_reserved") + images,
-                            micros_reserved=F("micros_reserved") + micros):
-        raise QuotaExceeded(_budget_message(user, micros), limit="monthly_budget")
+    checks = [
+        (_row(QuotaCounter.DAY, day, user=user), "images", mine.daily_images,
+         lambda: _daily_message(user, images, mine.daily_images)),
+        (_row(QuotaCounter.MONTH, month_start(day), user=user), "micros", mine.monthly_budget,
+         lambda: _budget_message(user, micros, mine.monthly_budget)),
+        (_row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=user), "live",
+         mine.max_concurrent, lambda: _concurrency_message(images, mine.max_concurrent)),
+    ]
+    if team is not None:
+        checks += [
+            (_row(QuotaCounter.DAY, day, team=team), "images", team.shared_daily_image_limit,
+             lambda: _team_daily_message(team, images, day)),
+            (_row(QuotaCounter.MONTH, month_start(day), team=team), "micros",
+             team.shared_monthly_budget_micros,
+             lambda: _team_budget_message(team, micros, day)),
+        ]
+    for rows, measure, limit, message in checks:
+        if limit is not None:
+            rows = rows.filter(_room(measure, limit, images, micros))
+        change = {"images_reserved": add["images_reserved"]} if measure == "live" else add
+        if not rows.update(**change):
+            raise QuotaExceeded(message(), limit=measure)
 
     LedgerEntry.objects.bulk_create([
-        LedgerEntry(user=user, team=user.team, generation=g, kind=LedgerEntry.RESERVE,
+        LedgerEntry(user=user, team=team, generation=g, kind=LedgerEntry.RESERVE,
                     quota_day=day, reserved_delta=per_image_micros, images_reserved_delta=1,
                     reason=f"reserved up to {format_usd(per_image_micros)}")
         for g in generations
     ])
+
+
+def _room(measure: str, limit: int, images: int, micros: int) -> Q:
+    """The condition under which a counter row still has room for this request."""
+    if measure == "images":
+        return Q(images_used__lte=limit - images - F("images_reserved"))
+    if measure == "micros":
+        return Q(micros_spent__lte=limit - micros - F("micros_reserved"))
+    return Q(images_reserved__lte=limit - images)  # jobs in progress
 
 
 def settle(generation, actual_micros: int, *, images: int = 1, reason: str = "") -> bool:
@@ -151,33 +184,44 @@ def _close(generation, kind: str, *, spent: int, images: int, reason: str) -> bo
         reserved_delta=-generation.reserved_micros, spent_delta=spent,
         images_reserved_delta=-1, images_used_delta=images, reason=reason[:300],
     )
+    change = {"micros_reserved": F("micros_reserved") - generation.reserved_micros,
+              "micros_spent": F("micros_spent") + spent,
+              "images_reserved": F("images_reserved") - 1,
+              "images_used": F("images_used") + images}
+    day = generation.quota_day
     try:
         with transaction.atomic():
             entry.save()
-            _counters(generation.user, generation.quota_day).update(
-                micros_reserved=F("micros_reserved") - generation.reserved_micros,
-                micros_spent=F("micros_spent") + spent,
-                images_reserved=F("images_reserved") - 1,
-                images_used=F("images_used") + images,
-            )
+            _counters(generation.user_id, day).update(**change)
+            _row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=generation.user_id).update(
+                images_reserved=F("images_reserved") - 1)
+            if generation.team_id:
+                QuotaCounter.objects.filter(_period_filter(day), team=generation.team_id).update(
+                    **change)
     except IntegrityError:
         return False  # a concurrent settle/release won; ours changed nothing
     return True
 
 
 def ledger_problems() -> list[str]:
-    """Every counter must equal the sum of the ledger rows of its period."""
+    """Every counter must equal the sum of the ledger rows of its owner and period."""
     problems = []
-    for counter in QuotaCounter.objects.select_related("user"):
-        entries = LedgerEntry.objects.filter(user_id=counter.user_id)
+    for counter in QuotaCounter.objects.select_related("user", "team"):
+        if counter.user_id:
+            entries = LedgerEntry.objects.filter(user_id=counter.user_id)
+        else:
+            entries = LedgerEntry.objects.filter(team_id=counter.team_id)
         if counter.period == QuotaCounter.DAY:
             entries = entries.filter(quota_day=counter.period_start)
-        else:
+        elif counter.period == QuotaCounter.MONTH:
             entries = entries.filter(quota_day__gte=counter.period_start,
                                      quota_day__lt=next_month_start(counter.period_start))
         sums = entries.aggregate(r=Sum("reserved_delta"), s=Sum("spent_delta"),
                                  ir=Sum("images_reserved_delta"), iu=Sum("images_used_delta"))
-        expected = (sums["r"] or 0, sums["s"] or 0, sums["ir"] or 0, sums["iu"] or 0)
+        if counter.period == QuotaCounter.LIVE:  # counts only the jobs in progress
+            expected = (0, 0, sums["ir"] or 0, 0)
+        else:
+            expected = (sums["r"] or 0, sums["s"] or 0, sums["ir"] or 0, sums["iu"] or 0)
         actual = (counter.micros_reserved, counter.micros_spent, counter.images_reserved,
                   counter.images_used)
         if expected != actual:
@@ -185,17 +229,43 @@ def ledger_problems() -> list[str]:
     return problems
 
 
-def _daily_message(user: User, wanted: int) -> str:
+def _daily_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
-    resets = next_midnight()
-    hours = max(1, round((resets - timezone.now()).total_seconds() / 3600))
-    return (f"Daily image limit reached: {s.images_today} of {user.daily_image_limit} images "
-            f"used or in progress today, and this request needs {wanted}. The limit resets at "
-            f"midnight {resets.tzname()} (in about {hours} h).")
+    return (f"Daily image limit reached: {s.images_today} of {limit} images used or in "
+            f"progress today, and this request needs {wanted}. {_resets_at_midnight()}")
 
 
-def _budget_message(user: User, wanted: int) -> str:
+def _budget_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
     return (f"Monthly budget reached: this request may cost up to {format_usd(wanted)}, and "
-            f"{format_usd(s.budget_left)} of your {format_usd(user.monthly_budget_micros)} "
-            f"budget is left. It resets on {s.month_resets_on:%B} 1.")
+            f"{format_usd(s.budget_left)} of your {format_usd(limit)} budget is left. "
+            f"It resets on {s.month_resets_on:%B} 1.")
+
+
+def _concurrency_message(wanted: int, limit: int) -> str:
+    return (f"Too many images in progress: you may have {limit} at once, and this request "
+            f"needs {wanted} more. Try again when some have finished.")
+
+
+def _team_daily_message(team: Team, wanted: int, day: dt.date) -> str:
+    row = _row(QuotaCounter.DAY, day, team=team).first()
+    used = (row.images_used + row.images_reserved) if row else 0
+    return (f"Team {team.name}'s daily image limit reached: {used} of "
+            f"{team.shared_daily_image_limit} images used or in progress today, and this "
+            f"request needs {wanted}. {_resets_at_midnight()}")
+
+
+def _team_budget_message(team: Team, wanted: int, day: dt.date) -> str:
+    row = _row(QuotaCounter.MONTH, month_start(day), team=team).first()
+    used = (row.micros_spent + row.micros_reserved) if row else 0
+    left = max(0, team.shared_monthly_budget_micros - used)
+    return (f"Team {team.name}'s shared monthly budget reached: this request may cost up to "
+            f"{format_usd(wanted)}, and {format_usd(left)} of the team's "
+            f"{format_usd(team.shared_monthly_budget_micros)} is left. It resets on "
+            f"{next_month_start(day):%B} 1.")
+
+
+def _resets_at_midnight() -> str:
+    resets = next_midnight()
+    hours = max(1, round((resets - timezone.now()).total_seconds() / 3600))
+    return f"The limit resets at midnight {resets.tzname()} (in about {hours} h)."

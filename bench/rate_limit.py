@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> dict:
             key.save()
         model = ModelSpec.objects.get(slug="sandbox")
         user = User.objects.create_user(
-            email="bench@example.com", daily_image_limit=None, monthly_budget_micros=None
+            email="bench@example.com", daily_image_limit=None, monthly_budget_micros=None,
+            max_concurrent_jobs=None,
         )
         os.environ["NANOWEB_SANDBOX_URL"] = url
         worker = start_worker(var, args.concurrency)

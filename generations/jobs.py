@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import quotas
+from accounts import limits, quotas
 from accounts.periods import quota_day
 from generations import pricing
 from generations.images import CleanImage
@@ -81,6 +81,26 @@ def validate(req: JobRequest) -> None:
         raise SubmitError(too_many_references(model, len(req.references)), field="references")
 
 
+def validate_for(user, req: JobRequest) -> None:
+    """Refuse what this person may not do (their own or their team's limits)."""
+    mine = limits.for_user(user)
+    whose = "your" if mine.source == "own" else f"{mine.source}'s"
+    if not mine.allows_model(req.model):
+        raise SubmitError(f"{req.model.name} is not among the models {whose} limits allow.",
+                          field="model")
+    if not mine.allows_size(req.image_size):
+        raise SubmitError(f"The largest size {whose} limits allow is {mine.max_size}.",
+                          field="image_size")
+    if mine.max_per_request is not None and req.count > mine.max_per_request:
+        raise SubmitError(f"{whose.capitalize()} limits allow {mine.max_per_request} "
+                          f"image{'s' if mine.max_per_request != 1 else ''} per request.",
+                          field="count")
+    if mine.max_references is not None and len(req.references) > mine.max_references:
+        raise SubmitError(f"{whose.capitalize()} limits allow {mine.max_references} reference "
+                          f"image{'s' if mine.max_references != 1 else ''}; you attached "
+                          f"{len(req.references)}.", field="references")
+
+
 def too_many_references(model: ModelSpec, attached: int) -> str:
     return (
         f"{model.name} accepts at most {model.max_reference_images} reference images; "
@@ -120,6 +140,7 @@ def _routes(model: ModelSpec):
 def submit(user, req: JobRequest) -> list[Generation]:
     """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing."""
     validate(req)
+    validate_for(user, req)
     per_image = estimate_per_image(req)
     uploads = _store_references(user, req)  # file writes stay outside the transaction
     now = timezone.now()

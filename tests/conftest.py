@@ -44,6 +44,8 @@ def team(db):
 def make_user(email: str, *, team=None, password="correct horse battery", **limits) -> User:
     limits.setdefault("daily_image_limit", 50)
     limits.setdefault("monthly_budget_micros", usd_to_micros(20))
+    limits.setdefault("max_concurrent_jobs", None)
+    limits.setdefault("uses_team_limits", False)  # tests set a person's own limits
     return User.objects.create_user(email=email, password=password, team=team, **limits)
 
 

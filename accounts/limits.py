@@ -1,0 +1,46 @@
+"""The limits that apply to a person: their own, or their team's member defaults.
+
+A member of a team uses the team's limit fields unless an admin unticked
+"uses team limits" on them; people without a team always use their own. The
+team's shared totals (daily images, monthly budget) apply to every member on top,
+in the same admission (see :func:`accounts.quotas.reserve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SIZE_ORDER = {"1K": 1, "2K": 2, "4K": 3}
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    daily_images: int | None
+    monthly_budget: int | None  # micro-USD
+    max_concurrent: int | None
+    max_size: str  # "" = any
+    max_per_request: int | None
+    max_references: int | None
+    allowed_model_ids: frozenset[int] | None  # None = every model
+    source: str  # "own" or the team's name, for messages
+
+    def allows_model(self, model) -> bool:
+        return self.allowed_model_ids is None or model.pk in self.allowed_model_ids
+
+    def allows_size(self, size: str | None) -> bool:
+        return not (self.max_size and size) or SIZE_ORDER[size] <= SIZE_ORDER[self.max_size]
+
+
+def for_user(user) -> EffectiveLimits:
+    holder = user.team if user.team_id and user.uses_team_limits else user
+    allowed = frozenset(holder.allowed_models.values_list("pk", flat=True)) or None
+    return EffectiveLimits(
+        daily_images=holder.daily_image_limit,
+        monthly_budget=holder.monthly_budget_micros,
+        max_concurrent=holder.max_concurrent_jobs,
+        max_size=holder.max_image_size,
+        max_per_request=holder.max_images_per_request,
+        max_references=holder.max_reference_images,
+        allowed_model_ids=allowed,
+        source=f"team {holder.name}" if holder is not user else "own",
+    )
