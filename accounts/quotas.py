@@ -203,6 +203,40 @@ def _close(generation, kind: str, *, spent: int, images: int, reason: str) -> bo
     return True
 
 
+def grant(user: User, *, micros: int = 0, images: int = 0, actor: User | None,
+          reason: str, now: dt.datetime | None = None) -> LedgerEntry:
+    """Give ``user`` extra room this month (``micros``) and today (``images``).
+
+    Recorded as negative spending, so the person's counters and the ledger stay
+    equal and reports still show what was really spent (see ``kind``).
+    """
+    if micros < 0 or images < 0 or not (micros or images):
+        raise ValueError("A grant gives a positive amount of money or images.")
+    return _adjust_counters(user, LedgerEntry.GRANT, -micros, -images, actor, reason, now)
+
+
+def adjust(user: User, *, micros: int = 0, images: int = 0, actor: User | None,
+           reason: str, now: dt.datetime | None = None) -> LedgerEntry:
+    """Correct what ``user`` spent this month (positive charges, negative refunds)."""
+    if not (micros or images):
+        raise ValueError("An adjustment changes money or images.")
+    return _adjust_counters(user, LedgerEntry.ADJUST, micros, images, actor, reason, now)
+
+
+def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, now):
+    if not reason.strip():
+        raise ValueError("Say why: the reason is kept in the ledger.")
+    day = quota_day(now)
+    with transaction.atomic():
+        _ensure_counters(user, None, day)
+        entry = LedgerEntry.objects.create(
+            user=user, team=None, kind=kind, quota_day=day, spent_delta=spent,
+            images_used_delta=images, actor=actor, reason=reason.strip()[:300])
+        _counters(user, day).update(micros_spent=F("micros_spent") + spent,
+                                    images_used=F("images_used") + images)
+    return entry
+
+
 def ledger_problems() -> list[str]:
     """Every counter must equal the sum of the ledger rows of its owner and period."""
     problems = []

@@ -101,3 +101,24 @@ def test_amounts_are_exact_without_trailing_noise(micros, text):
     from accounts.models import format_usd
 
     assert format_usd(micros) == text
+
+
+def test_a_grant_gives_room_and_the_ledger_says_who_and_why(alice, charlie, flash):
+    alice.daily_image_limit, alice.monthly_budget_micros = 1, 50_000
+    alice.save()
+    submit(alice, job_request(flash))
+    quotas.grant(alice, micros=100_000, images=2, actor=charlie, reason="deadline week")
+    submit(alice, job_request(flash, count=2))
+    entry = LedgerEntry.objects.get(kind="grant")
+    assert (entry.actor, entry.reason, entry.spent_delta) == (charlie, "deadline week", -100_000)
+    assert quotas.ledger_problems() == []
+
+
+def test_an_adjustment_needs_a_reason_and_moves_the_counters(alice, charlie):
+    with pytest.raises(ValueError, match="Say why"):
+        quotas.adjust(alice, micros=5, actor=charlie, reason=" ")
+    with pytest.raises(ValueError):
+        quotas.grant(alice, micros=-5, actor=charlie, reason="no")
+    quotas.adjust(alice, micros=12_345, actor=charlie, reason="charged by the provider")
+    assert quotas.summary(alice).spent_month == 12_345
+    assert quotas.ledger_problems() == []
