@@ -1,6 +1,10 @@
-"""Admission under real concurrency: threads released together by a barrier."""
+"""Admission under real concurrency: threads and processes released together."""
 
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -10,6 +14,7 @@ from accounts.models import LedgerEntry
 from generations import jobs
 from generations.jobs import SubmitError, submit
 from generations.models import Generation
+from tests.conftest import REPO, database_url, make_user
 from tests.factories import job_request, make_route
 
 
@@ -45,4 +50,66 @@ def test_it_admits_exactly_the_quota_when_50_submissions_race(alice, monkeypatch
     assert Generation.objects.filter(user=alice).count() == 10
     assert LedgerEntry.objects.filter(kind="reserve").count() == 10
     assert quotas.summary(alice).images_today == 10
+    assert quotas.ledger_problems() == []
+
+
+def race(users, model, threads: int) -> tuple[list, list, list]:
+    """Submit one image per thread, every thread released by one barrier."""
+    barrier = threading.Barrier(threads)
+    accepted, refused, errors = [], [], []
+
+    def attempt(user):
+        try:
+            barrier.wait()
+            accepted.append(submit(user, job_request(model))[0].pk)
+        except SubmitError as exc:
+            refused.append(exc.message)
+        except Exception as exc:  # noqa: BLE001 - any other error fails the test
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=attempt, args=(users[i % len(users)],))
+            for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return accepted, refused, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_teammates_racing_a_shared_budget_never_overrun_it(team, no_broker):
+    model = make_route("nano-banana").model
+    people = [make_user(f"p{i}@example.com", team=team) for i in range(10)]
+    per_image = jobs.estimate_per_image(job_request(model))
+    team.shared_monthly_budget_micros = 7 * per_image + per_image // 2
+    team.save()
+    accepted, refused, errors = race(people, model, threads=40)
+    assert errors == []
+    assert len(accepted) == 7 and len(refused) == 33
+    assert all("shared monthly budget" in m for m in refused)
+    month = team.quota_counters.get(period="month")
+    assert month.micros_reserved + month.micros_spent <= team.shared_monthly_budget_micros
+    assert quotas.ledger_problems() == []
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_200_submissions_from_threads_and_processes_admit_exactly_50(alice):
+    model = make_route("nano-banana").model
+    alice.daily_image_limit = 50
+    alice.save()
+    env = {**os.environ, "DATABASE_URL": database_url()}
+    start_at = time.time() + 6  # every process is set up before the shared start
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.accounts.submit_race", str(alice.pk), model.slug, "25",
+         str(start_at)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(8)]
+    outcomes = [p.communicate(timeout=180)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    accepted, refused, errors = (sum(int(o[i]) for o in outcomes) for i in range(3))
+    assert (accepted, refused, errors) == (50, 150, 0)
+    assert Generation.objects.filter(user=alice).count() == 50
+    assert quotas.summary(alice).images_today == 50
     assert quotas.ledger_problems() == []
