@@ -237,10 +237,11 @@ def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, no
     return entry
 
 
-def ledger_problems() -> list[str]:
-    """Every counter must equal the sum of the ledger rows of its owner and period."""
+def ledger_problems(counters=None) -> list[str]:
+    """Every counter (all, or the given queryset) must equal the sum of the ledger
+    rows of its owner and period."""
     problems = []
-    for counter in QuotaCounter.objects.select_related("user", "team"):
+    for counter in (counters or QuotaCounter.objects.all()).select_related("user", "team"):
         if counter.user_id:
             entries = LedgerEntry.objects.filter(user_id=counter.user_id)
         else:
