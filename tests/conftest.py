@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from accounts.models import Team, User, usd_to_micros
@@ -26,8 +25,10 @@ def _private_media(tmp_path_factory, settings):
     # Real hashing costs a third of a second per user; tests make hundreds of users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # The hashed-manifest storage needs collectstatic; tests serve static files as they are.
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture
@@ -94,8 +95,9 @@ def _catalog(request):
     """Transactional tests start from a flushed database; put the migration's catalogue
     back so every test sees the models a real install has."""
     marker = request.node.get_closest_marker("django_db")
-    if ({"transactional_db", "live_server"} & set(request.fixturenames)
-            or (marker and marker.kwargs.get("transaction"))):
+    if {"transactional_db", "live_server"} & set(request.fixturenames) or (
+        marker and marker.kwargs.get("transaction")
+    ):
         from generations.catalog import seed_models
         from generations.models import ModelSpec
 
@@ -125,7 +127,8 @@ def database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+    host, port = s["HOST"] or "localhost", s["PORT"] or 5432
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{host}:{port}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -142,19 +145,42 @@ def start_worker(transactional_db, settings):
     procs = []
 
     def start(concurrency: int = 2, *, purge: bool = True, **env_extra) -> subprocess.Popen:
-        env = {**os.environ, "DATABASE_URL": database_url(),
-               "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-               "NANOWEB_BACKOFF_BASE_SECONDS": "0.05", "NANOWEB_BACKOFF_CAP_SECONDS": "0.2",
-               "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
-               **{k: str(v) for k, v in env_extra.items()}}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "NANOWEB_BACKOFF_BASE_SECONDS": "0.05",
+            "NANOWEB_BACKOFF_CAP_SECONDS": "0.2",
+            "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
+            **{k: str(v) for k, v in env_extra.items()},
+        }
         log = Path(settings.VAR_DIR) / f"test-worker-{len(procs) + 1}.log"
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
-                 "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
-                 "--without-mingle", "--without-heartbeat", *(["--purge"] if purge else [])],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "nanoweb",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    str(concurrency),
+                    "--loglevel",
+                    "INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    *(["--purge"] if purge else []),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         procs.append(proc)
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text():

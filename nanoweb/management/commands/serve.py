@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from nanoweb.management.commands.bootstrap import ensure_admin
 from generations.providers_setup import configure_providers, sandbox_wanted
+from nanoweb.management.commands.bootstrap import ensure_admin
 
 
 class Command(BaseCommand):
