@@ -237,6 +237,17 @@ def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, no
     return entry
 
 
+def open_reservations(older_than: dt.datetime):
+    """Jobs holding a reservation taken before ``older_than`` and never settled or
+    released. None should exist past the longest job deadline."""
+    from generations.models import Generation
+
+    closed = LedgerEntry.objects.filter(kind__in=[LedgerEntry.SETTLE, LedgerEntry.RELEASE])
+    return Generation.objects.filter(
+        ledger_entries__kind=LedgerEntry.RESERVE, ledger_entries__created__lt=older_than
+    ).exclude(pk__in=closed.values("generation_id"))
+
+
 def ledger_problems(counters=None) -> list[str]:
     """Every counter (all, or the given queryset) must equal the sum of the ledger
     rows of its owner and period."""

@@ -511,3 +511,20 @@ def reconcile(now=None) -> dict[str, int]:
     transaction.on_commit(lambda: enqueue(ids))
     counts["permits_pruned"] = get_store().prune()
     return counts
+
+
+def release_stale_reservations(now=None) -> int:
+    """Hourly audit: a reservation older than the longest job deadline (plus an hour)
+    belongs to a job that should long be over; finish it and give the money back."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS + 3600)
+    released = 0
+    for gen in quotas.open_reservations(cutoff):
+        if gen.status in (Generation.QUEUED, Generation.RUNNING):
+            released += fail(gen, "deadline", "No image arrived before the deadline; "
+                             "the reservation was released.")
+        else:
+            released += quotas.release(gen, reason="stale reservation released by the audit")
+    if released:
+        log.warning("released %s stale reservation(s)", released)
+    return released

@@ -1,8 +1,12 @@
 """Thin Celery tasks: take ids, call domain code, schedule the next attempt."""
 
+import logging
+
 from celery import shared_task
 
 from generations import engine
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -16,3 +20,15 @@ def run_generation(generation_id: str) -> None:
 @shared_task
 def reconcile() -> dict:
     return engine.reconcile()
+
+
+@shared_task
+def audit_ledger() -> dict:
+    """Hourly: release stale reservations, then check that the ledger equals the counters."""
+    from accounts import quotas
+
+    released = engine.release_stale_reservations()
+    problems = quotas.ledger_problems()
+    for problem in problems:
+        logger.error("ledger check: %s", problem)
+    return {"released": released, "problems": len(problems)}

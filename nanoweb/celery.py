@@ -9,4 +9,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "reconcile-jobs": {"task": "generations.tasks.reconcile", "schedule": 60.0},
+    "audit-ledger": {"task": "generations.tasks.audit_ledger", "schedule": 3600.0},
 }

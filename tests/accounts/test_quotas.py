@@ -122,3 +122,27 @@ def test_an_adjustment_needs_a_reason_and_moves_the_counters(alice, charlie):
     quotas.adjust(alice, micros=12_345, actor=charlie, reason="charged by the provider")
     assert quotas.summary(alice).spent_month == 12_345
     assert quotas.ledger_problems() == []
+
+
+def test_the_audit_releases_reservations_older_than_any_deadline(alice, flash, no_broker):
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+
+    from generations import engine
+    from generations.models import Generation
+
+    stuck, done, fresh = submit(alice, job_request(flash, count=3))
+    long_ago = timezone.now() - timedelta(hours=3)
+    LedgerEntry.objects.filter(generation__in=[stuck, done]).update(created=long_ago)
+    Generation.objects.filter(pk=done.pk).update(status="succeeded")  # closed, never settled
+    with pytest.raises(CommandError, match="2 stale reservation"):
+        call_command("ledger_check")
+    assert engine.release_stale_reservations() == 2
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and stuck.refunded
+    assert LedgerEntry.objects.filter(generation=done, kind="release").exists()
+    assert not LedgerEntry.objects.filter(generation=fresh, kind="release").exists()
+    call_command("ledger_check")  # clean now
+    assert quotas.summary(alice).reserved_month == fresh.reserved_micros
