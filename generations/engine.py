@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import quotas
+from accounts.models import format_usd
 from accounts.periods import next_midnight
 from generations import images, pricing, resilience
 from generations.crypto import KeyDecryptionError
@@ -332,6 +333,13 @@ def _cost(choice: Choice, usage, image_size: str) -> int:
 
 def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb: bytes) -> None:
     cost = _cost(choice, result.usage, gen.image_size)
+    # Never charge past the reservation (a price that rose after admission, or more
+    # text than the estimate allowed): no budget is overrun, and the ledger says why.
+    charged, reason = cost, ""
+    if cost > gen.reserved_micros:
+        charged = gen.reserved_micros
+        reason = (f"charged the {format_usd(charged)} reserved; the upstream's price for this "
+                  f"image was {format_usd(cost)}")
     image = Image(
         generation=gen,
         user_id=gen.user_id,
@@ -349,8 +357,8 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
             stage="",
             finished=timezone.now(),
             lease_until=None,
-            actual_micros=cost,
-            usage=result.usage.as_dict(),
+            actual_micros=charged,
+            usage={**result.usage.as_dict(), "upstream_cost_micros": cost},
             route=choice.route,
             upstream_text=result.text[:4000],
             error_kind="",
@@ -358,7 +366,7 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
         )
         if won:
             image.save()
-            quotas.settle(gen, cost)
+            quotas.settle(gen, charged, reason=reason)
     if not won:  # our lease was taken over; the other run owns the outcome
         image.file.delete(save=False)
         image.thumbnail.delete(save=False)

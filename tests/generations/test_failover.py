@@ -212,3 +212,46 @@ def test_an_openai_rate_limit_waits_for_its_retry_after(alice, sandbox_model, sa
     assert (attempt.outcome, attempt.http_status) == ("rate_limited", 429)
     assert delay >= 1.0 and attempt.retry_delay == delay
     assert again(job) is None
+
+
+def test_a_price_change_bills_jobs_before_and_after_it_at_their_own_price(alice, sandbox_model):
+    from generations import pricing
+    from generations.models import Price
+    from generations.providers.base import Usage
+
+    route = sandbox_model.routes.get()
+    old = route.price_at()
+    before, after = submit(sandbox_model, alice), submit(sandbox_model, alice)
+    assert engine.run_generation(before.pk) is None
+    cheaper = Price.objects.create(
+        route=route, effective_from=timezone.now(), input_per_mtok=old.input_per_mtok // 2,
+        text_output_per_mtok=old.text_output_per_mtok // 2,
+        image_output_per_mtok=old.image_output_per_mtok // 2, note="price cut")
+    assert engine.run_generation(after.pk) is None
+    for job, price in ((before, old), (after, cheaper)):
+        job.refresh_from_db()
+        usage = Usage(**{k: v for k, v in job.usage.items() if k != "upstream_cost_micros"})
+        expected = pricing.cost_micros(pricing.Rates.of(price), usage, image_size="1K")
+        assert job.actual_micros == expected
+    assert after.actual_micros < before.actual_micros
+    assert quotas.ledger_problems() == []
+
+
+def test_a_price_that_rose_after_admission_is_charged_no_more_than_reserved(alice,
+                                                                           sandbox_model):
+    from accounts.models import LedgerEntry
+    from generations.models import Price
+
+    route = sandbox_model.routes.get()
+    job = submit(sandbox_model, alice)
+    old = route.price_at()
+    Price.objects.create(route=route, effective_from=timezone.now(),
+                         input_per_mtok=old.input_per_mtok * 10,
+                         text_output_per_mtok=old.text_output_per_mtok * 10,
+                         image_output_per_mtok=old.image_output_per_mtok * 10)
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.actual_micros == job.reserved_micros < job.usage["upstream_cost_micros"]
+    settle = LedgerEntry.objects.get(generation=job, kind="settle")
+    assert "the upstream's price for this image was" in settle.reason
+    assert quotas.summary(alice).spent_month == job.reserved_micros
