@@ -255,3 +255,18 @@ def test_a_price_that_rose_after_admission_is_charged_no_more_than_reserved(alic
     settle = LedgerEntry.objects.get(generation=job, kind="settle")
     assert "the upstream's price for this image was" in settle.reason
     assert quotas.summary(alice).spent_month == job.reserved_micros
+
+
+def test_an_ambiguous_timeout_is_flagged_retried_and_reserved_only_once(alice, relay):
+    from accounts.models import LedgerEntry
+
+    Provider.objects.update(read_timeout=0.5)
+    job = submit(relay.model, alice, prompt="a slow one [sandbox:timeoutx1]")
+    assert engine.run_generation(job.pk) is not None
+    assert again(job) is None
+    job.refresh_from_db()
+    first, second = job.attempt_log.all()
+    assert (first.outcome, first.may_have_been_billed) == ("slow", True)
+    assert second.outcome == "ok" and job.status == "succeeded"
+    kinds = list(LedgerEntry.objects.filter(generation=job).values_list("kind", flat=True))
+    assert sorted(kinds) == ["reserve", "settle"]  # failover moved the one reservation
