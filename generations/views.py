@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from accounts import quotas
+from accounts import limits, quotas
 from generations import jobs
 from generations.forms import StudioForm
 from generations.models import Generation, Image, ModelSpec
@@ -29,8 +29,11 @@ def _get_image_for_user(request, pk) -> Image:
 def _studio_context(request, form: StudioForm, params=None) -> dict:
     """Everything the studio renders; the estimate follows ``params`` (query values) or
     else the form itself, so every render of the form shows what it would cost."""
+    mine = limits.for_user(request.user)
     models = list(form.fields["model"].queryset)
-    selected = _selected_model(form, models)
+    for m in models:
+        m.allowed = mine.allows_model(m)
+    selected = _selected_model(form, [m for m in models if m.allowed] or models)
     if params is None:
         values = form.data if form.is_bound else form.initial
         params = {
@@ -39,12 +42,20 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
             "prompt_chars": len((values.get("prompt") or "").strip()),
             "ref_count": len(request.FILES.getlist("references")) if form.is_bound else 0,
         }
+    quota = quotas.summary(request.user)
+    estimate = _estimate(selected, params)
     return {
-        **_estimate(selected, params),
+        **estimate,
+        "left_after": _left_after(quota, estimate.get("estimate")),
         "form": form,
         "models": models,
         "selected": selected,
-        "quota": quotas.summary(request.user),
+        "sizes": _choices(selected.sizes if selected else [], mine.allows_size),
+        "counts": _choices(
+            range(1, (selected.max_images_per_request if selected else 4) + 1),
+            lambda n: mine.max_per_request is None or n <= mine.max_per_request,
+        ),
+        "quota": quota,
         "jobs": Generation.objects.for_user(request.user).select_related(
             "model", "image", "route__model"
         )[
@@ -52,6 +63,17 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
         ],
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
     }
+
+
+def _choices(values, allowed) -> list[tuple[str, bool]]:
+    """(value, allowed by this person's limits) pairs; the form disables the rest."""
+    return [(str(v), allowed(v)) for v in values]
+
+
+def _left_after(quota: quotas.QuotaSummary, estimate: int | None) -> int | None:
+    if estimate is None or quota.budget_left is None:
+        return None
+    return quota.budget_left - estimate
 
 
 def _selected_model(form: StudioForm, models: list[ModelSpec]) -> ModelSpec | None:

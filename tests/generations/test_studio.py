@@ -65,3 +65,30 @@ def test_it_estimates_cost_as_the_form_changes(client, alice, sandbox_model):
     client.force_login(alice)
     r = client.get("/studio/estimate", {"model": "sandbox", "image_size": "4K", "count": 2})
     assert r.status_code == 200 and b"up to $0." in r.content and b"2 images" in r.content
+
+
+def test_it_greys_out_what_the_persons_limits_do_not_allow(client, charlie, sandbox_model):
+    from tests.factories import make_route
+
+    make_route("nano-banana-pro")
+    charlie.allowed_models.set([sandbox_model])
+    charlie.max_image_size = "2K"
+    charlie.max_images_per_request = 2
+    charlie.save()
+    client.force_login(charlie)
+    page = client.get("/").content.decode()
+    assert "Nano Banana Pro — not in your limits" in page
+    assert '<option value="nano-banana-pro"  disabled>' in page.replace(" selected", "")
+    assert 'value="4K" disabled' in page and 'value="2K" disabled' not in page
+    assert 'value="3" disabled' in page and 'value="4" disabled' in page
+    assert 'value="2" disabled' not in page
+
+
+def test_it_says_what_would_be_left_after_the_request(client, charlie, sandbox_model):
+    client.force_login(charlie)
+    r = client.get("/studio/estimate", {"model": "sandbox", "count": 1, "image_size": "1K"})
+    assert "left this month after it" in r.content.decode()
+    charlie.monthly_budget_micros = 10_000
+    charlie.save()
+    r = client.get("/studio/estimate", {"model": "sandbox", "count": 4, "image_size": "4K"})
+    assert "More than the $0.01 left in your budget this month." in r.content.decode()
