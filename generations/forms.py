@@ -43,6 +43,7 @@ class StudioForm(forms.Form):
         label="Images", coerce=int, initial=1, choices=[(n, str(n)) for n in range(1, 5)]
     )
     references = MultipleImageField(label="Reference images", required=False)
+    again = forms.BooleanField(required=False, widget=forms.HiddenInput)  # past the duplicate guard
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

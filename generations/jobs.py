@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -101,6 +102,32 @@ def validate_for(user, req: JobRequest) -> None:
                           f"{len(req.references)}.", field="references")
 
 
+def fingerprint(req: JobRequest) -> str:
+    """What makes two requests the same: model, prompt, parameters, reference images."""
+    parts = [req.model.slug, " ".join(req.prompt.split()), req.aspect_ratio,
+             req.image_size or "", *sorted(r.sha256 for r in req.references)]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def recent_duplicates(user, req: JobRequest) -> list[Generation]:
+    """The images of this person's latest identical request within the duplicate window
+    (settings.NANOWEB_DUPLICATE_WINDOW_SECONDS; 0 turns the guard off)."""
+    window = settings.NANOWEB_DUPLICATE_WINDOW_SECONDS
+    if not window:
+        return []
+    latest = (
+        Generation.objects.for_user(user)
+        .filter(fingerprint=fingerprint(req), status=Generation.SUCCEEDED,
+                created__gte=timezone.now() - timedelta(seconds=window))
+        .order_by("-created")
+        .first()
+    )
+    if latest is None:
+        return []
+    return list(Generation.objects.filter(request_id=latest.request_id,
+                                          status=Generation.SUCCEEDED).select_related("image"))
+
+
 def too_many_references(model: ModelSpec, attached: int) -> str:
     return (
         f"{model.name} accepts at most {model.max_reference_images} reference images; "
@@ -142,6 +169,7 @@ def submit(user, req: JobRequest) -> list[Generation]:
     validate(req)
     validate_for(user, req)
     per_image = estimate_per_image(req)
+    print_ = fingerprint(req)
     uploads = _store_references(user, req)  # file writes stay outside the transaction
     now = timezone.now()
     request_id = uuid.uuid4()
@@ -157,6 +185,7 @@ def submit(user, req: JobRequest) -> list[Generation]:
                     aspect_ratio=req.aspect_ratio,
                     image_size=req.image_size or "",
                     parent_image=req.parent_image,
+                    fingerprint=print_,
                     quota_day=quota_day(now),
                     reserved_micros=per_image,
                     stage="queued",

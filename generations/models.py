@@ -266,6 +266,10 @@ class Generation(models.Model):
     actual_micros = models.BigIntegerField(null=True, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    fingerprint = models.CharField(
+        max_length=64, blank=True, db_index=True,
+        help_text="Same model, prompt, parameters and references → same fingerprint.",
+    )
     booked_slot = models.JSONField(
         null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
     )

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
+from django.utils.timesince import timesince
 from django.views.decorators.vary import vary_on_headers
 
 from accounts import limits, quotas
@@ -93,6 +94,10 @@ def studio(request):
 def generate(request):
     form = StudioForm(request.POST, request.FILES)
     new_jobs = []
+    if form.is_valid() and not form.cleaned_data["again"]:
+        earlier = jobs.recent_duplicates(request.user, form.job_request)
+        if earlier:
+            return _offer_earlier(request, form, earlier)
     if form.is_valid():
         try:
             new_jobs = jobs.submit(request.user, form.job_request)
@@ -107,6 +112,20 @@ def generate(request):
     kept = StudioForm(initial=_keep_settings(form))
     ctx = {**_studio_context(request, kept), "new_jobs": new_jobs}
     return render(request, "generations/studio.html#submitted", ctx)
+
+
+def _offer_earlier(request, form: StudioForm, earlier: list[Generation]):
+    """The same request was made moments ago: offer its images at no cost. Only the
+    notice is swapped in, so the form keeps everything, reference files included."""
+    ago = timesince(earlier[0].created)
+    ago = "moments ago" if ago.startswith("0\xa0") else f"{ago} ago"
+    ctx = {**_studio_context(request, form), "earlier": earlier, "earlier_ago": ago}
+    if not request.htmx:
+        return render(request, "generations/studio.html", ctx)
+    response = render(request, "generations/studio.html#duplicate-notice", ctx)
+    response["HX-Retarget"] = "#duplicate-notice"
+    response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 def _keep_settings(form: StudioForm) -> dict:

@@ -54,5 +54,18 @@ window.nanoweb = (() => {
     }
   });
 
+  // "Use the earlier result": bring its card into view and mark it for a moment.
+  document.addEventListener("click", (e) => {
+    const link = e.target.closest && e.target.closest("[data-highlight]");
+    const card = link && document.getElementById(link.dataset.highlight);
+    if (!card) return;
+    e.preventDefault();
+    card.scrollIntoView({ behavior: "smooth", block: "center" });
+    card.classList.add("is-highlighted");
+    setTimeout(() => card.classList.remove("is-highlighted"), 2500);
+    const notice = $("#duplicate-notice");
+    if (notice) notice.replaceChildren();
+  });
+
   return { promptChars, refCount };
 })();

@@ -103,6 +103,17 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
 
     job = Generation.objects.get()
     assert job.status == "succeeded" and job.user.email == "dana@example.com"
+
+    # The same request again: the earlier image is offered for free, nothing is charged.
+    page.get_by_role("button", name="Generate").click()
+    notice = page.locator("#duplicate-notice .notice")
+    notice.wait_for()
+    assert "You made this exact image" in notice.inner_text()
+    shot(page, "4-duplicate-offer")
+    assert Generation.objects.count() == 1
+    page.get_by_role("button", name="Generate again").click()
+    page.locator("article.card").nth(1).wait_for()
+    assert Generation.objects.count() == 2
     # The full-size link serves the stored image to its owner.
     response = page.request.get(live_server.url + card.locator("a").first.get_attribute("href"))
     assert response.status == 200

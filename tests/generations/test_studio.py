@@ -92,3 +92,39 @@ def test_it_says_what_would_be_left_after_the_request(client, charlie, sandbox_m
     charlie.save()
     r = client.get("/studio/estimate", {"model": "sandbox", "count": 4, "image_size": "4K"})
     assert "More than the $0.01 left in your budget this month." in r.content.decode()
+
+
+def test_it_offers_the_earlier_result_for_an_identical_request(client, alice, sandbox_model,
+                                                               no_broker):
+    from generations import engine
+
+    client.force_login(alice)
+    form = {"prompt": "a  red kite", "model": "sandbox", "aspect_ratio": "1:1",
+            "image_size": "1K", "count": 1}
+    client.post("/generate", form, HTTP_HX_REQUEST="true")
+    first = Generation.objects.get()
+    engine.run_generation(first.pk)
+
+    again = client.post("/generate", {**form, "prompt": "a red kite"}, HTTP_HX_REQUEST="true")
+    page = again.content.decode()
+    assert again["HX-Retarget"] == "#duplicate-notice"
+    assert "You made this exact image" in page and f'href="#job-{first.pk}"' in page
+    assert Generation.objects.count() == 1  # nothing paid twice
+
+    client.post("/generate", {**form, "again": "1"}, HTTP_HX_REQUEST="true")
+    assert Generation.objects.count() == 2  # asked for a new one anyway
+    client.post("/generate", {**form, "aspect_ratio": "16:9"}, HTTP_HX_REQUEST="true")
+    assert Generation.objects.count() == 3  # different parameters are a different request
+
+
+def test_the_duplicate_guard_can_be_turned_off(client, alice, sandbox_model, no_broker, settings):
+    from generations import engine
+
+    settings.NANOWEB_DUPLICATE_WINDOW_SECONDS = 0
+    client.force_login(alice)
+    form = {"prompt": "a kite", "model": "sandbox", "aspect_ratio": "1:1", "image_size": "1K",
+            "count": 1}
+    client.post("/generate", form, HTTP_HX_REQUEST="true")
+    engine.run_generation(Generation.objects.get().pk)
+    client.post("/generate", form, HTTP_HX_REQUEST="true")
+    assert Generation.objects.count() == 2
