@@ -133,6 +133,9 @@ class User(AbstractBaseUser, PermissionsMixin, Limits):
     uses_team_limits = models.BooleanField(
         default=True,
         help_text="Use the team's member limits. Untick to give this person their own.")
+    is_team_admin = models.BooleanField(
+        default=False,
+        help_text="Sees the whole team's usage and spend, and receives the team's budget alerts.")
 
     objects = UserManager()
 
@@ -226,3 +229,66 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {format_usd(self.spent_delta or self.reserved_delta)} {self.user}"
+
+
+class BudgetAlert(models.Model):
+    """A monthly budget crossed a threshold (80 % or 100 %); sent once per period.
+
+    Exactly one of ``user`` and ``team`` is set. The row is the proof that the
+    email went out and the source of the studio banner.
+    """
+
+    THRESHOLDS = (80, 100)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="budget_alerts")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budget_alerts")
+    period_start = models.DateField(help_text="First day of the budget month.")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the monthly budget.")
+    spent_micros = models.BigIntegerField(help_text="Spent and reserved when the alert fired.")
+    budget_micros = models.BigIntegerField(help_text="The monthly budget at that moment.")
+    created = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "period_start", "threshold"],
+                                    condition=Q(user__isnull=False),
+                                    name="one_alert_per_user_month_threshold"),
+            models.UniqueConstraint(fields=["team", "period_start", "threshold"],
+                                    condition=Q(team__isnull=False),
+                                    name="one_alert_per_team_month_threshold"),
+            models.CheckConstraint(condition=Q(user__isnull=True) ^ Q(team__isnull=True),
+                                   name="alert_for_a_user_or_a_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user or self.team} {self.threshold}% of {self.period_start:%B %Y}"
+
+
+class ApiToken(models.Model):
+    """A named credential for the HTTP API; acts as its user, with the user's limits.
+
+    Only an HMAC of the token is stored. ``prefix`` is the visible, unique start
+    of the token (``nw_`` + a public id) used to find the row; the digest is then
+    compared in constant time.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=32, unique=True)
+    digest = models.CharField(max_length=64)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
