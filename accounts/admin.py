@@ -1,8 +1,31 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import Count, OuterRef, Subquery
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from accounts import billing, quotas
+from accounts.forms import BillingForm, GrantForm, UsdField
 from accounts.models import LedgerEntry, QuotaCounter, Team, User, format_usd
+from accounts.periods import month_start, quota_day
+
+LIMITS_HELP = ("Empty means unlimited. Budgets are in US dollars. While “uses team limits” is "
+               "ticked, the team's member limits apply instead of these.")
+LIMIT_FIELDS = ["daily_image_limit", "monthly_budget_micros", "max_concurrent_jobs",
+                "max_image_size", "max_images_per_request", "max_reference_images",
+                "allowed_models"]
+
+
+def _month_spend(**owner) -> Subquery:
+    """This month's spending (settled, net of grants) for the row's user or team."""
+    rows = QuotaCounter.objects.filter(period=QuotaCounter.MONTH,
+                                       period_start=month_start(quota_day()), **owner)
+    return Subquery(rows.values("micros_spent")[:1])
 
 
 class UserCreation(AdminUserCreationForm):
@@ -12,6 +35,8 @@ class UserCreation(AdminUserCreationForm):
 
 
 class UserChange(UserChangeForm):
+    monthly_budget_micros = UsdField(label="Monthly budget (USD)", required=False)
+
     class Meta:
         model = User
         fields = "__all__"
@@ -22,28 +47,133 @@ class UserAdmin(BaseUserAdmin):
     add_form = UserCreation
     form = UserChange
     ordering = ["email"]
-    list_display = ["email", "name", "team", "daily_image_limit", "budget", "is_staff", "is_active"]
-    list_filter = ["is_staff", "is_active", "team"]
+    list_display = ["email", "name", "team", "is_team_admin", "daily_image_limit", "budget",
+                    "spent_this_month", "is_active"]
+    list_filter = ["is_staff", "is_active", "is_team_admin", "team"]
     search_fields = ["email", "name"]
+    readonly_fields = ["money", "last_login", "date_joined"]
+    filter_horizontal = ["groups", "user_permissions", "allowed_models"]
     fieldsets = [
-        (None, {"fields": ["email", "password", "name", "team"]}),
-        ("Limits", {"fields": ["daily_image_limit", "monthly_budget_micros"]}),
-        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups",
+        (None, {"fields": ["email", "password", "name", "team", "is_team_admin"]}),
+        ("Limits", {"description": LIMITS_HELP, "fields": ["uses_team_limits", *LIMIT_FIELDS]}),
+        ("This month", {"fields": ["money"]}),
+        ("Permissions", {"classes": ["collapse"],
+                         "fields": ["is_active", "is_staff", "is_superuser", "groups",
                                     "user_permissions"]}),
-        ("Dates", {"fields": ["last_login", "date_joined"]}),
+        ("Dates", {"classes": ["collapse"], "fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"],
                              "fields": ["email", "password1", "password2", "team"]})]
+
+    def get_queryset(self, request):
+        return (super().get_queryset(request).select_related("team")
+                .annotate(month_spent=_month_spend(user=OuterRef("pk"))))
 
     @admin.display(description="Monthly budget")
     def budget(self, obj):
         return format_usd(obj.monthly_budget_micros)
 
+    @admin.display(description="Spent this month", ordering="month_spent")
+    def spent_this_month(self, obj):
+        return format_usd(getattr(obj, "month_spent", None) or 0)
+
+    @admin.display(description="Spend and room")
+    def money(self, obj):
+        if obj.pk is None:
+            return "—"
+        s = quotas.summary(obj)
+        left = "unlimited" if s.budget_left is None else format_usd(s.budget_left)
+        return format_html(
+            "{} spent, {} in progress, {} left this month · {} images today · "
+            '<a href="{}">Grant or adjust…</a> · <a href="{}">Ledger</a>',
+            format_usd(s.spent_month), format_usd(s.reserved_month), left, s.images_today,
+            reverse("admin:accounts_user_grant", args=[obj.pk]),
+            reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}")
+
+    def get_urls(self):
+        grant = self.admin_site.admin_view(self.grant_view)
+        return [path("<int:pk>/grant/", grant, name="accounts_user_grant"), *super().get_urls()]
+
+    def grant_view(self, request, pk):
+        if not self.has_change_permission(request):
+            return HttpResponse("You may not change people's money.", status=403)
+        person = get_object_or_404(User, pk=pk)
+        form = GrantForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            move = quotas.grant if data["kind"] == GrantForm.GRANT else quotas.adjust
+            try:
+                entry = move(person, micros=data["amount"], images=data["images"],
+                             actor=request.user, reason=data["reason"])
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"{entry.kind.capitalize()} recorded for {person}: "
+                                  f"{format_usd(data['amount'])}, {data['images']} image(s).",
+                                  messages.SUCCESS)
+                return redirect("admin:accounts_user_change", person.pk)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
+                   "person": person, "summary": quotas.summary(person),
+                   "title": f"Grant or adjust — {person}"}
+        return TemplateResponse(request, "admin/accounts/user/grant.html", context)
+
+
+class TeamForm(forms.ModelForm):
+    monthly_budget_micros = UsdField(label="Member monthly budget (USD)", required=False)
+    shared_monthly_budget_micros = UsdField(label="Shared team budget (USD)", required=False)
+
+    class Meta:
+        model = Team
+        fields = ["name", "shared_daily_image_limit", "shared_monthly_budget_micros",
+                  *LIMIT_FIELDS]
+
+
+class MemberInline(admin.TabularInline):
+    model = User
+    fk_name = "team"
+    fields = ["email", "name", "is_team_admin", "uses_team_limits", "is_active"]
+    readonly_fields = ["email", "name", "is_active"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "members"
+
+    def has_add_permission(self, request, obj=None):
+        return False  # people are created on the user page, then given a team
+
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "created"]
+    form = TeamForm
+    list_display = ["name", "members_count", "shared_budget", "spent_this_month", "created"]
     search_fields = ["name"]
+    filter_horizontal = ["allowed_models"]
+    inlines = [MemberInline]
+    fieldsets = [
+        (None, {"fields": ["name"]}),
+        ("Shared by the whole team", {
+            "description": "Totals for all members together, checked with each member's own "
+                           "limits in the same admission. Empty means unlimited.",
+            "fields": ["shared_daily_image_limit", "shared_monthly_budget_micros"]}),
+        ("Member limits", {"description": "Apply to members who use the team's limits. "
+                                          "Empty means unlimited.", "fields": LIMIT_FIELDS}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            month_spent=_month_spend(team=OuterRef("pk")), n_members=Count("members"))
+
+    @admin.display(description="Members", ordering="n_members")
+    def members_count(self, obj):
+        return obj.n_members
+
+    @admin.display(description="Shared budget")
+    def shared_budget(self, obj):
+        return format_usd(obj.shared_monthly_budget_micros)
+
+    @admin.display(description="Spent this month", ordering="month_spent")
+    def spent_this_month(self, obj):
+        return format_usd(obj.month_spent or 0)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -61,11 +191,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created", "user", "kind", "reserved", "spent", "images_used_delta",
-                    "generation", "reason"]
-    list_filter = ["kind", "quota_day"]
+    list_display = ["created", "user", "team", "kind", "reserved", "spent", "images_used_delta",
+                    "job", "actor", "reason"]
+    list_filter = ["kind", "quota_day", "team", ("user", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user", "team", "actor", "generation"]
     search_fields = ["user__email", "reason"]
-    date_hierarchy = "created"
+    date_hierarchy = "quota_day"
 
     @admin.display(description="Reserved Δ")
     def reserved(self, obj):
@@ -75,13 +206,49 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     def spent(self, obj):
         return format_usd(obj.spent_delta)
 
+    @admin.display(description="Generation")
+    def job(self, obj):
+        if obj.generation_id is None:
+            return "—"
+        url = reverse("admin:generations_generation_change", args=[obj.generation_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.generation)[:40])
+
+    def get_urls(self):
+        report = self.admin_site.admin_view(self.billing_view)
+        return [path("billing/", report, name="accounts_billing"), *super().get_urls()]
+
+    def billing_view(self, request):
+        form = BillingForm(request.GET or BillingForm.initial_range())
+        report = net = None
+        if form.is_valid():
+            d = form.cleaned_data
+            report = billing.build(d["start"], d["end"], group=d["group"], period=d["period"])
+            net = billing.ledger_net(d["start"], d["end"])
+            if request.GET.get("format") == "csv":
+                response = HttpResponse(billing.to_csv(report), content_type="text/csv; "
+                                        "charset=utf-8")
+                name = f"nanoweb-billing-{d['start']}-{d['end']}-{d['group']}.csv"
+                response["Content-Disposition"] = f'attachment; filename="{name}"'
+                return response
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
+                   "report": report, "ledger_net": net, "title": "Billing report",
+                   "no_team_note": billing.NO_TEAM_NOTE,
+                   "csv_query": request.GET.copy().urlencode() if request.GET else ""}
+        status = 200 if form.is_valid() else 400
+        return TemplateResponse(request, "admin/accounts/billing.html", context, status=status)
+
 
 @admin.register(QuotaCounter)
 class QuotaCounterAdmin(ReadOnlyAdmin):
-    list_display = ["user", "period", "period_start", "images_used", "images_reserved",
+    list_display = ["owner", "period", "period_start", "images_used", "images_reserved",
                     "spent", "reserved"]
-    list_filter = ["period"]
-    search_fields = ["user__email"]
+    list_filter = ["period", "team"]
+    list_select_related = ["user", "team"]
+    search_fields = ["user__email", "team__name"]
+
+    @admin.display(description="User or team")
+    def owner(self, obj):
+        return obj.user or obj.team
 
     @admin.display(description="Spent")
     def spent(self, obj):

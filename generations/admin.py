@@ -1,10 +1,11 @@
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.admin import ReadOnlyAdmin
+from accounts.forms import UsdField
 from accounts.models import format_usd
 from generations.models import (
     Attempt,
@@ -97,8 +98,52 @@ class ProviderAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/generations/provider/health.html", context)
 
 
+PER_IMAGE_KEYS = ("1K", "2K", "4K", "default")
+
+
+class PriceForm(forms.ModelForm):
+    """Rates typed in US dollars per million tokens; flat prices per image by size."""
+
+    input_per_mtok = UsdField(label="Input (USD / 1M tokens)", required=False)
+    text_output_per_mtok = UsdField(label="Text + thinking output (USD / 1M tokens)",
+                                    required=False)
+    image_output_per_mtok = UsdField(label="Image output (USD / 1M tokens)", required=False)
+
+    class Meta:
+        model = Price
+        fields = ["effective_from", "input_per_mtok", "text_output_per_mtok",
+                  "image_output_per_mtok", "per_image", "note"]
+
+    def clean_per_image(self):
+        value = self.cleaned_data.get("per_image") or {}
+        if not isinstance(value, dict):
+            raise ValidationError('Per-image prices are an object like {"1K": 39000, '
+                                  '"4K": 240000} (micro-USD per image).')
+        unknown = [k for k in value if k not in PER_IMAGE_KEYS]
+        if unknown:
+            raise ValidationError(f"Unknown size {unknown[0]!r}: use "
+                                  f"{', '.join(PER_IMAGE_KEYS)}.")
+        for size, micros in value.items():
+            if isinstance(micros, bool) or not isinstance(micros, int) or micros < 0:
+                raise ValidationError(f"The {size} price must be a whole, non-negative number "
+                                      f"of micro-USD (1 USD = 1,000,000), not {micros!r}.")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        for name in ("input_per_mtok", "text_output_per_mtok", "image_output_per_mtok"):
+            data[name] = data.get(name) or 0
+        rates = [data[n] for n in ("input_per_mtok", "text_output_per_mtok",
+                                   "image_output_per_mtok")]
+        if not self.errors and not any(rates) and not any((data.get("per_image") or {}).values()):
+            raise ValidationError("This price charges nothing. Enter token or per-image prices, "
+                                  "or mark the route free instead.")
+        return data
+
+
 class PriceInline(admin.TabularInline):
     model = Price
+    form = PriceForm
     extra = 0
 
 

@@ -1,0 +1,104 @@
+"""Admin forms: money is typed in US dollars and stored as integer micro-USD."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from accounts.models import MICROS_PER_USD, usd_to_micros
+from accounts.periods import month_start, quota_day
+
+
+class UsdField(forms.CharField):
+    """A dollar amount in the form, micro-USD in ``cleaned_data``.
+
+    Accepts ``20``, ``20.5``, ``$1,250.00`` and up to six decimals (one micro-dollar);
+    empty means "unlimited" where the model field allows it.
+    """
+
+    def __init__(self, *, allow_negative: bool = False, **kwargs) -> None:
+        self.allow_negative = allow_negative
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal",
+                                                          "placeholder": "unlimited"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            usd = Decimal(value) / MICROS_PER_USD
+            return f"{usd:.6f}".rstrip("0").rstrip(".") if usd % 1 else f"{usd:.2f}"
+        return value
+
+    def to_python(self, value) -> int | None:
+        text = (super().to_python(value) or "").strip().replace(",", "").removeprefix("$")
+        if not text:
+            return None
+        try:
+            usd = Decimal(text)
+        except InvalidOperation:
+            raise ValidationError(f"“{value}” is not an amount in US dollars, e.g. 20 or 12.50.",
+                                  code="invalid") from None
+        if not usd.is_finite():
+            raise ValidationError("Enter a finite amount in US dollars.", code="invalid")
+        if usd < 0 and not self.allow_negative:
+            raise ValidationError("A budget or price cannot be negative.", code="negative")
+        if usd != usd.quantize(Decimal("0.000001")):
+            raise ValidationError("Use at most six decimals (one micro-dollar).", code="precision")
+        if abs(usd) > 10**9:
+            raise ValidationError("That amount is too large.", code="too_large")
+        return usd_to_micros(usd)
+
+
+class GrantForm(forms.Form):
+    """Give or correct a person's room this month; recorded in the ledger with a reason."""
+
+    GRANT, ADJUST = "grant", "adjust"
+    kind = forms.ChoiceField(
+        choices=[(GRANT, "Grant extra room (budget and/or images)"),
+                 (ADJUST, "Adjust what was spent (positive charges, negative refunds)")],
+        widget=forms.RadioSelect, initial=GRANT)
+    amount = UsdField(label="Amount (USD)", required=False, allow_negative=True,
+                      widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "0"}))
+    images = forms.IntegerField(label="Images today", required=False, initial=0,
+                                min_value=-10_000, max_value=10_000)
+    reason = forms.CharField(max_length=300, help_text="Kept in the ledger, shown to the person.")
+
+    def clean(self):
+        data = super().clean()
+        micros, images = data.get("amount") or 0, data.get("images") or 0
+        if not micros and not images and not self.errors:
+            raise ValidationError("Enter an amount, a number of images, or both.")
+        if data.get("kind") == self.GRANT and (micros < 0 or images < 0):
+            raise ValidationError("A grant gives room: use positive numbers, or choose "
+                                  "“Adjust” to refund or charge.")
+        data["amount"], data["images"] = micros, images
+        return data
+
+
+class BillingForm(forms.Form):
+    """The billing report's range (quota days, inclusive) and grouping."""
+
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    group = forms.ChoiceField(choices=[("user", "Person"), ("team", "Team"), ("model", "Model")],
+                              initial="user")
+    period = forms.ChoiceField(choices=[("month", "Month"), ("day", "Day")], initial="month")
+
+    MAX_DAYS = 3 * 366
+
+    @classmethod
+    def initial_range(cls) -> dict:
+        today = quota_day()
+        return {"start": month_start(today), "end": today, "group": "user", "period": "month"}
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                raise ValidationError("The end date is before the start date.")
+            if end - start > dt.timedelta(days=self.MAX_DAYS):
+                raise ValidationError("Choose a range of at most three years.")
+        return data

@@ -1,0 +1,151 @@
+"""Admins type dollars, move money only through the ledger, and bad input changes nothing."""
+
+import pytest
+
+from accounts import quotas
+from accounts.admin import TeamForm, UserChange
+from accounts.models import LedgerEntry
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lead(db):
+    return make_user("lead@example.com", is_staff=True, is_superuser=True)
+
+
+def change_form_data(form) -> dict:
+    """What the browser would post back for an untouched change form."""
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is True:
+            data[name] = "on"
+        elif value not in (None, False):
+            data[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+    return data
+
+
+def post_user(client, user, **changes):
+    data = change_form_data(UserChange(instance=user))
+    data.update(changes)
+    return client.post(f"/admin/accounts/user/{user.pk}/change/", data)
+
+
+def test_it_shows_and_takes_budgets_in_dollars(client, lead, alice):
+    client.force_login(lead)
+    page = client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
+    assert "Monthly budget (USD)" in page and 'value="20.00"' in page
+    r = post_user(client, alice, monthly_budget_micros="$1,250.50")
+    assert r.status_code == 302
+    alice.refresh_from_db()
+    assert alice.monthly_budget_micros == 1_250_500_000
+
+
+def test_an_empty_budget_means_unlimited(client, lead, alice):
+    client.force_login(lead)
+    post_user(client, alice, monthly_budget_micros="")
+    alice.refresh_from_db()
+    assert alice.monthly_budget_micros is None
+
+
+@pytest.mark.parametrize(("typed", "message"), [
+    ("-5", "A budget or price cannot be negative."),
+    ("twenty", "is not an amount in US dollars"),
+    ("0.0000001", "Use at most six decimals"),
+    ("NaN", "Enter a finite amount"),
+])
+def test_it_refuses_a_bad_budget_with_a_message_and_changes_nothing(client, lead, alice, typed,
+                                                                     message):
+    client.force_login(lead)
+    r = post_user(client, alice, monthly_budget_micros=typed)
+    assert r.status_code == 200
+    assert message in r.content.decode()
+    alice.refresh_from_db()
+    assert alice.monthly_budget_micros == 20_000_000
+
+
+def test_it_refuses_a_negative_daily_limit(client, lead, alice):
+    client.force_login(lead)
+    r = post_user(client, alice, daily_image_limit="-1")
+    assert "greater than or equal to 0" in r.content.decode()
+    alice.refresh_from_db()
+    assert alice.daily_image_limit == 50
+
+
+def test_a_team_budget_is_typed_in_dollars_and_refused_when_negative(team):
+    form = TeamForm(instance=team, data={"name": "Acme", "shared_monthly_budget_micros": "-1"})
+    assert not form.is_valid()
+    assert form.errors["shared_monthly_budget_micros"] == ["A budget or price cannot be negative."]
+    form = TeamForm(instance=team, data={"name": "Acme", "shared_monthly_budget_micros": "300"})
+    assert form.is_valid(), form.errors
+    assert form.save().shared_monthly_budget_micros == 300_000_000
+
+
+def test_the_team_page_lists_its_members(client, lead, team, alice, bob):
+    client.force_login(lead)
+    page = client.get(f"/admin/accounts/team/{team.pk}/change/").content.decode()
+    assert "alice@example.com" in page and "bob@example.com" in page
+    assert "Shared team budget (USD)" in page
+
+
+def test_a_grant_goes_through_the_ledger_with_actor_and_reason(client, lead, alice):
+    client.force_login(lead)
+    r = client.post(f"/admin/accounts/user/{alice.pk}/grant/",
+                    {"kind": "grant", "amount": "5", "images": "3", "reason": "launch week"})
+    assert r.status_code == 302
+    entry = LedgerEntry.objects.get(kind="grant")
+    assert (entry.user, entry.actor, entry.reason) == (alice, lead, "launch week")
+    assert (entry.spent_delta, entry.images_used_delta) == (-5_000_000, -3)
+    assert quotas.summary(alice).budget_left == 25_000_000
+    assert quotas.ledger_problems() == []
+
+
+def test_an_adjustment_can_refund(client, lead, alice):
+    client.force_login(lead)
+    client.post(f"/admin/accounts/user/{alice.pk}/grant/",
+                {"kind": "adjust", "amount": "-0.123457", "images": "0", "reason": "broken image"})
+    entry = LedgerEntry.objects.get(kind="adjust")
+    assert entry.spent_delta == -123_457 and entry.actor == lead
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"kind": "grant", "amount": "", "images": "0", "reason": "x"},
+     "Enter an amount, a number of images, or both."),
+    ({"kind": "grant", "amount": "-5", "images": "0", "reason": "x"}, "A grant gives room"),
+    ({"kind": "grant", "amount": "5", "images": "0", "reason": ""}, "This field is required."),
+    ({"kind": "adjust", "amount": "five", "images": "0", "reason": "x"},
+     "is not an amount in US dollars"),
+])
+def test_a_bad_grant_is_refused_and_changes_nothing(client, lead, alice, data, message):
+    client.force_login(lead)
+    r = client.post(f"/admin/accounts/user/{alice.pk}/grant/", data)
+    assert r.status_code == 200
+    assert message in r.content.decode()
+    assert not LedgerEntry.objects.exists()
+
+
+def test_only_staff_can_grant(client, alice, bob):
+    client.force_login(alice)
+    r = client.post(f"/admin/accounts/user/{bob.pk}/grant/",
+                    {"kind": "grant", "amount": "5", "images": "0", "reason": "me"})
+    assert r.status_code == 302 and "/admin/login/" in r["Location"]
+    assert not LedgerEntry.objects.exists()
+
+
+def test_the_ledger_can_be_filtered_by_person_and_kind(client, lead, alice, bob):
+    quotas.grant(alice, micros=1_000_000, actor=lead, reason="alice's grant")
+    quotas.grant(bob, micros=2_000_000, actor=lead, reason="bob's grant")
+    client.force_login(lead)
+    page = client.get("/admin/accounts/ledgerentry/",
+                      {"user__id__exact": alice.pk, "kind__exact": "grant"}).content.decode()
+    assert "alice&#x27;s grant" in page and "bob&#x27;s grant" not in page
+    assert "Billing report" in page
+
+
+def test_the_user_list_shows_this_months_spend(client, lead, alice):
+    quotas.adjust(alice, micros=1_500_000, actor=lead, reason="manual charge")
+    client.force_login(lead)
+    page = client.get("/admin/accounts/user/").content.decode()
+    assert "$1.50" in page
