@@ -230,6 +230,23 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {format_usd(self.spent_delta or self.reserved_delta)} {self.user}"
 
+    PLAIN_KINDS = {RESERVE: "Held while the image is made", SETTLE: "Charged",
+                   RELEASE: "Returned, nothing charged", GRANT: "Extra room granted",
+                   ADJUST: "Corrected by an admin"}
+
+    @property
+    def plain_kind(self) -> str:
+        return self.PLAIN_KINDS[self.kind]
+
+    @property
+    def amount(self) -> int:
+        """The money this row moved, as a person reads it (a grant shows as positive room)."""
+        if self.kind == self.RESERVE:
+            return self.reserved_delta
+        if self.kind == self.RELEASE:
+            return -self.reserved_delta
+        return -self.spent_delta if self.kind == self.GRANT else self.spent_delta
+
 
 class BudgetAlert(models.Model):
     """A monthly budget crossed a threshold (80 % or 100 %); sent once per period.
@@ -266,6 +283,12 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user or self.team} {self.threshold}% of {self.period_start:%B %Y}"
+
+    @property
+    def headline(self) -> str:
+        from accounts.alerts import headline
+
+        return headline(self)
 
 
 class ApiToken(models.Model):

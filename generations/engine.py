@@ -367,9 +367,21 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
         if won:
             image.save()
             quotas.settle(gen, charged, reason=reason)
+            transaction.on_commit(lambda: _check_budget_alerts(gen.user_id))
     if not won:  # our lease was taken over; the other run owns the outcome
         image.file.delete(save=False)
         image.thumbnail.delete(save=False)
+
+
+def _check_budget_alerts(user_id: int) -> None:
+    """Alerts are a courtesy: a broker hiccup must not touch the job (beat catches up)."""
+    from accounts.tasks import check_budget_alerts
+
+    try:
+        check_budget_alerts.delay(user_id)
+    except Exception:
+        log.warning("could not queue the budget alert check for user %s", user_id,
+                    exc_info=True)
 
 
 def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):

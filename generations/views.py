@@ -3,11 +3,11 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_POST
 from django.utils.timesince import timesince
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from accounts import limits, quotas
+from accounts import alerts, limits, quotas
 from generations import jobs
 from generations.forms import StudioForm
 from generations.models import Generation, Image, ModelSpec
@@ -63,6 +63,7 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
             :RECENT_CARDS
         ],
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
+        "alert": alerts.current_for(request.user),
     }
 
 

@@ -10,4 +10,5 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "reconcile-jobs": {"task": "generations.tasks.reconcile", "schedule": 60.0},
     "audit-ledger": {"task": "generations.tasks.audit_ledger", "schedule": 3600.0},
+    "budget-alerts": {"task": "accounts.tasks.check_budget_alerts", "schedule": 900.0},
 }

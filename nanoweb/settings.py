@@ -201,6 +201,8 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4)
 # Fernet keys (comma-separated, newest first) that encrypt provider keys at rest.
 NANOWEB_ENCRYPTION_KEYS = env.list("NANOWEB_ENCRYPTION_KEYS", default=[])
 NANOWEB_ENCRYPTION_KEY_FILE = VAR_DIR / "encryption_keys"
+# Where people reach this instance; used for links in emails (budget alerts).
+NANOWEB_BASE_URL = env.str("NANOWEB_BASE_URL", default=f"http://{HOST}:{PORT}")
 NANOWEB_ADMIN_EMAIL = env.str("NANOWEB_ADMIN_EMAIL", default="admin@example.com")
 NANOWEB_ADMIN_PASSWORD = env.str("NANOWEB_ADMIN_PASSWORD", default="")
 GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")

@@ -1,0 +1,128 @@
+"""Budget alerts: an email and a studio banner when a monthly budget is 80 % or 100 % used.
+
+"Used" means **charged** this month (settled jobs and adjustments, net of grants), not
+money merely held for jobs in progress: a reservation is a worst case that is mostly
+returned, and an alert should say what really happened. Each threshold fires once per
+person (or team) and month; the unique constraint on :class:`BudgetAlert` keeps that
+true when several workers settle at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import limits
+from accounts.models import BudgetAlert, QuotaCounter, Team, User, format_usd
+from accounts.periods import month_start, next_month_start, quota_day
+
+log = logging.getLogger(__name__)
+
+
+def check(user: User) -> list[BudgetAlert]:
+    """Fire the alerts ``user`` (and their team) have newly earned this month."""
+    month = month_start(quota_day())
+    fired = _fire(month, limits.for_user(user).monthly_budget, user=user)
+    if user.team_id and user.team.shared_monthly_budget_micros:
+        fired += _fire(month, user.team.shared_monthly_budget_micros, team=user.team)
+    for alert in fired:
+        send(alert)
+    return fired
+
+
+def _fire(month, budget: int | None, **owner) -> list[BudgetAlert]:
+    if not budget:
+        return []
+    counter = QuotaCounter.objects.filter(period=QuotaCounter.MONTH, period_start=month,
+                                          **owner).first()
+    spent = counter.micros_spent if counter else 0
+    fired = []
+    for threshold in BudgetAlert.THRESHOLDS:
+        if spent * 100 < threshold * budget:
+            break
+        try:
+            with transaction.atomic():
+                fired.append(BudgetAlert.objects.create(
+                    period_start=month, threshold=threshold, spent_micros=spent,
+                    budget_micros=budget, **owner))
+        except IntegrityError:
+            continue  # fired before, or by a concurrent settle
+    return fired
+
+
+def send(alert: BudgetAlert) -> bool:
+    """Email an alert's recipients; a failure is logged and retried by the beat task."""
+    recipients = _recipients(alert)
+    if not recipients:
+        return False
+    try:
+        send_mail(subject(alert), body(alert), None, recipients)
+    except Exception:  # SMTP down: keep the alert, try again later
+        log.exception("could not email budget alert %s", alert.pk)
+        return False
+    BudgetAlert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now())
+    return True
+
+
+def _recipients(alert: BudgetAlert) -> list[str]:
+    if alert.user_id:
+        return [alert.user.email]
+    admins = alert.team.members.filter(is_team_admin=True, is_active=True)
+    if not admins.exists():
+        admins = User.objects.filter(is_staff=True, is_active=True)
+    return list(admins.values_list("email", flat=True))
+
+
+def who(alert: BudgetAlert) -> str:
+    return "Your" if alert.user_id else f"Team {alert.team.name}'s shared"
+
+
+def headline(alert: BudgetAlert) -> str:
+    resets = next_month_start(alert.period_start)
+    percent = alert.spent_micros * 100 // alert.budget_micros
+    if alert.threshold >= 100:
+        return (f"{who(alert)} monthly budget of {format_usd(alert.budget_micros)} is used up "
+                f"({format_usd(alert.spent_micros)} charged). New images are refused until it "
+                f"resets on {resets:%B} 1, or an admin raises it.")
+    return (f"{who(alert)} monthly budget is {percent} % used: {format_usd(alert.spent_micros)} "
+            f"of {format_usd(alert.budget_micros)}. It resets on {resets:%B} 1.")
+
+
+def subject(alert: BudgetAlert) -> str:
+    owner = "your" if alert.user_id else f"team {alert.team.name}'s"
+    return f"nanoweb: {alert.threshold} % of {owner} monthly budget used"
+
+
+def body(alert: BudgetAlert) -> str:
+    url = settings.NANOWEB_BASE_URL.rstrip("/") + reverse("usage")
+    if alert.team_id:
+        url += "?view=team"
+    return f"{headline(alert)}\n\nSee where it went: {url}\n"
+
+
+def current_for(user: User) -> BudgetAlert | None:
+    """The most serious alert of this month for ``user`` or their team, for the banner."""
+    owner = Q(user=user) | (Q(team_id=user.team_id) if user.team_id else Q(pk__in=[]))
+    return (BudgetAlert.objects.filter(owner, period_start=month_start(quota_day()))
+            .select_related("team").order_by("-threshold", "-created").first())
+
+
+def check_all() -> int:
+    """Beat: catch grants, adjustments and budget edits, and resend failed emails."""
+    month = month_start(quota_day())
+    counters = QuotaCounter.objects.filter(period=QuotaCounter.MONTH, period_start=month,
+                                           micros_spent__gt=0)
+    fired = 0
+    for user in User.objects.filter(pk__in=counters.values("user_id")).select_related("team"):
+        fired += len(check(user))
+    for team in Team.objects.filter(pk__in=counters.values("team_id")):
+        fired += len(_fire(month, team.shared_monthly_budget_micros, team=team))
+    for alert in BudgetAlert.objects.filter(emailed_at=None, period_start=month):
+        send(alert)  # new team alerts, and emails that failed before
+    return fired

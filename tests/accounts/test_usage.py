@@ -1,0 +1,133 @@
+"""The usage page: what is left, what was charged each day, where the month is heading."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.utils import timezone
+
+from accounts import quotas
+from accounts.periods import month_start, quota_day
+from tests.accounts.conftest import charged
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_needs_a_sign_in(client):
+    r = client.get("/usage")
+    assert r.status_code == 302 and "/accounts/login/" in r["Location"]
+
+
+def test_alice_sees_what_is_left_and_what_she_spent(client, alice, flash):
+    charged(alice, flash, 38_820)
+    charged(alice, flash, 38_820)
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    assert "Images left today" in page and "48 <small>of 50</small>" in page
+    assert "$19.92 <small>of $20.00</small>" in page
+    assert "$0.07764" in page  # charged so far
+
+
+def test_the_chart_has_a_bar_per_day_with_the_days_spend(client, alice, flash):
+    charged(alice, flash, 38_820)
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    today = quota_day()
+    days = (month_start(today).replace(day=28) + dt.timedelta(days=4)).replace(day=1) - \
+        dt.timedelta(days=1)
+    assert svg.count("<rect") == days.day
+    assert f"{today:%a %b} {today.day}: $0.03882</title>" in svg
+    assert 'role="img"' in svg and "aria-label=" in svg
+
+
+def test_it_projects_the_month_end(client, alice, flash, monkeypatch):
+    today = quota_day()
+    charged(alice, flash, 100_000)
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    days_in_month = ((today.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+                     - dt.timedelta(days=1)).day
+    expected = round(100_000 * days_in_month / today.day)
+    assert f"≈ ${expected / 1_000_000:,.2f}" in page
+    assert "within the $20.00 budget" in page
+
+
+def test_the_ledger_links_to_her_images_and_not_to_others(client, alice, bob, flash):
+    mine = charged(alice, flash, 38_820)
+    theirs = charged(bob, flash, 38_820)
+    from generations.models import Image
+
+    mine.status = "succeeded"
+    mine.save(update_fields=["status"])
+    Image.objects.create(generation=mine, user=alice, mime_type="image/png", bytes=1,
+                                 sha256="0" * 64, width=1, height=1)
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    assert f"/images/{mine.pk}/file" in page
+    assert "Charged" in page and "Held while the image is made" in page
+    assert str(theirs.pk) not in page and "bob@example.com" not in page
+
+
+def test_a_team_member_who_is_not_an_admin_cannot_see_the_team(client, bob):
+    client.force_login(bob)
+    assert client.get("/usage?view=team").status_code == 404
+    assert "?view=team" not in client.get("/usage").content.decode()
+
+
+def test_a_team_admin_sees_every_member_and_the_team_ledger(client, alice, bob, team, flash):
+    team.shared_monthly_budget_micros = 100_000_000
+    team.save()
+    charged(alice, flash, 38_820)
+    charged(bob, flash, 12_000)
+    bob.is_team_admin = True
+    bob.save()
+    client.force_login(bob)
+    page = client.get("/usage?view=team").content.decode()
+    assert "Team Acme" in page and "alice@example.com" in page
+    assert "$0.05082" in page  # 38,820 + 12,000 charged for the team
+    assert "$99.95 <small>of $100.00</small>" in page  # what the team has left
+    rows = re.findall(r"<tr><td>(\w+) <span", page)
+    assert rows[:2] == ["Alice", "Bob"]  # biggest spender first
+
+
+def test_charlie_sees_only_his_own(client, alice, charlie, flash):
+    charged(alice, flash, 38_820)
+    client.force_login(charlie)
+    page = client.get("/usage").content.decode()
+    assert "$0.03882" not in page and "Nothing yet this month." in page
+    assert client.get("/usage?view=team").status_code == 404
+
+
+@pytest.mark.parametrize("month", ["nope", "2026-13", "1999-01", "2999-01"])
+def test_a_bad_month_is_a_clear_400(client, alice, month):
+    client.force_login(alice)
+    r = client.get("/usage", {"month": month})
+    assert r.status_code == 400
+    assert "month" in r.content.decode().lower()
+
+
+def test_a_past_month_shows_its_total_and_no_projection(client, alice, flash, monkeypatch):
+    last_month = month_start(month_start(quota_day()) - dt.timedelta(days=1))
+    then = timezone.make_aware(dt.datetime.combine(last_month.replace(day=10), dt.time(12)))
+    monkeypatch.setattr(timezone, "now", lambda: then)
+    charged(alice, flash, 38_820)
+    monkeypatch.undo()
+    client.force_login(alice)
+    page = client.get("/usage", {"month": f"{last_month:%Y-%m}"}).content.decode()
+    assert f"Charged in {last_month:%B}" in page and "$0.03882" in page
+    assert "Projection" not in page
+    assert "Images left today" not in page
+    current = client.get("/usage").content.decode()
+    assert "$0.03882" not in current.split("Ledger")[0]
+
+
+def test_the_ledger_is_paginated(client, alice, flash):
+    lead = make_user("lead@example.com", is_staff=True)
+    for i in range(60):
+        quotas.grant(alice, micros=1, actor=lead, reason=f"grant {i}")
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    assert "Page 1 of 2" in page and "grant 59" in page and "grant 0<" not in page
+    assert "grant 0<" in client.get("/usage", {"page": 2}).content.decode()
