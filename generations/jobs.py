@@ -38,6 +38,7 @@ class JobRequest:
     references: list[CleanImage] = field(default_factory=list)
     reference_names: list[str] = field(default_factory=list)
     parent_image: Image | None = None
+    source: str = "studio"  # or "api"
 
 
 def available_models():
@@ -190,6 +191,7 @@ def submit(user, req: JobRequest) -> list[Generation]:
                     reserved_micros=per_image,
                     stage="queued",
                     enqueued_at=now,
+                    source=req.source,
                     created=now + timedelta(microseconds=i),
                     deadline=now + timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS),
                 )
@@ -203,6 +205,27 @@ def submit(user, req: JobRequest) -> list[Generation]:
         _discard_new_uploads(uploads)
         raise SubmitError(exc.message, field=None) from exc
     return jobs
+
+
+def cancel(user, request_id) -> list[Generation]:
+    """Cancel the jobs of one request that no worker has started, returning their money.
+
+    A job a worker already claimed keeps running (its upstream call may be paid for);
+    the conditional update makes cancel and claim race safely.
+    """
+    cancelled = []
+    for gen in Generation.objects.filter(user=user, request_id=request_id,
+                                         status=Generation.QUEUED, started__isnull=True):
+        with transaction.atomic():
+            won = Generation.objects.filter(
+                pk=gen.pk, status=Generation.QUEUED, started__isnull=True
+            ).update(status=Generation.CANCELLED, stage="", finished=timezone.now(),
+                     actual_micros=0, refunded=True, error_kind="cancelled",
+                     error_message="Cancelled before it started.")
+            if won:
+                quotas.release(gen, reason="cancelled before it started")
+                cancelled.append(gen)
+    return cancelled
 
 
 def enqueue(ids) -> None:

@@ -281,6 +281,9 @@ class Generation(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(
+        max_length=10, default="studio", help_text='"studio", "api" (OpenAI, Gemini or jobs API).'
+    )
 
     objects = GenerationQuerySet.as_manager()
 
@@ -335,6 +338,24 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"{self.width}×{self.height} {self.mime_type}"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a client sent with a jobs-API request, and the request it
+    created: sending the same key again returns the same jobs instead of paying twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_id = models.UUIDField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="unique_idempotency_key_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.request_id}"
 
 
 class Attempt(models.Model):

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "ninja",
     "nanoweb",
     "accounts",
     "generations",
@@ -227,6 +228,12 @@ NANOWEB_MAX_IMAGE_PIXELS = env.int("NANOWEB_MAX_IMAGE_PIXELS", default=50_000_00
 NANOWEB_THUMBNAIL_SIZE = env.int("NANOWEB_THUMBNAIL_SIZE", default=512)
 DATA_UPLOAD_MAX_MEMORY_SIZE = NANOWEB_MAX_UPLOAD_BYTES * 15 + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# HTTP API: how long the synchronous endpoints wait for their images, how often the
+# waiting requests look (one query for all of them), how long `url` links work.
+NANOWEB_API_WAIT_SECONDS = env.int("NANOWEB_API_WAIT_SECONDS", default=300)
+NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.05)
+NANOWEB_API_URL_TTL_SECONDS = env.int("NANOWEB_API_URL_TTL_SECONDS", default=3600)
 
 # Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
 NANOWEB_JOB_LEASE_SECONDS = env.int("NANOWEB_JOB_LEASE_SECONDS", default=360)

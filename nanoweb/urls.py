@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from accounts.views import usage_page
+from accounts.views import api_page, revoke_token, usage_page
 from nanoweb import views
 
 admin.site.site_header = "nanoweb admin"
@@ -11,7 +11,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("usage", usage_page, name="usage"),
+    path("settings/api", api_page, name="api-settings"),
+    path("settings/api/tokens/<int:pk>/revoke", revoke_token, name="revoke-token"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("", include("generations.api.urls")),
     path("", include("generations.urls")),
 ]

@@ -67,5 +67,23 @@ window.nanoweb = (() => {
     if (notice) notice.replaceChildren();
   });
 
+  // Copy buttons (the API page's new token): data-copy="<selector of the text>".
+  document.addEventListener("click", async (e) => {
+    const button = e.target.closest && e.target.closest("[data-copy]");
+    if (!button) return;
+    const source = $(button.dataset.copy);
+    if (!source) return;
+    try {
+      await navigator.clipboard.writeText(source.textContent.trim());
+      button.textContent = "Copied";
+    } catch (err) {
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      button.textContent = "Selected: press Ctrl+C";
+    }
+  });
+
   return { promptChars, refCount };
 })();

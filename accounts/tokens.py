@@ -1,0 +1,96 @@
+"""API tokens: ``nw_<public id>_<secret>``, stored only as an HMAC.
+
+The public id (the prefix shown in lists) finds the row; the HMAC of the whole
+token, keyed by a key derived from ``SECRET_KEY``, is compared in constant time.
+A token acts as its user, with that user's limits. Nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+
+PREFIX = "nw_"
+TOKEN_RE = re.compile(r"^nw_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{32,64})$")
+LAST_USED_EVERY = dt.timedelta(minutes=1)  # a busy script does not write on every call
+EXPIRY_CHOICES = [(None, "Never"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
+
+
+class TokenRefused(Exception):
+    """Why a token cannot be used, in words a script's author can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Issued:
+    token: ApiToken
+    secret: str  # the whole token, shown once
+
+
+def _digest(raw: str) -> str:
+    key = hashlib.sha256(b"nanoweb api tokens\x00" + settings.SECRET_KEY.encode()).digest()
+    return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
+
+
+def create(user: User, name: str, *, expires_in_days: int | None = None) -> Issued:
+    name = name.strip()
+    if not name:
+        raise ValueError("Give the token a name, e.g. the script that will use it.")
+    public = secrets.token_urlsafe(12).replace("-", "").replace("_", "")[:8]
+    while len(public) < 8 or ApiToken.objects.filter(prefix=PREFIX + public).exists():
+        public = secrets.token_urlsafe(12).replace("-", "").replace("_", "")[:8]
+    raw = f"{PREFIX}{public}_{secrets.token_urlsafe(32)}"
+    expires = timezone.now() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    token = ApiToken.objects.create(user=user, name=name[:100], prefix=PREFIX + public,
+                                    digest=_digest(raw), expires_at=expires)
+    return Issued(token=token, secret=raw)
+
+
+def authenticate(raw: str | None, *, ip: str | None = None) -> User:
+    """The active user a token belongs to, or :class:`TokenRefused` saying why."""
+    if not raw:
+        raise TokenRefused("No API token: send it as 'Authorization: Bearer nw_…'.")
+    match = TOKEN_RE.match(raw.strip())
+    if not match:
+        raise TokenRefused("That is not a nanoweb API token (they start with 'nw_').")
+    token = (ApiToken.objects.select_related("user")
+             .filter(prefix=PREFIX + match.group(1)).first())
+    if token is None or not hmac.compare_digest(token.digest, _digest(raw.strip())):
+        raise TokenRefused("Unknown API token; create one on the API page of your instance.")
+    now = timezone.now()
+    if token.revoked_at:
+        raise TokenRefused(f"The API token '{token.name}' was revoked.")
+    if token.expires_at and token.expires_at <= now:
+        raise TokenRefused(f"The API token '{token.name}' expired on "
+                           f"{timezone.localtime(token.expires_at):%Y-%m-%d}.")
+    if not token.user.is_active:
+        raise TokenRefused("The account this token belongs to is disabled.")
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY \
+            or token.last_used_ip != ip:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
+    token.user.api_token = token
+    return token.user
+
+
+def revoke(user: User, pk: int) -> ApiToken | None:
+    token = ApiToken.objects.filter(user=user, pk=pk).first()
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def listing(user: User):
+    return ApiToken.objects.filter(user=user).order_by("revoked_at", "-created")

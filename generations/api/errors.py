@@ -1,0 +1,118 @@
+"""API errors: one exception, rendered in the envelope each client family expects.
+
+OpenAI-style (also used by the native jobs API)::
+
+    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+
+Gemini-style (``google.rpc.Status``)::
+
+    {"error": {"code": 429, "message": ..., "status": "RESOURCE_EXHAUSTED", "details": [...]}}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+
+from django.http import JsonResponse
+from django.utils import timezone
+
+from accounts.periods import next_midnight, next_month_start, quota_day, quota_zone
+from accounts.quotas import QuotaExceeded
+from generations.jobs import SubmitError
+
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+GRPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# Form fields of the job request → the parameter names API clients sent.
+OPENAI_PARAMS = {"aspect_ratio": "size", "image_size": "quality", "count": "n",
+                 "references": "image", "model": "model", "prompt": "prompt"}
+
+
+@dataclass
+class ApiError(Exception):
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    retry_after: int | None = None  # seconds, for 429s
+    retryable: bool = False  # whether the SDKs' automatic retry may help
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-should-retry": "true" if self.retryable else "false"}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+    def openai(self) -> JsonResponse:
+        kind = OPENAI_TYPES.get(self.status, "server_error")
+        if self.code == "insufficient_quota":
+            kind = "insufficient_quota"
+        body = {"error": {"message": self.message, "type": kind, "param": self.param,
+                          "code": self.code, **self.extra}}
+        return JsonResponse(body, status=self.status, headers=self.headers())
+
+    def gemini(self) -> JsonResponse:
+        status = GRPC_STATUS.get(self.status, "INTERNAL")
+        details = []
+        if self.retry_after is not None:
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": f"{self.retry_after}s"})
+        if self.param:
+            details.append({"@type": "type.googleapis.com/google.rpc.BadRequest",
+                            "fieldViolations": [{"field": self.param,
+                                                 "description": self.message}]})
+        body = {"error": {"code": self.status, "message": self.message, "status": status,
+                          "details": details}}
+        return JsonResponse(body, status=self.status, headers=self.headers())
+
+
+def from_submit(exc: SubmitError, params: dict[str, str] | None = None) -> ApiError:
+    """A refused submit: over quota → 429 naming the limit, anything else → 400."""
+    cause = exc.__cause__
+    if isinstance(cause, QuotaExceeded):
+        concurrency = cause.limit == "live"
+        return ApiError(429, exc.message,
+                        code="rate_limit_exceeded" if concurrency else "insufficient_quota",
+                        retry_after=_seconds_until_reset(cause.limit), retryable=concurrency)
+    names = {**OPENAI_PARAMS, **(params or {})}
+    return ApiError(400, exc.message, param=names.get(exc.field or "", exc.field),
+                    code="invalid_value")
+
+
+def _seconds_until_reset(limit: str) -> int:
+    """When a refused request could succeed: jobs in progress finish within seconds,
+    daily limits reset at midnight in the quota zone, budgets on the 1st."""
+    now = timezone.now()
+    if limit == "live":
+        return 10
+    if limit == "images":
+        return math.ceil((next_midnight(now) - now).total_seconds())
+    first = dt.datetime.combine(next_month_start(quota_day(now)), dt.time.min,
+                                tzinfo=quota_zone())
+    return math.ceil((first - now).total_seconds())

@@ -1,0 +1,196 @@
+"""Gemini API: ``POST /v1beta/models/{model}:generateContent`` (and the streaming twin).
+
+Point the ``google-genai`` SDK at the instance (``HttpOptions(base_url=...)``) with a
+nanoweb token as the API key. The request's last user turn gives the prompt (its
+text parts) and the reference images (its ``inlineData`` parts); the answer has the
+shape the real API gives, with the images as ``inlineData``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse, StreamingHttpResponse
+from django.http.request import RawPostDataException
+from django.views.decorators.csrf import csrf_exempt
+
+from generations import catalog, images, jobs
+from generations.api import mapping, results, waiting
+from generations.api.auth import user_for
+from generations.api.errors import ApiError
+from generations.models import Generation
+
+PARAMS = {"aspect_ratio": "generationConfig.imageConfig.aspectRatio",
+          "image_size": "generationConfig.imageConfig.imageSize",
+          "count": "generationConfig.candidateCount", "references": "contents.parts.inlineData",
+          "prompt": "contents.parts.text", "model": "model"}
+FINISH_BLOCKED = "IMAGE_SAFETY"
+
+
+def _get(obj: dict, camel: str, snake: str, default=None):
+    """Google clients send camelCase; the REST API accepts snake_case too."""
+    if not isinstance(obj, dict):
+        return default
+    return obj.get(camel, obj.get(snake, default))
+
+
+def _parse(model, body) -> jobs.JobRequest:
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", param="body")
+    contents = body.get("contents")
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list) or not contents:
+        raise ApiError(400, "contents is required: a list of turns with text parts.",
+                       param="contents")
+    turn = next((c for c in reversed(contents)
+                 if isinstance(c, dict) and c.get("role", "user") == "user"), None)
+    parts = turn.get("parts") if turn else None
+    if not isinstance(parts, list) or not parts:
+        raise ApiError(400, "The last user turn in contents has no parts.", param="contents")
+    texts, refs = [], []
+    for i, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise ApiError(400, f"contents.parts[{i}] must be an object.", param="contents")
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        inline = _get(part, "inlineData", "inline_data")
+        if inline is not None:
+            refs.append(_image(inline, i))
+    config = _get(body, "generationConfig", "generation_config", {}) or {}
+    if not isinstance(config, dict):
+        raise ApiError(400, "generationConfig must be an object.", param="generationConfig")
+    modalities = _get(config, "responseModalities", "response_modalities")
+    if modalities and "IMAGE" not in [str(m).upper() for m in modalities]:
+        raise ApiError(400, "These models answer with images: include IMAGE in "
+                            "generationConfig.responseModalities.",
+                       param="generationConfig.responseModalities")
+    image_config = _get(config, "imageConfig", "image_config", {}) or {}
+    count = _get(config, "candidateCount", "candidate_count", 1)
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise ApiError(400, "candidateCount must be a whole number.",
+                       param="generationConfig.candidateCount")
+    shape = mapping.direct_shape(model, _get(image_config, "aspectRatio", "aspect_ratio"),
+                                 _get(image_config, "imageSize", "image_size"))
+    return jobs.JobRequest(model=model, prompt="\n".join(texts), aspect_ratio=shape.aspect_ratio,
+                           image_size=shape.image_size, count=count, references=refs)
+
+
+def _image(inline, i: int):
+    param = f"contents.parts[{i}].inlineData"
+    data = _get(inline, "data", "data")
+    if not isinstance(data, str):
+        raise ApiError(400, f"{param}.data must be base64 text.", param=param)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f"{param}.data is not valid base64.", param=param) from exc
+    try:
+        return images.clean_image(raw, name=f"Image {i + 1}")
+    except images.ImageRejected as exc:
+        raise ApiError(400, exc.message, param=param) from exc
+
+
+def _admit(request, model_name: str) -> tuple[list[Generation], Generation | None]:
+    user = user_for(request)
+    try:
+        body = json.loads(request.body or b"null")
+    except (RequestDataTooBig, RawPostDataException) as exc:
+        raise ApiError(413, "The request body is too large.", param="body") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {exc}", param="body") from exc
+    model = mapping.find_model(model_name)
+    gens, _ = waiting.submit(user, _parse(model, body), params=PARAMS)
+    return gens, None
+
+
+def _upstream_name(gen: Generation) -> str:
+    if gen.route_id:
+        return gen.route.upstream_model
+    return next((m["upstream"] for m in catalog.MODELS if m["slug"] == gen.model.slug),
+                gen.model.slug)
+
+
+def _usage(gens: list[Generation]) -> dict:
+    u = results.usage(gens)
+    out = {"promptTokenCount": u["input_tokens"],
+           "candidatesTokenCount": u["output_text_tokens"] + u["output_image_tokens"],
+           "totalTokenCount": u["total_tokens"]}
+    if u["thinking_tokens"]:
+        out["thoughtsTokenCount"] = u["thinking_tokens"]
+    return out
+
+
+def _candidate(gen: Generation, index: int) -> dict:
+    if gen.status != Generation.SUCCEEDED:
+        reason = FINISH_BLOCKED if gen.error_kind == "blocked" else "OTHER"
+        return {"content": {"role": "model", "parts": []}, "finishReason": reason,
+                "finishMessage": f"{gen.failure_title}. {gen.error_message}".strip(),
+                "index": index}
+    data, mime = results.image_bytes(gen)
+    parts = [{"text": gen.upstream_text}] if gen.upstream_text else []
+    parts.append({"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}})
+    return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": index}
+
+
+def _response(gens: list[Generation], candidates: list[dict]) -> dict:
+    return {"candidates": candidates, "usageMetadata": _usage(gens),
+            "modelVersion": _upstream_name(gens[0]), "responseId": str(gens[0].request_id)}
+
+
+def _check_outcome(gens: list[Generation]) -> None:
+    """All failed for a reason other than safety → an error status, as Google would."""
+    if any(g.status == Generation.SUCCEEDED or g.error_kind == "blocked" for g in gens):
+        return
+    raise results.failure(gens)
+
+
+async def _run(request, model_name: str) -> list[Generation]:
+    gens, _ = await sync_to_async(_admit)(request, model_name)
+    ids = [g.pk for g in gens]
+    done = await waiting.wait_for(ids)
+    gens = await sync_to_async(waiting.refresh)(ids)
+    if not done:
+        raise results.timeout(gens)
+    _check_outcome(gens)
+    return gens
+
+
+@csrf_exempt
+async def generate_content(request, model: str):
+    if request.method != "POST":
+        return ApiError(405, "Use POST.").gemini()
+    try:
+        gens = await _run(request, model)
+        body = await sync_to_async(
+            lambda: _response(gens, [_candidate(g, i) for i, g in enumerate(gens)]))()
+    except ApiError as exc:
+        return exc.gemini()
+    return JsonResponse(body)
+
+
+@csrf_exempt
+async def stream_generate_content(request, model: str):
+    """Whole-image events: one chunk per image, usage on the last, as ``alt=sse`` or JSON."""
+    if request.method != "POST":
+        return ApiError(405, "Use POST.").gemini()
+    try:
+        gens = await _run(request, model)
+        chunks = await sync_to_async(
+            lambda: [_response(gens, [_candidate(g, 0)]) for g in gens])()
+    except ApiError as exc:
+        return exc.gemini()
+    if request.GET.get("alt") != "sse":
+        return JsonResponse(chunks, safe=False)
+
+    async def events():
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    return response

@@ -1,0 +1,165 @@
+"""OpenAI Images API: ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/models``.
+
+Point the ``openai`` SDK at ``https://<instance>/v1`` with a nanoweb token as the
+API key. Each request runs the same jobs, quotas and ledger as the studio; the
+answer waits for the images (see ``waiting``) and lands in the gallery too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from asgiref.sync import sync_to_async
+from django.http import JsonResponse
+from ninja import File, Form, Router, Schema
+from ninja.files import UploadedFile
+from pydantic import ConfigDict, Field
+
+from generations import images, jobs
+from generations.api import mapping, results, waiting
+from generations.api.auth import TokenAuth
+from generations.api.errors import ApiError
+from generations.models import Generation
+
+router = Router(auth=TokenAuth(), tags=["OpenAI-compatible images"])
+
+ResponseFormat = Literal["b64_json", "url"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+
+
+class ImageGenerationIn(Schema):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = Field(..., max_length=32000, description="What to draw.")
+    model: str | None = Field(None, description="A model id from GET /v1/models.")
+    n: int = Field(1, ge=1, le=10, description="How many images (one job each).")
+    size: str | None = Field("auto", description="auto or WIDTHxHEIGHT, e.g. 1536x1024.")
+    quality: str | None = Field("auto", description="auto, low, medium, high, standard, hd.")
+    response_format: ResponseFormat | None = "b64_json"
+    output_format: OutputFormat | None = None
+    background: str | None = None
+    aspect_ratio: str | None = Field(None, description="nanoweb: overrides size, e.g. 16:9.")
+    image_size: str | None = Field(None, description="nanoweb: overrides quality: 1K, 2K, 4K.")
+
+
+@router.get("/models", summary="Models this token may use")
+def list_models(request):
+    from accounts import limits
+
+    mine = limits.for_user(request.auth)
+    data = [
+        {"id": m.slug, "object": "model", "created": 1_700_000_000, "owned_by": "nanoweb",
+         "name": m.name, "aspect_ratios": m.aspect_ratios, "sizes": m.sizes,
+         "max_reference_images": m.max_reference_images}
+        for m in jobs.available_models() if mine.allows_model(m)
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.post("/images/generations", summary="Create images from a prompt")
+async def create_image(request, body: ImageGenerationIn):
+    user = request.auth
+    model = await sync_to_async(mapping.find_model)(body.model)
+    _refuse_unsupported(body.background)
+    shape = _shape(model, body.size, body.quality, body.aspect_ratio, body.image_size)
+    req = jobs.JobRequest(model=model, prompt=body.prompt, aspect_ratio=shape.aspect_ratio,
+                          image_size=shape.image_size, count=body.n)
+    return await _run(request, user, req, body.response_format, body.output_format)
+
+
+@router.post("/images/edits", summary="Edit or combine reference images with a prompt")
+async def edit_image(
+    request,
+    prompt: str = Form(..., max_length=32000),
+    model: str | None = Form(None),
+    n: int = Form(1, ge=1, le=10),
+    size: str | None = Form("auto"),
+    quality: str | None = Form("auto"),
+    response_format: ResponseFormat | None = Form("b64_json"),
+    output_format: OutputFormat | None = Form(None),
+    background: str | None = Form(None),
+    image: list[UploadedFile] = File(None, description="One or more images (also image[])."),
+    mask: UploadedFile | None = File(None),
+):
+    user = request.auth
+    spec = await sync_to_async(mapping.find_model)(model)
+    _refuse_unsupported(background)
+    if mask is not None:
+        raise ApiError(400, f"{spec.name} edits from the prompt and reference images and "
+                            "takes no mask; describe the change in the prompt instead.",
+                       param="mask", code="unsupported_value")
+    uploads = list(image or []) + request.FILES.getlist("image[]")
+    if not uploads:
+        raise ApiError(400, "Attach at least one image to edit (field 'image').",
+                       param="image", code="missing_required_parameter")
+    if len(uploads) > spec.max_reference_images:
+        raise ApiError(400, jobs.too_many_references(spec, len(uploads)), param="image",
+                       code="invalid_value")
+    references = await sync_to_async(_clean_uploads)(uploads)
+    shape = _shape(spec, size, quality, None, None)
+    req = jobs.JobRequest(model=spec, prompt=prompt, aspect_ratio=shape.aspect_ratio,
+                          image_size=shape.image_size, count=n, references=references,
+                          reference_names=[u.name or "image" for u in uploads])
+    return await _run(request, user, req, response_format, output_format)
+
+
+def _clean_uploads(uploads) -> list:
+    cleaned = []
+    for upload in uploads:
+        try:
+            images.refuse_oversize(upload.name or "image", upload.size)
+            cleaned.append(images.clean_image(upload.read(), name=upload.name or "image"))
+        except images.ImageRejected as exc:
+            status = 413 if "limit" in exc.message and "bytes" in exc.message else 400
+            raise ApiError(status, exc.message, param="image", code="invalid_image") from exc
+    return cleaned
+
+
+def _refuse_unsupported(background: str | None) -> None:
+    if background and background not in ("auto", "opaque"):
+        raise ApiError(400, "Transparent backgrounds are not supported by these models.",
+                       param="background", code="unsupported_value")
+
+
+def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
+    if aspect_ratio or image_size:
+        return mapping.direct_shape(model, aspect_ratio, image_size)
+    return mapping.openai_shape(model, size, quality)
+
+
+async def _run(request, user, req, response_format, output_format) -> JsonResponse:
+    gens, _ = await sync_to_async(waiting.submit)(
+        user, req, idempotency_key=request.headers.get("Idempotency-Key"))
+    ids = [g.pk for g in gens]
+    done = await waiting.wait_for(ids)
+    gens = await sync_to_async(waiting.refresh)(ids)
+    if not done:
+        raise results.timeout(gens)
+    made = [g for g in gens if g.status == Generation.SUCCEEDED]
+    if not made:
+        raise results.failure(gens)
+    body = await sync_to_async(_body)(request, made, gens, response_format, output_format)
+    return JsonResponse(body)
+
+
+def _body(request, made, gens, response_format, output_format) -> dict:
+    data = []
+    for gen in made:
+        item = ({"url": results.signed_url(request, gen, output_format)}
+                if response_format == "url" else {"b64_json": results.b64(gen, output_format)})
+        if gen.upstream_text:
+            item["revised_prompt"] = gen.upstream_text
+        data.append(item)
+    first = made[0].image
+    mime = results.FORMATS[output_format][1] if output_format else first.mime_type
+    return {
+        "created": int(time.time()),
+        "data": data,
+        "output_format": mime.split("/")[1],
+        "size": f"{first.width}x{first.height}",
+        "usage": results.openai_usage(made),
+        "nanoweb": {**results.cost(gens),
+                    "failed": [{"id": str(g.pk), "reason": g.failure_title}
+                               for g in gens if g.status != Generation.SUCCEEDED]},
+    }
