@@ -15,6 +15,7 @@ urlpatterns = [
     path("settings/api/tokens/<int:pk>/revoke", revoke_token, name="revoke-token"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("", include("generations.api.urls")),
+    # The studio first: the API's URL list ends with django-ninja's own root ("").
     path("", include("generations.urls")),
+    path("", include("generations.api.urls")),
 ]

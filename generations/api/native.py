@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 
 from django.db.models import Min
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from accounts.models import format_usd
 from generations import images, jobs
@@ -141,7 +141,7 @@ def create_generation(request, body: GenerationIn):
                           image_size=shape.image_size, count=body.n, references=refs)
     gens, _ = waiting.submit(request.auth, req, params=PARAMS,
                              idempotency_key=request.headers.get("Idempotency-Key"))
-    return 202, _out(request, _jobs_of(request.auth, gens[0].request_id))
+    return Status(202, _out(request, _jobs_of(request.auth, gens[0].request_id)))
 
 
 @router.get("/generations", response=PageOut, summary="Your requests, newest first")

@@ -65,7 +65,9 @@ async def create_image(request, body: ImageGenerationIn):
     shape = _shape(model, body.size, body.quality, body.aspect_ratio, body.image_size)
     req = jobs.JobRequest(model=model, prompt=body.prompt, aspect_ratio=shape.aspect_ratio,
                           image_size=shape.image_size, count=body.n)
-    return await _run(request, user, req, body.response_format, body.output_format)
+    direct = {"aspect_ratio": "aspect_ratio", "image_size": "image_size"}
+    return await _run(request, user, req, body.response_format, body.output_format,
+                      params=direct if body.aspect_ratio or body.image_size else None)
 
 
 @router.post("/images/edits", summary="Edit or combine reference images with a prompt")
@@ -128,9 +130,9 @@ def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
     return mapping.openai_shape(model, size, quality)
 
 
-async def _run(request, user, req, response_format, output_format) -> JsonResponse:
+async def _run(request, user, req, response_format, output_format, params=None) -> JsonResponse:
     gens, _ = await sync_to_async(waiting.submit)(
-        user, req, idempotency_key=request.headers.get("Idempotency-Key"))
+        user, req, idempotency_key=request.headers.get("Idempotency-Key"), params=params)
     ids = [g.pk for g in gens]
     done = await waiting.wait_for(ids)
     gens = await sync_to_async(waiting.refresh)(ids)

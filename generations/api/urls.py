@@ -104,7 +104,8 @@ def media(request, value: str):
 
 urlpatterns = [
     path("v1/media/<str:value>", media, name="api-media"),
-    re_path(r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):generateContent$", gemini.generate_content,
+    re_path(r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):generateContent$",
+            gemini.generate_content,
             name="gemini-generate"),
     re_path(r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):streamGenerateContent$",
             gemini.stream_generate_content, name="gemini-stream"),

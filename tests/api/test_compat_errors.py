@@ -1,0 +1,196 @@
+"""OpenAI- and Gemini-shaped requests: the size table, and every refusal in the right envelope."""
+
+import base64
+
+import pytest
+
+from accounts import tokens
+from accounts.models import LedgerEntry
+from generations.api import mapping
+from generations.api.errors import ApiError
+from generations.models import Generation, ModelSpec
+from tests.factories import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("slug, size, quality, expected", [
+    ("nano-banana-pro", "1024x1024", "auto", ("1:1", "1K")),
+    ("nano-banana-pro", "1536x1024", "medium", ("3:2", "1K")),
+    ("nano-banana-pro", "1024x1536", "high", ("2:3", "2K")),
+    ("nano-banana-pro", "1792x1024", "standard", ("16:9", "2K")),
+    ("nano-banana-pro", "4096x4096", "auto", ("1:1", "4K")),
+    ("nano-banana-pro", "auto", "hd", ("1:1", "2K")),
+    ("nano-banana-pro", "2560x1080", "low", ("21:9", "2K")),
+    ("nano-banana", "1024x1024", "auto", ("1:1", None)),
+    ("nano-banana", "1080x1350", "low", ("4:5", None)),
+])
+def test_the_size_table(slug, size, quality, expected):
+    shape = mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, quality)
+    assert (shape.aspect_ratio, shape.image_size) == expected
+
+
+@pytest.mark.parametrize("slug, size, quality, param", [
+    ("nano-banana", "2048x2048", "auto", "size"),
+    ("nano-banana", "1024x1024", "hd", "quality"),
+    ("nano-banana-pro", "10x10", "auto", "size"),
+    ("nano-banana-pro", "1024*1024", "auto", "size"),
+    ("nano-banana-pro", "1024x1024", "ultra", "quality"),
+])
+def test_what_a_model_cannot_do_is_refused_not_downgraded(slug, size, quality, param):
+    with pytest.raises(ApiError) as refused:
+        mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, quality)
+    assert refused.value.status == 400 and refused.value.param == param
+
+
+@pytest.fixture
+def bearer(alice, sandbox_model, no_broker):
+    return {"HTTP_AUTHORIZATION": f"Bearer {tokens.create(alice, 't').secret}"}
+
+
+def post_json(client, path, body, headers):
+    return client.post(path, body, content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize("body, status, param, code", [
+    ({"model": "sandbox"}, 400, "prompt", "invalid_value"),
+    ({"model": "gpt-image-1", "prompt": "x"}, 404, "model", "model_not_found"),
+    ({"model": "sandbox", "prompt": "x", "n": 11}, 400, "n", "invalid_value"),
+    ({"model": "sandbox", "prompt": "x", "size": "huge"}, 400, "size", "invalid_value"),
+    ({"model": "sandbox", "prompt": "x", "response_format": "gif"}, 400, "response_format",
+     "invalid_value"),
+    ({"model": "sandbox", "prompt": "x", "background": "transparent"}, 400, "background",
+     "unsupported_value"),
+    ({"model": "sandbox", "prompt": "x", "aspect_ratio": "5:1"}, 400, "aspect_ratio",
+     "invalid_value"),
+])
+def test_openai_generation_refusals(client, bearer, body, status, param, code):
+    r = post_json(client, "/v1/images/generations", body, bearer)
+    assert r.status_code == status, r.content
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == (param, code) and error["type"] and error["message"]
+    assert r["x-should-retry"] == "false"
+    assert not Generation.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_a_400(client, bearer):
+    r = client.post("/v1/images/generations", "{oops", content_type="application/json", **bearer)
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_edits_refuse_masks_missing_and_too_many_images(client, bearer):
+    png = png_bytes(64, 64)
+
+    def upload(name):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        return SimpleUploadedFile(name, png, content_type="image/png")
+
+    cases = [
+        ({"prompt": "x", "model": "sandbox"}, "image"),
+        ({"prompt": "x", "model": "sandbox", "image": upload("a.png"), "mask": upload("m.png")},
+         "mask"),
+        ({"prompt": "x", "model": "sandbox", "image[]": [upload(f"{i}.png") for i in range(15)]},
+         "image"),
+        ({"prompt": "x", "model": "sandbox",
+          "image": __import__("django.core.files.uploadedfile", fromlist=["x"])
+          .SimpleUploadedFile("evil.png", b"<html>hi</html>", content_type="image/png")},
+         "image"),
+    ]
+    for data, param in cases:
+        r = client.post("/v1/images/edits", data, **bearer)
+        assert r.status_code == 400, (param, r.content)
+        assert r.json()["error"]["param"] == param
+    assert not Generation.objects.exists()
+
+
+def test_over_quota_is_a_429_naming_the_limit_and_when_it_resets(client, bearer, alice):
+    alice.monthly_budget_micros = 1
+    alice.save()
+    r = post_json(client, "/v1/images/generations", {"model": "sandbox", "prompt": "x"}, bearer)
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "insufficient_quota"
+    assert "Monthly budget reached" in r.json()["error"]["message"]
+    assert int(r["Retry-After"]) > 0 and r["x-should-retry"] == "false"
+    assert not LedgerEntry.objects.exists()
+
+
+def test_waiting_too_long_names_the_jobs_which_carry_on(client, bearer, settings):
+    settings.NANOWEB_API_WAIT_SECONDS = 0.3
+    r = post_json(client, "/v1/images/generations",
+                  {"model": "sandbox", "prompt": "a fox", "n": 2}, bearer)
+    assert r.status_code == 504
+    error = r.json()["error"]
+    jobs = Generation.objects.all()
+    assert sorted(error["job_ids"]) == sorted(str(j.pk) for j in jobs)
+    assert "will appear in your gallery" in error["message"]
+    assert {j.status for j in jobs} == {"queued"}  # not cancelled: the worker will finish them
+
+
+def gemini(client, model, body, key):
+    return client.post(f"/v1beta/models/{model}:generateContent", body,
+                       content_type="application/json", HTTP_X_GOOG_API_KEY=key)
+
+
+@pytest.mark.parametrize("body, status, grpc, field", [
+    ({}, 400, "INVALID_ARGUMENT", "contents"),
+    ({"contents": [{"role": "user", "parts": []}]}, 400, "INVALID_ARGUMENT", "contents"),
+    ({"contents": [{"parts": [{"text": "x"}]}],
+      "generationConfig": {"responseModalities": ["TEXT"]}}, 400, "INVALID_ARGUMENT",
+     "generationConfig.responseModalities"),
+    ({"contents": [{"parts": [{"text": "x"}]}],
+      "generationConfig": {"imageConfig": {"aspectRatio": "7:1"}}}, 400, "INVALID_ARGUMENT",
+     "generationConfig.imageConfig.aspectRatio"),
+    ({"contents": [{"parts": [{"text": "x"}, {"inline_data": {"mime_type": "image/png",
+                                                              "data": "%%%"}}]}]},
+     400, "INVALID_ARGUMENT", "contents.parts[1].inlineData"),
+    ({"contents": "just text"}, 400, "INVALID_ARGUMENT", "contents"),
+])
+def test_gemini_refusals_use_the_google_rpc_envelope(client, alice, sandbox_model, no_broker,
+                                                     body, status, grpc, field):
+    key = tokens.create(alice, "g").secret
+    r = gemini(client, "sandbox", body, key)
+    assert r.status_code == status, r.content
+    error = r.json()["error"]
+    assert error["status"] == grpc and error["code"] == status
+    assert error["details"][0]["fieldViolations"][0]["field"] == field
+    assert not Generation.objects.exists()
+
+
+def test_gemini_quota_errors_carry_retry_info(client, alice, sandbox_model, no_broker):
+    alice.daily_image_limit = 0
+    alice.save()
+    r = gemini(client, "gemini-3.1-flash-image-preview",
+               {"contents": [{"parts": [{"text": "a fox"}]}]}, tokens.create(alice, "g").secret)
+    assert r.status_code == 429
+    error = r.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED" and "Daily image limit" in error["message"]
+    retry = [d for d in error["details"] if d["@type"].endswith("RetryInfo")][0]
+    assert retry["retryDelay"].endswith("s") and int(retry["retryDelay"][:-1]) > 0
+
+
+def test_gemini_auth_and_unknown_models(client, alice, sandbox_model, no_broker):
+    body = {"contents": [{"parts": [{"text": "a fox"}]}]}
+    assert gemini(client, "sandbox", body, "nw_nope").json()["error"]["status"] == \
+        "UNAUTHENTICATED"
+    r = gemini(client, "imagen-4", body, tokens.create(alice, "g").secret)
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    raw = tokens.create(alice, "q").secret
+    r = client.post(f"/v1beta/models/sandbox:generateContent?key={raw}", "{nope",
+                    content_type="application/json")
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(client, alice, sandbox_model,
+                                                                   no_broker, settings):
+    settings.NANOWEB_API_WAIT_SECONDS = 0.3
+    png = base64.b64encode(png_bytes(32, 32)).decode()
+    body = {"contents": [{"role": "user", "parts": [
+        {"text": "the same in winter"}, {"inline_data": {"mime_type": "image/png", "data": png}}]}],
+        "generation_config": {"response_modalities": ["IMAGE"],
+                              "image_config": {"aspect_ratio": "3:4", "image_size": "2K"}}}
+    r = gemini(client, "sandbox", body, tokens.create(alice, "g").secret)
+    assert r.status_code == 504 and r.json()["error"]["status"] == "DEADLINE_EXCEEDED"
+    job = Generation.objects.get()
+    assert (job.aspect_ratio, job.image_size, job.references.count()) == ("3:4", "2K", 1)
+    assert str(job.pk) in r.json()["error"]["message"]
