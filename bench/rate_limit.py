@@ -20,18 +20,20 @@ Reported (printed as a table and written as JSON):
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
+from common import (
+    describe_services,
+    print_checks,
+    scratch_instance,
+    start_worker,
+    stop,
+    write_results,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,46 +52,8 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def setup_django(var: Path) -> None:
-    os.environ.update(
-        NANOWEB_VAR_DIR=str(var),
-        DJANGO_SETTINGS_MODULE="nanoweb.settings",
-        NANOWEB_SANDBOX="on",
-        GEMINI_API_KEY="",
-    )
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{var / 'bench.sqlite3'}")
-    sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
-    logging.getLogger("generations.sandbox").setLevel(logging.WARNING)
-
-
-def start_worker(var: Path, concurrency: int) -> subprocess.Popen:
-    log = var / "worker.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
-             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "--purge"],
-            cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while " ready." not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"The worker did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    return proc
-
-
 def run(args: argparse.Namespace) -> dict:
-    var = Path(tempfile.mkdtemp(prefix="nanoweb-bench-"))
-    setup_django(var)
+    var = scratch_instance("rate-limit")
     from django.conf import settings
 
     from accounts import quotas
@@ -136,8 +100,7 @@ def run(args: argparse.Namespace) -> dict:
                 time.sleep(0.5)
             makespan = time.monotonic() - started
         finally:
-            worker.terminate()
-            worker.wait(timeout=30)
+            stop(worker)
 
     rows = list(Generation.objects.all())
     statuses = Counter(g.status for g in rows)
@@ -153,9 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         "latency_s": args.latency,
         "error_rate": args.error_rate,
         "worker_concurrency": args.concurrency,
-        "store": settings.NANOWEB_RESILIENCE_STORE,
-        "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
-        "broker": settings.CELERY_BROKER_URL.split(":", 1)[0],
+        **describe_services(),
         "ideal_s": round(ideal, 1),
         "makespan_s": round(makespan, 1),
         "makespan_ratio": round(makespan / ideal, 3),
@@ -189,15 +150,8 @@ def report(result: dict, quick: bool, output: Path | None) -> bool:
     print(f"ideal {result['ideal_s']} s, makespan {result['makespan_s']} s; "
           f"{result['upstream_calls']} upstream calls ({result['upstream_503']} × 503), "
           f"{result['succeeded']} succeeded, {result['failed']} failed\n")
-    width = max(len(c[0]) for c in checks)
-    print(f"{'measure':<{width}}  {'value':>12}  {'target':>8}  result")
-    for name, value, target, ok in checks:
-        print(f"{name:<{width}}  {value:>12}  {target:>8}  {'ok' if ok else 'MISSED'}")
-    passed = all(c[3] for c in checks)
-    output = output or RESULTS / f"rate_limit{'-quick' if quick else ''}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({**result, "passed": passed}, indent=2) + "\n")
-    print(f"\nwritten to {output}")
+    passed = print_checks(checks)
+    write_results(f"rate_limit{'-quick' if quick else ''}", {**result, "passed": passed}, output)
     return passed
 
 
