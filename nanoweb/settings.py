@@ -173,6 +173,7 @@ CELERY_BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "nanoweb.broker:Transport"  # atomic writes (see broker.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
@@ -180,7 +181,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
         # How often the worker looks for new messages (kombu's default is 1 s).
-        "polling_interval": env.float("NANOWEB_BROKER_POLL_SECONDS", default=0.2),
+        "polling_interval": env.float("NANOWEB_BROKER_POLL_SECONDS", default=0.05),
     }
 else:
     # Countdowns must stay below this, or Redis redelivers the ETA message early.
@@ -232,7 +233,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # HTTP API: how long the synchronous endpoints wait for their images, how often the
 # waiting requests look (one query for all of them), how long `url` links work.
 NANOWEB_API_WAIT_SECONDS = env.int("NANOWEB_API_WAIT_SECONDS", default=300)
-NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.05)
+NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.025)
 NANOWEB_API_URL_TTL_SECONDS = env.int("NANOWEB_API_URL_TTL_SECONDS", default=3600)
 
 # Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
