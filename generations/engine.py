@@ -275,8 +275,8 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
             route.provider.base_url, key.get_key(), _timeouts(gen, route)
         )
         result = provider.generate(build_request(gen, route))
-        clean = images.clean_image(result.images[0].data, name="generated image")
-        thumb = images.make_thumbnail(clean.data)
+        clean = images.clean_image(result.images[0].data, name="generated image", thumbnail=True)
+        thumb = clean.thumbnail
     except KeyDecryptionError as exc:
         err = ProviderError(ErrorKind.KEY_INVALID, "A provider key is unusable.", detail=str(exc))
     except ProviderError as exc:

@@ -3,15 +3,20 @@
 One entry point, ``clean_image``, for both uploads and upstream output: byte cap
 before decoding, format allowlist, pixel cap read from the header before
 decoding (decompression bombs never decode), full decode to catch truncation,
-then a re-encode that keeps pixels and drops every metadata chunk.
+then a re-encode that keeps pixels and drops every metadata chunk. An upright
+8-bit RGB(A) PNG, what models send, is not re-encoded (compressing a noisy 1K PNG
+again takes ~0.4 s): its chunks are copied except the metadata ones, which keeps
+the pixels and their compression exactly and drops anything after ``IEND``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -41,6 +46,14 @@ UPRIGHT = {
 }
 
 
+# PNG chunks that carry pixels or how to show them; everything else (text, EXIF,
+# ICC profiles, time stamps, private chunks) is metadata and is dropped.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_PIXEL_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT"}
+)
+
+
 class ImageRejected(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -54,6 +67,7 @@ class CleanImage:
     width: int
     height: int
     sha256: str
+    thumbnail: bytes | None = None  # WebP, when asked for (made from the same decode)
 
     @property
     def extension(self) -> str:
@@ -61,7 +75,12 @@ class CleanImage:
 
 
 def clean_image(
-    data: bytes, *, name: str = "image", max_bytes: int | None = None, max_pixels: int | None = None
+    data: bytes,
+    *,
+    name: str = "image",
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    thumbnail: bool = False,
 ) -> CleanImage:
     max_pixels = max_pixels or settings.NANOWEB_MAX_IMAGE_PIXELS
     refuse_oversize(name, len(data), max_bytes)
@@ -81,7 +100,15 @@ def clean_image(
                     f"{name} is {w}×{h} pixels; the limit is {_pixels(max_pixels)}."
                 )
             im.load()
-            return _encode(_upright(im), fmt)
+            upright = _upright(im)
+            plain = fmt == "PNG" and im.mode in ("RGB", "RGBA") and "transparency" not in im.info
+            if plain and upright is im and (kept := _png_pixel_chunks(data)):
+                clean = CleanImage(kept, FORMATS["PNG"][0], w, h, hashlib.sha256(kept).hexdigest())
+                thumb = _thumbnail_of(im) if thumbnail else None
+            else:
+                clean = _encode(upright, fmt)
+                thumb = make_thumbnail(clean.data) if thumbnail else None
+            return replace(clean, thumbnail=thumb)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -101,6 +128,28 @@ def _upright(im: Image.Image) -> Image.Image:
         orientation = 1
     method = UPRIGHT.get(orientation)
     return im.transpose(method) if method is not None else im
+
+
+def _png_pixel_chunks(data: bytes) -> bytes | None:
+    """``data`` with only :data:`PNG_PIXEL_CHUNKS`, or None when its chunk list is
+    not well-formed (then the image is re-encoded instead)."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    out, pos = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            return None
+        crc = struct.unpack(">I", data[end - 4 : end])[0]
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            return None
+        if kind in PNG_PIXEL_CHUNKS:
+            out.append(data[pos:end])
+        if kind == b"IEND":
+            return b"".join(out)
+        pos = end
+    return None
 
 
 def _encode(im: Image.Image, fmt: str) -> CleanImage:
@@ -141,9 +190,16 @@ def _pixels(n: int) -> str:
 
 
 def make_thumbnail(data: bytes, max_side: int | None = None) -> bytes:
-    max_side = max_side or settings.NANOWEB_THUMBNAIL_SIZE
     with Image.open(io.BytesIO(data)) as im:
-        im.thumbnail((max_side, max_side))
-        buf = io.BytesIO()
-        im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB").save(buf, "WEBP", quality=80)
-        return buf.getvalue()
+        return _thumbnail_of(im, max_side)
+
+
+def _thumbnail_of(im: Image.Image, max_side: int | None = None) -> bytes:
+    """A WebP no longer than ``max_side`` (shrinks ``im`` in place)."""
+    max_side = max_side or settings.NANOWEB_THUMBNAIL_SIZE
+    # Box-reduce by the whole factor first (a few ms), then resample the rest: ten
+    # times faster than resampling all of a 1K image, and as sharp at gallery size.
+    im.thumbnail((max_side, max_side), reducing_gap=1.0)
+    buf = io.BytesIO()
+    im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB").save(buf, "WEBP", quality=80)
+    return buf.getvalue()
