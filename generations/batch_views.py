@@ -72,6 +72,9 @@ def _batch_from_query(request) -> Batch | None:
 def job_retry(request, pk):
     """A failed card's Retry: a new job with the same settings, charged as usual."""
     job = _get_job_for_user(request, pk)
+    if job.status not in (Generation.FAILED, Generation.CANCELLED):
+        return HttpResponse("Only a job that made no image can be retried.", status=400,
+                            content_type="text/plain; charset=utf-8")
     try:
         new = jobs.retry(request.user, [job])[0]
     except jobs.SubmitError as exc:

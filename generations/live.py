@@ -12,8 +12,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from generations.models import Generation
 
@@ -68,10 +68,19 @@ def annotate_positions(jobs) -> list[Generation]:
     queued = [j.pk for j in jobs if j.status == Generation.QUEUED]
     positions = {}
     if queued:
-        ranked = Generation.objects.filter(status=Generation.QUEUED).annotate(
-            position=Window(RowNumber(), order_by=[F("next_attempt_at").asc(), F("created").asc()])
+        ahead = (
+            Generation.objects.filter(status=Generation.QUEUED)
+            .filter(
+                Q(next_attempt_at__lt=OuterRef("next_attempt_at"))
+                | Q(next_attempt_at=OuterRef("next_attempt_at"), created__lt=OuterRef("created"))
+            )
+            .order_by().values("status").annotate(n=Count("pk")).values("n")
         )
-        positions = dict(ranked.filter(pk__in=queued).values_list("pk", "position"))
+        positions = dict(
+            Generation.objects.filter(pk__in=queued)
+            .annotate(position=Coalesce(Subquery(ahead), 0) + 1)
+            .values_list("pk", "position")
+        )
     for job in jobs:
         job.queue_position = positions.get(job.pk)
     return jobs
