@@ -185,7 +185,7 @@ def _render_step(request, partial: str, ctx: dict, status: int):
 @login_required
 @require_POST
 def batch_start(request):
-    form = BatchForm(request.user, request.POST)
+    form = BatchForm(request.user, request.POST, request.FILES)
     if not form.is_valid():
         return _render_step(request, "batch-form", {"form": form}, 422)
     try:

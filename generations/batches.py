@@ -107,9 +107,12 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
             continue
         values = dict(zip(header, (c.strip() for c in cells), strict=False))
         try:
-            rows.append(Row(number, _csv_request(values, defaults, by_slug)))
+            request = _csv_request(values, defaults, by_slug)
+            jobs.validate(request)
+            rows.append(Row(number, request))
         except jobs.SubmitError as exc:
-            errors.append(f"Row {number}, {exc.field}: {exc.message}")
+            column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
+            errors.append(f"Row {number}, {column}: {exc.message}")
     if errors:
         raise BatchError(errors)
     return rows
