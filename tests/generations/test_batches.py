@@ -173,7 +173,7 @@ def test_the_list_shows_each_batch_with_its_counts(client, alice, sandbox_model,
     client.force_login(alice)
     _start(client, name="Foxes", prompts="a\nb")
     page = client.get("/batches").content.decode()
-    assert "Foxes" in page and "0 of 2 done" in page
+    assert "Foxes" in page and "0 of 2 finished" in page
 
 
 def test_the_list_query_count_does_not_grow(client, alice, sandbox_model, no_broker):
