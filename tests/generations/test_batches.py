@@ -221,3 +221,29 @@ def test_other_people_cannot_see_or_touch_a_batch(client, alice, bob, charlie, s
 
 def test_batch_pages_need_sign_in(client):
     assert client.get("/batches").status_code == 302
+
+
+def test_change_on_the_confirm_step_brings_back_the_filled_form(client, alice, sandbox_model):
+    client.force_login(alice)
+    r = _check(client, edit="1", name="Foxes", prompts="a fox\na heron")
+    page = r.content.decode()
+    assert r.status_code == 200 and 'id="batch-form"' in page
+    assert "a fox\na heron</textarea>" in page and 'value="Foxes"' in page
+    assert "Nothing was started" not in page
+
+
+def test_the_batch_page_query_count_does_not_grow(client, alice, sandbox_model, no_broker):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(alice)
+    _start(client, prompts="a")
+    _start(client, prompts="\n".join(f"p{i}" for i in range(12)))
+    small, large = Batch.objects.order_by("created")
+    client.get(f"/batches/{small.pk}")
+    with CaptureQueriesContext(connection) as one:
+        client.get(f"/batches/{small.pk}")
+    with CaptureQueriesContext(connection) as twelve:
+        page = client.get(f"/batches/{large.pk}").content.decode()
+    assert page.count('class="card is-queued"') == 12
+    assert len(twelve) == len(one)

@@ -104,3 +104,12 @@ def test_a_running_card_shows_elapsed_time(client, alice, sandbox_model, no_brok
     r = client.get("/live", {"cards": _cards(job)})
     assert "Generating · <span class=\"elapsed\"" in r.content.decode()
     assert Generation.objects.get().status == "running"
+
+
+def test_a_job_waiting_for_a_rate_limit_says_so(client, alice, sandbox_model, no_broker):
+    job = submit_one(sandbox_model, alice)
+    Generation.objects.filter(pk=job.pk).update(stage="waiting for rate limit")
+    client.force_login(alice)
+    r = client.get("/live", {"cards": _cards(job)})
+    assert "Waiting for rate limit" in r.content.decode()
+    assert "in line" not in r.content.decode()
