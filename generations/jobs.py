@@ -261,3 +261,40 @@ def _discard_new_uploads(uploads: list[Upload]) -> None:
         if getattr(upload, "_new", False):
             upload.file.delete(save=False)
             upload.delete()
+
+
+def request_like(gen: Generation) -> JobRequest:
+    """One more image with the same settings (and reference images) as ``gen``."""
+    from generations.images import ImageRejected, clean_image
+
+    refs, names = [], []
+    for upload in gen.references.all():
+        try:
+            with upload.file.open("rb") as handle:
+                refs.append(clean_image(handle.read(), name=upload.original_name))
+        except (OSError, ImageRejected) as exc:
+            raise SubmitError(
+                f"The reference image {upload.original_name or ''} is no longer available."
+            ) from exc
+        names.append(upload.original_name)
+    return JobRequest(model=gen.model, prompt=gen.prompt, aspect_ratio=gen.aspect_ratio,
+                      image_size=gen.image_size or None, count=1, references=refs,
+                      reference_names=names, parent_image=gen.parent_image)
+
+
+def retry(user, failed: list[Generation]) -> list[Generation]:
+    """Start every job in ``failed`` again as a new job, charged like any other; all or
+    none (a refusal changes nothing). A batch item moves to its new job, so the batch
+    counts what it has now, not each earlier try."""
+    new = []
+    with transaction.atomic():
+        for gen in failed:
+            if gen.status not in (Generation.FAILED, Generation.CANCELLED):
+                raise SubmitError("Only a job that made no image can be retried.")
+            job = submit(user, request_like(gen))[0]
+            if gen.batch_id:
+                Generation.objects.filter(pk=job.pk).update(batch_id=gen.batch_id)
+                Generation.objects.filter(pk=gen.pk).update(batch=None)
+                job.batch_id = gen.batch_id
+            new.append(job)
+    return new

@@ -203,6 +203,24 @@ class Upload(models.Model):
         return self.original_name or str(self.pk)
 
 
+class Batch(models.Model):
+    """Many prompts started at once; its progress is counted from its generations."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches"
+    )
+    name = models.CharField(max_length=200)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["user", "-created"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 FAILURE_TITLES = {
     "blocked": "Blocked by the safety filter",
     "no_image": "No image returned",
@@ -251,6 +269,9 @@ class Generation(models.Model):
     references = models.ManyToManyField(Upload, blank=True, related_name="generations")
     parent_image = models.ForeignKey(
         "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
     )
 
     status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED, db_index=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations import views
+from generations import batch_views, views
 
 app_name = "generations"
 urlpatterns = [
@@ -11,4 +11,14 @@ urlpatterns = [
     path("jobs/<uuid:pk>/card", views.job_card, name="job-card"),
     path("images/<uuid:pk>/file", views.image_file, name="image-file"),
     path("images/<uuid:pk>/thumbnail", views.image_thumbnail, name="image-thumbnail"),
+    # Live status, failure cards and batches
+    path("live", batch_views.live_status, name="live"),
+    path("jobs/<uuid:pk>/retry", batch_views.job_retry, name="job-retry"),
+    path("batches", batch_views.batch_list, name="batches"),
+    path("batches/check", batch_views.batch_check, name="batch-check"),
+    path("batches/start", batch_views.batch_start, name="batch-start"),
+    path("batches/<uuid:pk>", batch_views.batch_detail, name="batch"),
+    path("batches/<uuid:pk>/cancel", batch_views.batch_cancel, name="batch-cancel"),
+    path("batches/<uuid:pk>/retry", batch_views.batch_retry, name="batch-retry"),
+    path("batches/<uuid:pk>/zip", batch_views.batch_zip, name="batch-zip"),
 ]

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from accounts import alerts, limits, quotas
-from generations import jobs
+from generations import jobs, live
 from generations.forms import StudioForm
 from generations.models import Generation, Image, ModelSpec
 
@@ -57,11 +57,11 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
             lambda n: mine.max_per_request is None or n <= mine.max_per_request,
         ),
         "quota": quota,
-        "jobs": Generation.objects.for_user(request.user).select_related(
-            "model", "image", "route__model"
-        )[
-            :RECENT_CARDS
-        ],
+        "jobs": live.annotate_positions(
+            Generation.objects.for_user(request.user).select_related(
+                "model", "image", "route__model"
+            )[:RECENT_CARDS]
+        ),
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
         "alert": alerts.current_for(request.user),
     }
@@ -111,7 +111,7 @@ def generate(request):
         # 422 keeps the form in place; htmx is told to swap it anyway (see base.html).
         return render(request, "generations/studio.html#studio-form", ctx, status=422)
     kept = StudioForm(initial=_keep_settings(form))
-    ctx = {**_studio_context(request, kept), "new_jobs": new_jobs}
+    ctx = {**_studio_context(request, kept), "new_jobs": live.annotate_positions(new_jobs)}
     return render(request, "generations/studio.html#submitted", ctx)
 
 

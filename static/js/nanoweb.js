@@ -87,3 +87,64 @@ window.nanoweb = (() => {
 
   return { promptChars, refCount };
 })();
+
+/* Batches and live status */
+// One poller per page, not one per card: every ~1.5 s while anything is in flight (cards
+// marked data-live, the navigation's counter, or an active batch), paused while the tab is
+// hidden. The answer is out-of-band swaps for just the cards that changed.
+(() => {
+  const POLL_MS = 1500;
+  let timer = null;
+  let busy = false;
+  const $ = (sel) => document.querySelector(sel);
+  const liveCards = () => Array.from(document.querySelectorAll("[data-live]"));
+  const counter = () => $("#nav-generating");
+  const batch = () => $("[data-live-batch]");
+
+  function needed() {
+    const c = counter();
+    const b = batch();
+    return liveCards().length > 0 || (c && Number(c.dataset.count) > 0)
+      || (b && b.dataset.liveBatch === "active");
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = null;
+    if (needed() && document.visibilityState !== "hidden") timer = setTimeout(poll, POLL_MS);
+  }
+
+  async function poll() {
+    const c = counter();
+    if (busy || !c || document.visibilityState === "hidden") return;
+    busy = true;
+    const params = new URLSearchParams();
+    params.set("cards", liveCards().map((el) => `${el.id.replace(/^job-/, "")}:${el.dataset.live}`).join(","));
+    const b = batch();
+    if (b) params.set("batch", b.dataset.batchId);
+    if ($("#quota-pill")) params.set("quota", "1");
+    try {
+      await htmx.ajax("GET", `${c.dataset.liveUrl}?${params}`, { swap: "none", source: c });
+    } catch (err) {
+      // a missed poll is retried on the next tick
+    } finally {
+      busy = false;
+      schedule();
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") poll(); else clearTimeout(timer);
+  });
+  document.addEventListener("htmx:afterSettle", () => { if (!busy) schedule(); });
+  document.addEventListener("DOMContentLoaded", schedule);
+
+  // Elapsed seconds on generating cards tick in the browser (from what the server rendered),
+  // so a running card is not re-sent every second.
+  setInterval(() => {
+    document.querySelectorAll(".elapsed").forEach((el) => {
+      if (el.dataset.base === undefined) { el.dataset.base = el.textContent; el.dataset.t0 = Date.now(); }
+      el.textContent = Number(el.dataset.base) + Math.floor((Date.now() - Number(el.dataset.t0)) / 1000);
+    });
+  }, 1000);
+})();

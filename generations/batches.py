@@ -1,0 +1,375 @@
+"""Batches: many prompts at once, from lines of text or a CSV file.
+
+Parsing checks every row against the model's capabilities and the person's limits
+and reports each bad row by number and field; a batch starts only when every row
+is good and the whole batch fits the person's quota (it is refused up front,
+never half-started). All rows are admitted in one transaction through
+``jobs.submit``, so the ordinary reservation and ledger apply to each image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+
+from accounts import limits, quotas
+from accounts.models import format_usd
+from generations import jobs
+from generations.models import Batch, Generation, ModelSpec
+
+# Tunables (settings override): how many rows a batch may have and how large its CSV.
+MAX_ROWS = getattr(settings, "NANOWEB_BATCH_MAX_ROWS", 200)
+MAX_CSV_BYTES = getattr(settings, "NANOWEB_BATCH_MAX_CSV_BYTES", 512 * 1024)
+ZIP_CHUNK_BYTES = 256 * 1024
+
+CSV_COLUMNS = ("prompt", "model", "aspect_ratio", "size", "count")
+CSV_ALIASES = {"aspect": "aspect_ratio", "ratio": "aspect_ratio", "image_size": "size",
+               "n": "count", "images": "count"}
+# jobs.SubmitError fields → the column a person wrote them in
+FIELD_COLUMNS = {"prompt": "prompt", "model": "model", "aspect_ratio": "aspect_ratio",
+                 "image_size": "size", "count": "count"}
+
+
+class BatchError(Exception):
+    """Why a batch cannot start: a list of messages (one per bad row) or one refusal."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+@dataclass
+class Defaults:
+    """What rows that do not say otherwise use (the form's pickers)."""
+
+    model: ModelSpec
+    aspect_ratio: str = "1:1"
+    image_size: str | None = None
+    count: int = 1
+
+
+@dataclass
+class Row:
+    number: int  # as a person sees it: the line in the textarea, the row in a spreadsheet
+    request: jobs.JobRequest
+
+
+@dataclass
+class Plan:
+    rows: list[Row]
+    images: int
+    micros: int
+    refusal: str | None = None  # the limit the whole batch would exceed
+    per_row: list[int] = field(default_factory=list)
+
+
+def parse_lines(text: str, defaults: Defaults) -> list[Row]:
+    """One prompt per non-empty line, each with the form's settings."""
+    rows = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if line.strip():
+            rows.append(Row(number, _request(defaults.model, line.strip(), defaults.aspect_ratio,
+                                             defaults.image_size, defaults.count)))
+    return rows
+
+
+def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[Row]:
+    """A header row (prompt, and optionally model, aspect_ratio, size, count), then one
+    prompt per row; empty cells take the form's settings. Raises BatchError."""
+    if len(data) > MAX_CSV_BYTES:
+        raise BatchError([f"The CSV file is {len(data) // 1024:,} KB; the limit is "
+                          f"{MAX_CSV_BYTES // 1024:,} KB."])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BatchError(["The CSV file is not UTF-8 text; save it as “CSV UTF-8”."]) from None
+    reader = csv.reader(io.StringIO(text))
+    header = [_column(h) for h in next(reader, [])]
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if unknown or "prompt" not in header:
+        raise BatchError([
+            f"Unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)}"
+            if unknown else "The CSV has no “prompt” column",
+            f"The first row must name the columns: {', '.join(CSV_COLUMNS)} "
+            "(only prompt is required).",
+        ])
+    by_slug = {m.slug: m for m in models} | {m.name.lower(): m for m in models}
+    rows, errors = [], []
+    for number, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        values = dict(zip(header, (c.strip() for c in cells), strict=False))
+        try:
+            request = _csv_request(values, defaults, by_slug)
+            jobs.validate(request)
+            rows.append(Row(number, request))
+        except jobs.SubmitError as exc:
+            column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
+            errors.append(f"Row {number}, {column}: {exc.message}")
+    if errors:
+        raise BatchError(errors)
+    return rows
+
+
+def _column(name: str) -> str:
+    name = name.strip().lower().replace(" ", "_")
+    return CSV_ALIASES.get(name, name)
+
+
+def _csv_request(values: dict, defaults: Defaults, by_slug: dict) -> jobs.JobRequest:
+    model = defaults.model
+    if values.get("model"):
+        model = by_slug.get(values["model"].lower())
+        if model is None:
+            slugs = ", ".join(sorted({m.slug for m in by_slug.values()}))
+            raise jobs.SubmitError(f"“{values['model']}” is not a model you can use here "
+                                   f"(try {slugs}).", field="model")
+    size = values.get("size") or (defaults.image_size if model == defaults.model else None)
+    if model.sizes and not size:
+        size = model.default_size()
+    try:
+        count = int(values.get("count") or defaults.count)
+    except ValueError:
+        raise jobs.SubmitError(f"“{values['count']}” is not a whole number.",
+                               field="count") from None
+    if not values.get("prompt"):
+        raise jobs.SubmitError("The prompt is empty.", field="prompt")
+    return _request(model, values["prompt"], values.get("aspect_ratio") or defaults.aspect_ratio,
+                    size.upper() if size else None, count)
+
+
+def _request(model, prompt, aspect_ratio, image_size, count) -> jobs.JobRequest:
+    return jobs.JobRequest(model=model, prompt=prompt, aspect_ratio=aspect_ratio,
+                           image_size=image_size, count=count, source="batch")
+
+
+def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
+    """Validate every row (all errors at once) and estimate the whole batch.
+
+    Raises BatchError for bad rows; a batch over a limit comes back as a Plan with
+    ``refusal`` set, so the confirm step can show the cost and the limit together.
+    """
+    if not rows:
+        raise BatchError(["Write at least one prompt (one per line), or choose a CSV file."])
+    if len(rows) > MAX_ROWS:
+        raise BatchError([f"The batch has {len(rows)} prompts; the limit is {MAX_ROWS}."])
+    errors, per_row = [], []
+    for row in rows:
+        try:
+            jobs.validate(row.request)
+            jobs.validate_for(user, row.request)
+            per_row.append(jobs.estimate_per_image(row.request) * row.request.count)
+        except jobs.SubmitError as exc:
+            where = f"Row {row.number}" if csv_rows else f"Line {row.number}"
+            column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
+            errors.append(f"{where}, {column}: {exc.message}")
+    if errors:
+        raise BatchError(errors)
+    images = sum(r.request.count for r in rows)
+    plan = Plan(rows=rows, images=images, micros=sum(per_row), per_row=per_row)
+    plan.refusal = over_limit(user, images, plan.micros)
+    return plan
+
+
+def over_limit(user, images: int, micros: int) -> str | None:
+    """The first of the person's limits the whole batch would exceed, in words."""
+    left = quotas.summary(user)
+    mine = limits.for_user(user)
+    if left.images_left is not None and images > left.images_left:
+        return (f"This batch needs {images} images but your daily limit of "
+                f"{left.daily_limit} images leaves {left.images_left} today. Nothing was started.")
+    if left.budget_left is not None and micros > left.budget_left:
+        return (f"This batch may cost up to {format_usd(micros)} but your monthly budget of "
+                f"{format_usd(left.monthly_budget)} has {format_usd(left.budget_left)} left. "
+                "Nothing was started.")
+    if mine.max_concurrent is not None and images > mine.max_concurrent:
+        return (f"This batch has {images} images but your limit is {mine.max_concurrent} "
+                "images in progress at once. Split it into smaller batches. Nothing was started.")
+    return None
+
+
+def start(user, name: str, plan: Plan) -> Batch:
+    """Admit every row or none: one transaction, each row through ``jobs.submit``."""
+    if plan.refusal:
+        raise BatchError([plan.refusal])
+    try:
+        with transaction.atomic():
+            batch = Batch.objects.create(user=user, name=name[:200] or _default_name(plan))
+            for row in plan.rows:
+                made = jobs.submit(user, row.request)
+                Generation.objects.filter(pk__in=[g.pk for g in made]).update(batch=batch)
+    except jobs.SubmitError as exc:  # a team limit, or a race with another request
+        raise BatchError([f"{exc.message} Nothing was started."]) from exc
+    return batch
+
+
+def _default_name(plan: Plan) -> str:
+    first = plan.rows[0].request.prompt
+    return (first[:60] + "…" if len(first) > 60 else first) + (
+        f" and {len(plan.rows) - 1} more" if len(plan.rows) > 1 else "")
+
+
+@dataclass
+class Progress:
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    spent: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.done + self.failed
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.finished / self.total) if self.total else 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.queued or self.running)
+
+
+def progress_filters(prefix: str = "") -> dict:
+    """Aggregates that count a batch's generations by state (for one or many batches)."""
+    p = prefix
+    return {
+        "n_queued": Count(f"{p}pk", filter=Q(**{f"{p}status": "queued"})),
+        "n_running": Count(f"{p}pk", filter=Q(**{f"{p}status": "running"})),
+        "n_done": Count(f"{p}pk", filter=Q(**{f"{p}status": "succeeded"})),
+        "n_failed": Count(f"{p}pk", filter=Q(**{f"{p}status__in": ["failed", "cancelled"]})),
+        "n_spent": Sum(f"{p}actual_micros"),
+    }
+
+
+def progress(batch: Batch) -> Progress:
+    row = Generation.objects.filter(batch=batch).aggregate(**progress_filters())
+    return _progress_of(row)
+
+
+def _progress_of(values) -> Progress:
+    get = values.get if isinstance(values, dict) else (lambda k: getattr(values, k))
+    return Progress(queued=get("n_queued"), running=get("n_running"), done=get("n_done"),
+                    failed=get("n_failed"), spent=get("n_spent") or 0)
+
+
+def batches_for(user):
+    """The person's batches, newest first, each with its counts (one query)."""
+    rows = Batch.objects.filter(user=user).annotate(**progress_filters("generations__"))
+    for batch in rows:
+        batch.progress = _progress_of(batch)
+        yield batch
+
+
+def cancel(user, batch: Batch) -> list[Generation]:
+    """Cancel what has not started, through the ordinary cancel path (money returned)."""
+    request_ids = set(batch.generations.filter(status=Generation.QUEUED, started__isnull=True)
+                      .values_list("request_id", flat=True))
+    cancelled = []
+    for request_id in request_ids:
+        cancelled += jobs.cancel(user, request_id)
+    return cancelled
+
+
+def retry_failed(user, batch: Batch) -> list[Generation]:
+    failed = list(batch.generations.filter(status__in=[Generation.FAILED, Generation.CANCELLED])
+                  .select_related("model", "parent_image").prefetch_related("references"))
+    if not failed:
+        raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
+    plan_micros = sum(jobs.estimate_per_image(jobs.request_like(g)) for g in failed)
+    refusal = over_limit(user, len(failed), plan_micros)
+    if refusal:
+        raise BatchError([refusal.replace("This batch", "Retrying the failed images")])
+    try:
+        return jobs.retry(user, failed)
+    except jobs.SubmitError as exc:
+        raise BatchError([f"{exc.message} Nothing was started."]) from exc
+
+
+# --- The zip of results, streamed: never the whole archive in memory ---
+
+
+class _Sink:
+    """A write-only file for ZipFile that hands back what was written since last asked.
+
+    It has no ``tell``/``seek``, so ZipFile writes a streaming archive (data
+    descriptors after each file) without ever going back.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def zip_members(batch: Batch) -> list[tuple[Generation, str]]:
+    """Each generation of the batch with its file name in the zip ("" without an image)."""
+    gens = (batch.generations.select_related("model", "image").order_by("created", "pk"))
+    members = []
+    for n, gen in enumerate(gens, start=1):
+        name = ""
+        if gen.status == Generation.SUCCEEDED and hasattr(gen, "image"):
+            ext = gen.image.file.name.rsplit(".", 1)[-1]
+            name = f"{n:03d}-{_slug(gen.prompt)}.{ext}"
+        members.append((gen, name))
+    return members
+
+
+def _slug(prompt: str) -> str:
+    from django.utils.text import slugify
+
+    return slugify(prompt)[:40].strip("-") or "image"
+
+
+def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"])
+    for gen, name in members:
+        cost = format_usd(gen.actual_micros) if gen.actual_micros is not None else ""
+        writer.writerow([gen.prompt, gen.model.name, gen.aspect_ratio, gen.image_size, cost,
+                         name, gen.status])
+    return out.getvalue().encode()
+
+
+def stream_zip(batch: Batch) -> Iterator[bytes]:
+    """The batch's images and a manifest.csv, yielded a chunk at a time."""
+    members = zip_members(batch)
+    sink = _Sink()
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.csv", manifest_csv(members),
+                         compress_type=zipfile.ZIP_DEFLATED)
+        yield sink.take()
+        for gen, name in members:
+            if not name:
+                continue
+            try:
+                handle = gen.image.file.open("rb")
+            except FileNotFoundError:
+                continue  # the manifest still lists it; storage lost the file
+            with handle, archive.open(name, mode="w", force_zip64=True) as dest:
+                for chunk in handle.chunks(ZIP_CHUNK_BYTES):
+                    dest.write(chunk)
+                    yield sink.take()
+    yield sink.take()

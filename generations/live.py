@@ -1,0 +1,126 @@
+"""Live status: what the page-level poller asks for and what the cards say.
+
+One request per page (not one per card) carries the cards the page shows as
+``id:signature`` pairs; the answer re-renders only the cards whose signature
+changed, with a fixed number of queries however many cards are in flight.
+Elapsed time is counted in the browser from ``data-started``, so a running
+card does not change (and is not re-sent) every second.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+
+from generations.models import Generation
+
+MAX_CARDS = 200  # a page never shows more in-flight cards than a batch has rows
+
+# error kind → (title, what happened in plain words). Every card without an image says
+# which of these it was; the engine's own message follows as the detail.
+FAILURES = {
+    "blocked": ("Blocked by the safety filter",
+                "The provider's safety filter refused this prompt or the image it made."),
+    "no_image": ("No image returned",
+                 "The model answered without an image, even after a second try."),
+    "transient": ("Provider unavailable",
+                  "The provider stayed unavailable after several retries."),
+    "corrupt": ("Provider unavailable",
+                "The provider kept sending damaged images, even after retries."),
+    "slow": ("Provider too slow", "The provider did not answer in time, even after retries."),
+    "rate_limited": ("Provider busy",
+                     "The provider stayed at its rate limit until the job's deadline."),
+    "key_exhausted": ("Provider quota used up",
+                      "Every provider key for this model has used its daily quota."),
+    "key_invalid": ("Provider key not working",
+                    "The provider refused the instance's keys; an admin has been told."),
+    "permanent": ("The request was refused",
+                  "The provider refused the request as invalid; retrying will not help."),
+    "over_quota": ("Over your quota", "This would go past one of your limits."),
+    "deadline": ("Timed out", "No image arrived before the job's deadline."),
+    "cancelled": ("Cancelled", "You cancelled it before it started."),
+}
+UNKNOWN_FAILURE = ("No image this time", "Something went wrong on the way to the provider.")
+
+
+def failure(job: Generation) -> tuple[str, str]:
+    if job.status == Generation.CANCELLED:
+        return FAILURES["cancelled"]
+    return FAILURES.get(job.error_kind, UNKNOWN_FAILURE)
+
+
+def signature(job: Generation) -> str:
+    """What a card shows that can change while the page is open."""
+    position = getattr(job, "queue_position", None)
+    return f"{job.status}.{job.stage}.{position or ''}".replace(" ", "_").replace(":", "")
+
+
+def annotate_positions(jobs) -> list[Generation]:
+    """Set ``queue_position`` (1 = next) on queued jobs, in one query for all of them.
+
+    The line is every queued job due to start, everyone's, in the order workers
+    take them (earliest ``next_attempt_at`` first).
+    """
+    jobs = list(jobs)
+    queued = [j.pk for j in jobs if j.status == Generation.QUEUED]
+    positions = {}
+    if queued:
+        ahead = (
+            Generation.objects.filter(status=Generation.QUEUED)
+            .filter(
+                Q(next_attempt_at__lt=OuterRef("next_attempt_at"))
+                | Q(next_attempt_at=OuterRef("next_attempt_at"), created__lt=OuterRef("created"))
+            )
+            .order_by().values("status").annotate(n=Count("pk")).values("n")
+        )
+        positions = dict(
+            Generation.objects.filter(pk__in=queued)
+            .annotate(position=Coalesce(Subquery(ahead), 0) + 1)
+            .values_list("pk", "position")
+        )
+    for job in jobs:
+        job.queue_position = positions.get(job.pk)
+    return jobs
+
+
+def in_flight_count(user) -> int:
+    return Generation.objects.for_user(user).in_flight().count()
+
+
+def parse_cards(raw: str) -> dict[uuid.UUID, str]:
+    """``"<uuid>:<sig>,<uuid>:<sig>"`` → {id: sig}; malformed pairs are ignored."""
+    cards = {}
+    for pair in (raw or "").split(",")[:MAX_CARDS]:
+        pk, _, sig = pair.partition(":")
+        try:
+            cards[uuid.UUID(pk.strip())] = sig.strip()
+        except ValueError:
+            continue
+    return cards
+
+
+@dataclass
+class PollResult:
+    changed: list[Generation]
+    in_flight: int
+    any_finished: bool
+
+
+def poll(user, cards: dict[uuid.UUID, str]) -> PollResult:
+    """The cards (of this user's jobs) whose signature differs from what the page shows."""
+    jobs = []
+    if cards:
+        jobs = annotate_positions(
+            Generation.objects.for_user(user)
+            .filter(pk__in=list(cards))
+            .select_related("model", "image", "route__model")
+        )
+    changed = [j for j in jobs if signature(j) != cards.get(j.pk)]
+    return PollResult(
+        changed=changed,
+        in_flight=in_flight_count(user),
+        any_finished=any(j.is_finished for j in changed),
+    )

@@ -1,0 +1,82 @@
+"""The batch zip: the images and a manifest, streamed a chunk at a time."""
+
+import csv
+import io
+import zipfile
+
+import pytest
+from django.test import AsyncClient
+
+from generations import batches, engine
+from generations.models import Batch
+from generations.sandbox.server import SandboxConfig, running_sandbox
+from tests.conftest import route_sandbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _batch_made(client, alice, prompts: str, *, fail: str = "") -> Batch:
+    client.force_login(alice)
+    client.post("/batches/start", {"model": "sandbox", "aspect_ratio": "1:1", "image_size": "1K",
+                                   "count": 1, "name": "Zip me", "prompts": prompts})
+    batch = Batch.objects.get()
+    for gen in batch.generations.all():
+        if gen.prompt == fail:
+            engine.fail(gen, "blocked", "Blocked.")
+        else:
+            assert engine.run_generation(gen.pk) is None
+    return batch
+
+
+@pytest.fixture
+def sandbox(settings, no_broker):
+    with running_sandbox(SandboxConfig()) as url:
+        yield route_sandbox(url, settings)
+
+
+def test_it_streams_the_images_and_a_manifest(client, alice, sandbox):
+    batch = _batch_made(client, alice, "a red fox\na grey heron\nblocked one", fail="blocked one")
+    r = client.get(f"/batches/{batch.pk}/zip")
+    assert r.status_code == 200 and r.streaming
+    assert r["Content-Type"] == "application/zip"
+    assert r["Content-Disposition"] == 'attachment; filename="nanoweb-zip-me.zip"'
+    chunks = list(r.streaming_content)
+    assert len(chunks) > 3  # written and sent piece by piece
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names[0] == "manifest.csv"
+    assert [n.rsplit(".", 1)[0] for n in names[1:]] == ["001-a-red-fox", "002-a-grey-heron"]
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert [m["prompt"] for m in manifest] == ["a red fox", "a grey heron", "blocked one"]
+    assert [m["status"] for m in manifest] == ["succeeded", "succeeded", "failed"]
+    assert manifest[2]["file"] == "" and manifest[2]["cost_usd"] == "$0.00"
+    assert manifest[0]["file"] in names and manifest[0]["cost_usd"].startswith("$0.0")
+    first = batch.generations.get(prompt="a red fox").image
+    assert archive.read(manifest[0]["file"]) == first.file.open("rb").read()
+
+
+def test_it_streams_without_buffering_under_asgi(client, alice, sandbox):
+    """Under ASGI the response pulls one chunk at a time (a plain iterator would be
+    read whole into memory by Django first)."""
+    from asgiref.sync import async_to_sync
+
+    batch = _batch_made(client, alice, "one\ntwo")
+
+    async def download():
+        async_client = AsyncClient()
+        await async_client.aforce_login(alice)
+        r = await async_client.get(f"/batches/{batch.pk}/zip")
+        return r, [chunk async for chunk in r.streaming_content]
+
+    r, chunks = async_to_sync(download)()
+    assert r.status_code == 200 and r.is_async and len(chunks) > 2
+    assert len(zipfile.ZipFile(io.BytesIO(b"".join(chunks))).namelist()) == 3
+
+
+def test_the_manifest_lists_cost_and_model(alice, sandbox, client):
+    batch = _batch_made(client, alice, "only one")
+    members = batches.zip_members(batch)
+    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
+    assert rows[0] == ["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"]
+    assert rows[1][:4] == ["only one", "Sandbox", "1:1", "1K"]
