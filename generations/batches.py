@@ -25,8 +25,8 @@ from generations import jobs
 from generations.models import Batch, Generation, ModelSpec
 
 # Tunables (settings override): how many rows a batch may have and how large its CSV.
-MAX_ROWS = getattr(settings, "NANOWEB_BATCH_MAX_ROWS", 200)
-MAX_CSV_BYTES = getattr(settings, "NANOWEB_BATCH_MAX_CSV_BYTES", 512 * 1024)
+MAX_ROWS = settings.NANOWEB_BATCH_MAX_ROWS
+MAX_CSV_BYTES = settings.NANOWEB_BATCH_MAX_CSV_BYTES
 ZIP_CHUNK_BYTES = 256 * 1024
 
 CSV_COLUMNS = ("prompt", "model", "aspect_ratio", "size", "count")

@@ -275,6 +275,7 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
             route.provider.base_url, key.get_key(), _timeouts(gen, route)
         )
         result = provider.generate(build_request(gen, route))
+        _fenced(gen).update(stage="saving")  # the card says so while the image is checked
         clean = images.clean_image(result.images[0].data, name="generated image", thumbnail=True)
         thumb = clean.thumbnail
     except KeyDecryptionError as exc:

@@ -232,6 +232,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # HTTP API: how long the synchronous endpoints wait for their images, how often the
 # waiting requests look (one query for all of them), how long `url` links work.
+NANOWEB_BATCH_MAX_ROWS = env.int("NANOWEB_BATCH_MAX_ROWS", default=200)
+NANOWEB_BATCH_MAX_CSV_BYTES = env.int("NANOWEB_BATCH_MAX_CSV_BYTES", default=512 * 1024)
 NANOWEB_API_WAIT_SECONDS = env.int("NANOWEB_API_WAIT_SECONDS", default=300)
 NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.025)
 NANOWEB_API_URL_TTL_SECONDS = env.int("NANOWEB_API_URL_TTL_SECONDS", default=3600)
