@@ -231,7 +231,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Gallery: images per page (keyset pagination), how long a deleted image can be undone
 # before the purge task removes its files, and how many images one bulk action takes.
-NANOWEB_GALLERY_PAGE_SIZE = env.int("NANOWEB_GALLERY_PAGE_SIZE", default=40)
+NANOWEB_GALLERY_PAGE_SIZE = env.int("NANOWEB_GALLERY_PAGE_SIZE", default=30)
 NANOWEB_UNDO_SECONDS = env.int("NANOWEB_UNDO_SECONDS", default=900)
 NANOWEB_BULK_MAX_IMAGES = env.int("NANOWEB_BULK_MAX_IMAGES", default=500)
 

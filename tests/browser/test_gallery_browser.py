@@ -4,6 +4,7 @@
 import re
 
 import pytest
+from django.conf import settings
 
 from generations.models import Generation, Image
 from tests.browser.test_studio_browser import chromium, page, shot  # noqa: F401 (fixtures)
@@ -62,7 +63,7 @@ def test_infinite_scroll_through_300_images(page, live_server):  # noqa: F811
     sign_in(page, live_server, "finn@example.com")
     page.goto(live_server.url + "/gallery")
     tiles = page.locator("[data-tile]")
-    assert tiles.count() == 40
+    assert tiles.count() == settings.NANOWEB_GALLERY_PAGE_SIZE
     for _ in range(30):
         if tiles.count() == 300:
             break
