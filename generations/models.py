@@ -361,7 +361,12 @@ class Image(models.Model):
             # The gallery's keyset pagination: newest first, ties broken by id.
             models.Index(fields=["user", "-created", "-id"], name="image_gallery_idx"),
             models.Index(fields=["shared_with_team", "-created", "-id"], name="image_shared_idx"),
-            models.Index(fields=["deleted_at"], name="image_deleted_idx"),
+            # Only deleted rows: the purge task finds them; galleries never scan it.
+            models.Index(
+                fields=["deleted_at"],
+                name="image_deleted_idx",
+                condition=Q(deleted_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
