@@ -59,11 +59,9 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
             lambda n: mine.max_per_request is None or n <= mine.max_per_request,
         ),
         "quota": quota,
-        "jobs": Generation.objects.for_user(request.user).select_related(
-            "model", "image", "route__model"
-        )[
-            :RECENT_CARDS
-        ],
+        "jobs": Generation.objects.for_user(request.user)
+        .exclude(image__deleted_at__isnull=False)  # deleted in the gallery
+        .select_related("model", "image", "route__model")[:RECENT_CARDS],
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
         "alert": alerts.current_for(request.user),
         "parent": form.parent_image,

@@ -185,3 +185,13 @@ def test_it_keeps_the_query_count_flat_as_the_gallery_grows(client, alice, setti
     one = count("/gallery"), count("/gallery?q=image"), count("/gallery?shared=team")
     make_images(alice, 200, start=timezone.now() - timedelta(days=30), shared=True)
     assert (count("/gallery"), count("/gallery?q=image"), count("/gallery?shared=team")) == one
+
+
+def test_a_deleted_image_leaves_the_studios_recent_cards_too(client, alice, sandbox_model):
+    kept = make_image(alice, "kept on the studio", model=sandbox_model)
+    gone = make_image(alice, "deleted from the gallery", model=sandbox_model)
+    gallery.soft_delete(alice, [gone.generation_id])
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "kept on the studio" in page and "deleted from the gallery" not in page
+    assert str(kept.generation_id) in page
