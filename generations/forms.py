@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 
 from generations import images, jobs
-from generations.models import ASPECT_RATIOS, ModelSpec
+from generations.models import ASPECT_RATIOS, Image, ModelSpec
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -44,10 +46,45 @@ class StudioForm(forms.Form):
     )
     references = MultipleImageField(label="Reference images", required=False)
     again = forms.BooleanField(required=False, widget=forms.HiddenInput)  # past the duplicate guard
+    # "Edit this image": the image being edited, sent again as the first reference.
+    parent = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model"].queryset = jobs.available_models()
+        self.user = user
+        self.parent_image = self._find_parent()
+
+    def _find_parent(self) -> Image | None:
+        """The image named by ``parent`` (a submit) or ``edit`` (the studio link), if this
+        person may see it: their own or one a teammate shared (a remix)."""
+        pk = self.data.get("parent") if self.is_bound else self.initial.get("edit")
+        if not pk or self.user is None:
+            return None
+        try:
+            pk = uuid.UUID(str(pk))
+        except ValueError:
+            return None
+        return (Image.objects.visible_to(self.user).select_related("generation")
+                .filter(generation_id=pk).first())
+
+    def clean_parent(self):
+        if self.cleaned_data.get("parent") and self.parent_image is None:
+            raise forms.ValidationError(
+                "The image you were editing is no longer available; remove it and try again."
+            )
+        return self.parent_image
+
+    def _parent_reference(self) -> list:
+        image = self.parent_image
+        if image is None:
+            return []
+        try:
+            with image.file.open("rb") as f:
+                return [("edited image", images.clean_image(f.read(), name="The edited image"))]
+        except (FileNotFoundError, images.ImageRejected) as exc:
+            self.add_error("parent", getattr(exc, "message", "The edited image is missing."))
+            return []
 
     def clean_references(self):
         files = self.cleaned_data.get("references") or []
@@ -74,14 +111,16 @@ class StudioForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
+        refs = self._parent_reference() + list(data.get("references", []))
         self.job_request = jobs.JobRequest(
             model=data["model"],
             prompt=data.get("prompt") or "",
             aspect_ratio=data["aspect_ratio"],
             image_size=data.get("image_size") or None,
             count=data["count"],
-            references=[c for _, c in data.get("references", [])],
-            reference_names=[n for n, _ in data.get("references", [])],
+            references=[c for _, c in refs],
+            reference_names=[n for n, _ in refs],
+            parent_image=self.parent_image,
         )
         try:
             jobs.validate(self.job_request)

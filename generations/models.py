@@ -336,8 +336,25 @@ class Generation(models.Model):
         return (self.finished or timezone.now()) - (self.started or self.created)
 
 
+class ImageQuerySet(models.QuerySet):
+    def live(self):
+        """Not deleted (a deleted image waits out the undo window, then is purged)."""
+        return self.filter(deleted_at__isnull=True)
+
+    def owned_by(self, user):
+        return self.live().filter(user=user)
+
+    def visible_to(self, user):
+        """The person's own images and what their teammates shared with the team."""
+        mine = Q(user=user)
+        if user.team_id:
+            mine |= Q(shared_with_team=True, user__team_id=user.team_id)
+        return self.live().filter(mine)
+
+
 class Image(models.Model):
-    """A generated image: the file is private and served only to its owner."""
+    """A generated image: the file is private and served only to its owner (and, once
+    shared, to the owner's team)."""
 
     generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="image")
     user = models.ForeignKey(
@@ -353,12 +370,36 @@ class Image(models.Model):
     starred = models.BooleanField(default=False)
     shared_with_team = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now, db_index=True)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Deleted; the file is purged after the undo window."
+    )
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
+        indexes = [
+            # The gallery's keyset pagination: newest first, ties broken by id.
+            models.Index(fields=["user", "-created", "-id"], name="image_gallery_idx"),
+            models.Index(fields=["shared_with_team", "-created", "-id"], name="image_shared_idx"),
+            # Only deleted rows: the purge task finds them; galleries never scan it.
+            models.Index(
+                fields=["deleted_at"],
+                name="image_deleted_idx",
+                condition=Q(deleted_at__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.width}×{self.height} {self.mime_type}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def can_change(self, user) -> bool:
+        """Only the owner stars, shares or deletes; teammates may view and remix."""
+        return self.user_id == user.pk
 
 
 class IdempotencyKey(models.Model):

@@ -32,3 +32,11 @@ def audit_ledger() -> dict:
     for problem in problems:
         logger.error("ledger check: %s", problem)
     return {"released": released, "problems": len(problems)}
+
+
+@shared_task
+def purge_deleted_images() -> int:
+    """Every few minutes: remove the files of images deleted longer ago than the undo window."""
+    from generations import gallery
+
+    return gallery.purge_deleted()

@@ -24,7 +24,8 @@ def _get_generation_for_user(request, pk) -> Generation:
 
 
 def _get_image_for_user(request, pk) -> Image:
-    return get_object_or_404(Image, generation_id=pk, user=request.user)
+    """The person's own images, and those a teammate shared with the team."""
+    return get_object_or_404(Image.objects.visible_to(request.user), generation_id=pk)
 
 
 def _studio_context(request, form: StudioForm, params=None) -> dict:
@@ -41,7 +42,8 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
             "image_size": values.get("image_size"),
             "count": values.get("count"),
             "prompt_chars": len((values.get("prompt") or "").strip()),
-            "ref_count": len(request.FILES.getlist("references")) if form.is_bound else 0,
+            "ref_count": (len(request.FILES.getlist("references")) if form.is_bound else 0)
+            + (1 if form.parent_image else 0),
         }
     quota = quotas.summary(request.user)
     estimate = _estimate(selected, params)
@@ -58,12 +60,13 @@ def _studio_context(request, form: StudioForm, params=None) -> dict:
         ),
         "quota": quota,
         "jobs": live.annotate_positions(
-            Generation.objects.for_user(request.user).select_related(
-                "model", "image", "route__model"
-            )[:RECENT_CARDS]
+            Generation.objects.for_user(request.user)
+            .exclude(image__deleted_at__isnull=False)  # deleted in the gallery
+            .select_related("model", "image", "route__model")[:RECENT_CARDS]
         ),
         "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
         "alert": alerts.current_for(request.user),
+        "parent": form.parent_image,
     }
 
 
@@ -86,14 +89,14 @@ def _selected_model(form: StudioForm, models: list[ModelSpec]) -> ModelSpec | No
 @login_required
 @vary_on_headers("HX-Request")
 def studio(request):
-    form = StudioForm(initial=request.GET.dict())
+    form = StudioForm(initial=request.GET.dict(), user=request.user)
     return render(request, "generations/studio.html", _studio_context(request, form))
 
 
 @login_required
 @require_POST
 def generate(request):
-    form = StudioForm(request.POST, request.FILES)
+    form = StudioForm(request.POST, request.FILES, user=request.user)
     new_jobs = []
     if form.is_valid() and not form.cleaned_data["again"]:
         earlier = jobs.recent_duplicates(request.user, form.job_request)

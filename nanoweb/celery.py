@@ -11,4 +11,5 @@ app.conf.beat_schedule = {
     "reconcile-jobs": {"task": "generations.tasks.reconcile", "schedule": 60.0},
     "audit-ledger": {"task": "generations.tasks.audit_ledger", "schedule": 3600.0},
     "budget-alerts": {"task": "accounts.tasks.check_budget_alerts", "schedule": 900.0},
+    "purge-deleted-images": {"task": "generations.tasks.purge_deleted_images", "schedule": 300.0},
 }

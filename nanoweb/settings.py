@@ -230,6 +230,12 @@ NANOWEB_THUMBNAIL_SIZE = env.int("NANOWEB_THUMBNAIL_SIZE", default=512)
 DATA_UPLOAD_MAX_MEMORY_SIZE = NANOWEB_MAX_UPLOAD_BYTES * 15 + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
+# Gallery: images per page (keyset pagination), how long a deleted image can be undone
+# before the purge task removes its files, and how many images one bulk action takes.
+NANOWEB_GALLERY_PAGE_SIZE = env.int("NANOWEB_GALLERY_PAGE_SIZE", default=30)
+NANOWEB_UNDO_SECONDS = env.int("NANOWEB_UNDO_SECONDS", default=900)
+NANOWEB_BULK_MAX_IMAGES = env.int("NANOWEB_BULK_MAX_IMAGES", default=500)
+
 # HTTP API: how long the synchronous endpoints wait for their images, how often the
 # waiting requests look (one query for all of them), how long `url` links work.
 NANOWEB_BATCH_MAX_ROWS = env.int("NANOWEB_BATCH_MAX_ROWS", default=200)

@@ -55,3 +55,81 @@ def submit_one(model: ModelSpec, user, **kwargs):
     from generations.jobs import submit
 
     return submit(user, job_request(model, **kwargs))[0]
+
+
+# --- Gallery: finished images made directly in the database (no upstream call) ---
+
+def _gallery_model() -> ModelSpec:
+    return ModelSpec.objects.get(slug="sandbox")
+
+
+def _succeeded_generation(user, *, prompt: str, model: ModelSpec, created, parent=None,
+                          actual_micros: int = 38_820, aspect_ratio: str = "1:1"):
+    import uuid
+
+    from accounts.periods import quota_day
+    from generations.models import Generation
+
+    return Generation(
+        user=user, team=user.team, model=model, request_id=uuid.uuid4(), prompt=prompt,
+        aspect_ratio=aspect_ratio, image_size=model.default_size() or "",
+        parent_image=parent, status=Generation.SUCCEEDED, quota_day=quota_day(created),
+        reserved_micros=actual_micros, actual_micros=actual_micros, deadline=created,
+        created=created, started=created, finished=created,
+    )
+
+
+def make_image(user, prompt: str = "a lighthouse at dusk", *, model: ModelSpec | None = None,
+               created=None, parent=None, starred=False, shared=False, color=(200, 80, 40)):
+    """One succeeded generation with its image (a small real PNG and WebP thumbnail)."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from generations.images import make_thumbnail
+    from generations.models import Image
+
+    created = created or timezone.now()
+    gen = _succeeded_generation(user, prompt=prompt, model=model or _gallery_model(),
+                                created=created, parent=parent)
+    gen.save()
+    data = png_bytes(64, 64, color)
+    image = Image(generation=gen, user=user, mime_type="image/png", bytes=len(data),
+                  sha256=clean_image(data).sha256, starred=starred, shared_with_team=shared,
+                  created=created)
+    image.file.save(f"{gen.pk.hex}.png", ContentFile(data), save=False)
+    image.thumbnail.save(f"{gen.pk.hex}.webp", ContentFile(make_thumbnail(data)), save=False)
+    image.width, image.height = 64, 64
+    image.save()
+    return image
+
+
+def make_images(user, count: int, *, prompt: str = "image number {i}", model=None,
+                start=None, step_seconds: int = 60, shared=False) -> None:
+    """Many images in bulk (benchmarks, infinite scroll): rows share one tiny file each."""
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.utils import timezone
+
+    from generations.images import make_thumbnail
+    from generations.models import Generation, Image
+
+    model = model or _gallery_model()
+    start = start or timezone.now() - timedelta(seconds=step_seconds * count)
+    data = png_bytes(32, 32)
+    file_name = default_storage.save("images/bulk/shared.png", ContentFile(data))
+    thumb_name = default_storage.save("thumbs/bulk/shared.webp",
+                                      ContentFile(make_thumbnail(data)))
+    for offset in range(0, count, 1000):
+        batch = range(offset, min(count, offset + 1000))
+        gens = [_succeeded_generation(user, prompt=prompt.format(i=i + 1), model=model,
+                                      created=start + timedelta(seconds=step_seconds * i))
+                for i in batch]
+        Generation.objects.bulk_create(gens)
+        Image.objects.bulk_create([
+            Image(generation=g, user=user, file=file_name, thumbnail=thumb_name, width=32,
+                  height=32, mime_type="image/png", bytes=len(data), sha256="0" * 64,
+                  shared_with_team=shared, created=g.created)
+            for g in gens
+        ])

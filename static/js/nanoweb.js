@@ -147,4 +147,152 @@ window.nanoweb = (() => {
       el.textContent = Number(el.dataset.base) + Math.floor((Date.now() - Number(el.dataset.t0)) / 1000);
     });
   }, 1000);
+
+/* Gallery */
+// Lightbox, multi-select, "edit this image" in the studio, dragging gallery images in as
+// references, and keyboard shortcuts (? lists them).
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+
+  // The image being edited counts as a reference for the estimate.
+  const baseRefCount = window.nanoweb.refCount;
+  window.nanoweb.refCount = () => baseRefCount() + document.querySelectorAll("#edit-parent").length;
+  document.addEventListener("click", (e) => {
+    const remove = e.target.closest && e.target.closest("[data-remove-parent]");
+    if (!remove) return;
+    remove.closest("#edit-parent").remove();
+    document.body.dispatchEvent(new CustomEvent("nw:refs"));
+  });
+
+  // Drag a gallery (or Recent) image onto the studio's drop zone: fetch it as a file.
+  const IMAGE_URL = /\/images\/[0-9a-f-]{36}\/(file|thumbnail)?$/;
+  document.addEventListener("dragstart", (e) => {
+    const tile = e.target.closest && e.target.closest("[data-tile]");
+    if (tile) e.dataTransfer.setData("text/uri-list", new URL(tile.dataset.full, location.href).href);
+  });
+  document.addEventListener("drop", async (e) => {
+    const zone = e.target.closest && e.target.closest(".dropzone");
+    const input = $("#id_references");
+    if (!zone || !input || (e.dataTransfer.files && e.dataTransfer.files.length)) return;
+    const url = (e.dataTransfer.getData("text/uri-list") || "").split("\n")[0].trim();
+    let parsed;
+    try { parsed = new URL(url, location.href); } catch (err) { return; }
+    if (parsed.origin !== location.origin || !IMAGE_URL.test(parsed.pathname.replace(/\/thumbnail$/, "/file"))) return;
+    const response = await fetch(parsed.pathname.replace(/\/thumbnail$/, "/file"));
+    if (!response.ok) return;
+    const blob = await response.blob();
+    const dt = new DataTransfer();
+    Array.from(input.files).forEach((f) => dt.items.add(f));
+    dt.items.add(new File([blob], `gallery-${parsed.pathname.split("/")[2].slice(0, 8)}.${blob.type.split("/")[1]}`, { type: blob.type }));
+    input.files = dt.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+
+  // Multi-select: the bulk bar shows how many are selected.
+  function updateBulk() {
+    const form = $("#bulk-form");
+    if (!form) return;
+    const n = document.querySelectorAll('input[name="ids"][form="bulk-form"]:checked').length;
+    $("#bulk-count").textContent = n;
+    form.hidden = n === 0;
+  }
+  document.addEventListener("change", (e) => { if (e.target.name === "ids") updateBulk(); });
+  document.addEventListener("click", (e) => {
+    if (!(e.target.closest && e.target.closest("[data-bulk-clear]"))) return;
+    document.querySelectorAll('input[name="ids"][form="bulk-form"]:checked').forEach((c) => { c.checked = false; });
+    updateBulk();
+  });
+  document.addEventListener("htmx:afterSwap", updateBulk);
+
+  // Lightbox over the gallery grid.
+  let current = null;
+  const tiles = () => Array.from(document.querySelectorAll("[data-tile]"));
+  function show(tile) {
+    const box = $("#lightbox");
+    if (!box || !tile) return;
+    current = tile;
+    const img = $("#lightbox-img");
+    img.src = tile.dataset.full;
+    img.alt = tile.querySelector("img").alt;
+    $("#lightbox-caption").replaceChildren(tile.querySelector(".tile-caption").cloneNode(true));
+    $("#lightbox-open").href = tile.dataset.page;
+    if (!box.open) box.showModal();
+  }
+  function step(delta) {
+    const all = tiles(), i = all.indexOf(current);
+    if (i < 0) return;
+    const next = all[i + delta];
+    if (next) { show(next); next.scrollIntoView({ block: "nearest" }); }
+  }
+  document.addEventListener("click", (e) => {
+    const link = e.target.closest && e.target.closest("[data-lightbox]");
+    if (link && !(e.ctrlKey || e.metaKey || e.shiftKey) && $("#lightbox")) {
+      e.preventDefault();
+      show(link.closest("[data-tile]"));
+      return;
+    }
+    if (e.target.closest && e.target.closest("[data-lightbox-prev]")) step(-1);
+    if (e.target.closest && e.target.closest("[data-lightbox-next]")) step(1);
+    if (e.target.closest && e.target.closest("[data-lightbox-close]")) $("#lightbox").close();
+    if (e.target.id === "lightbox") $("#lightbox").close();  // a click on the backdrop
+  });
+
+  function star() {
+    const box = $("#lightbox");
+    const scope = box && box.open ? current
+      : (document.activeElement && document.activeElement.closest("[data-tile]")) || document;
+    const button = scope && scope.querySelector("[data-star]");
+    if (button) button.click();
+  }
+
+  const SHORTCUTS = [
+    ["Ctrl/⌘ + Enter", "Generate (in the studio)"],
+    ["← / →", "Previous / next image (viewer, image page)"],
+    ["Esc", "Close the viewer or this help"],
+    ["s", "Star the image in the viewer, the focused one, or this page's"],
+    ["/", "Search the gallery"],
+    ["?", "Show this help"],
+  ];
+  function help() {
+    let box = $("#shortcut-help");
+    if (!box) {
+      box = document.createElement("dialog");
+      box.id = "shortcut-help";
+      box.className = "shortcut-help";
+      box.setAttribute("aria-label", "Keyboard shortcuts");
+      box.innerHTML = "<h2>Keyboard shortcuts</h2><dl></dl><form method=\"dialog\"><button class=\"secondary\">Close</button></form>";
+      SHORTCUTS.forEach(([keys, what]) => {
+        const dt = document.createElement("dt"), dd = document.createElement("dd");
+        keys.split(" / ").forEach((k, i) => {
+          if (i) dt.append(" / ");
+          const kbd = document.createElement("kbd"); kbd.textContent = k; dt.append(kbd);
+        });
+        dd.textContent = what;
+        box.querySelector("dl").append(dt, dd);
+      });
+      document.body.append(box);
+    }
+    if (!box.open) box.showModal();
+  }
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    const box = $("#lightbox");
+    if (box && box.open && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
+      e.preventDefault();
+      step(e.key === "ArrowLeft" ? -1 : 1);
+    } else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const link = $(e.key === "ArrowLeft" ? 'a[rel="prev"]' : 'a[rel="next"]');
+      if (link) link.click();
+    } else if (e.key === "s") {
+      star();
+    } else if (e.key === "?") {
+      e.preventDefault();
+      help();
+    } else if (e.key === "/" && $("#id_q")) {
+      e.preventDefault();
+      $("#id_q").focus();
+    }
+  });
 })();

@@ -3,6 +3,7 @@
 from queue import Empty
 
 import pytest
+from django.conf import settings
 from kombu import Connection
 from kombu.exceptions import ChannelError
 
@@ -23,6 +24,8 @@ def channel(tmp_path):
         yield conn.channel()
 
 
+@pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("filesystem://"),
+                    reason="Redis (or another broker) is configured")
 def test_it_is_the_broker_celery_uses_on_the_embedded_default():
     with app.connection_for_write() as conn:
         assert isinstance(conn.transport, nanoweb.broker.Transport)

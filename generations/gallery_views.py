@@ -1,0 +1,222 @@
+"""Gallery pages: the grid with filters and infinite scroll, one image's page with its
+edit chain, star / share / delete with undo, and bulk delete and download."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRefresh
+
+from generations import gallery
+from generations.models import Image
+
+
+def _image_base() -> str:
+    """"/images/" as routed: tiles build their links from it, since reversing seven URLs
+    for each of 40 tiles was most of the page's time."""
+    zero = uuid.UUID(int=0)
+    return reverse("generations:image", args=[zero]).removesuffix(str(zero))
+
+
+def _render(request, template: str, ctx: dict, status: int = 200):
+    return render(request, template, {**ctx, "img_base": _image_base()}, status=status)
+
+
+def _get_visible_image(request, pk) -> Image:
+    """An image this person may see: their own, or one a teammate shared."""
+    return get_object_or_404(
+        Image.objects.visible_to(request.user).select_related("generation__model", "user"),
+        generation_id=pk,
+    )
+
+
+def _get_own_image(request, pk) -> Image:
+    """An image this person may change (star, share, delete): their own, not deleted."""
+    return get_object_or_404(
+        Image.objects.owned_by(request.user).select_related("generation__model"),
+        generation_id=pk,
+    )
+
+
+def _query_without_cursor(request) -> str:
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    return params.urlencode()
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def gallery_page(request):
+    filters = gallery.GalleryFilters(request.GET)
+    ctx = {"filters": filters, "query": _query_without_cursor(request), "images": [],
+           "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
+    if not filters.is_valid():
+        template = "#results" if request.htmx else ""
+        return _render(request, f"generations/gallery.html{template}", ctx, status=400)
+    qs = gallery.filtered(request.user, filters.cleaned_data)
+    try:
+        current = gallery.page(qs, request.GET.get("cursor"))
+    except gallery.BadCursor as exc:
+        ctx["page_error"] = str(exc)
+        return _render(request, "generations/gallery.html", ctx, status=400)
+    ctx.update(images=current.images, next_cursor=current.next_cursor,
+               is_filtered=any(v for k, v in filters.cleaned_data.items() if k != "shared"),
+               scope=filters.cleaned_data.get("shared") or "")
+    if request.htmx and request.GET.get("cursor"):
+        return _render(request, "generations/gallery.html#next-page", ctx)
+    if request.htmx and request.htmx.target == "gallery-results":
+        return _render(request, "generations/gallery.html#results", ctx)
+    return _render(request, "generations/gallery.html", ctx)
+
+
+def _settings_query(image: Image, *, with_prompt: bool) -> dict:
+    gen = image.generation
+    values = {"model": gen.model.slug, "aspect_ratio": gen.aspect_ratio,
+              "image_size": gen.image_size, "count": 1}
+    if with_prompt:
+        values["prompt"] = gen.prompt
+    return values
+
+
+def edit_url(image: Image) -> str:
+    query = {"edit": str(image.generation_id), **_settings_query(image, with_prompt=False)}
+    return reverse("generations:studio") + "?" + urlencode(query)
+
+
+def reuse_url(image: Image) -> str:
+    return reverse("generations:studio") + "?" + urlencode(
+        _settings_query(image, with_prompt=True))
+
+
+@login_required
+@require_GET
+def image_page(request, pk):
+    image = _get_visible_image(request, pk)
+    newer, older = gallery.neighbours(image, request.user)
+    ctx = {
+        "image": image,
+        "mine": image.can_change(request.user),
+        "ancestors": gallery.ancestors(image, request.user),
+        "children": gallery.children(image, request.user),
+        "newer": newer,
+        "older": older,
+        "edit_url": edit_url(image),
+        "reuse_url": reuse_url(image),
+    }
+    return _render(request, "generations/image.html", ctx)
+
+
+@login_required
+@require_POST
+def image_star(request, pk):
+    image = _get_own_image(request, pk)
+    image.starred = not image.starred
+    image.save(update_fields=["starred"])
+    return _render(request, "generations/gallery.html#star-button", {"image": image})
+
+
+@login_required
+@require_POST
+def image_share(request, pk):
+    image = _get_own_image(request, pk)
+    image.shared_with_team = not image.shared_with_team
+    image.save(update_fields=["shared_with_team"])
+    return _render(request, "generations/gallery.html#share-button", {"image": image})
+
+
+@login_required
+@require_POST
+def image_delete(request, pk):
+    image = _get_own_image(request, pk)
+    gallery.soft_delete(request.user, [image.generation_id])
+    if not request.htmx:
+        messages.success(request, "Image deleted. It can be restored from its page link for "
+                                  f"{settings.NANOWEB_UNDO_SECONDS // 60} minutes.")
+        return redirect("generations:gallery")
+    ctx = {"image": image, "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
+    return _render(request, "generations/gallery.html#deleted-tile", ctx)
+
+
+@login_required
+@require_POST
+def image_restore(request, pk):
+    if not gallery.restore(request.user, [pk]):
+        raise Http404("This image can no longer be restored.")
+    image = _get_own_image(request, pk)
+    if not request.htmx:
+        return redirect("generations:image", pk=pk)
+    return _render(request, "generations/gallery.html#tile", {"image": image})
+
+
+def _bulk_ids(request) -> list[str] | None:
+    """The selected images' ids, or None when the selection is empty, too big or malformed."""
+    source = request.POST if request.method == "POST" else request.GET
+    ids = source.getlist("ids")
+    if not ids or len(ids) > settings.NANOWEB_BULK_MAX_IMAGES:
+        return None
+    try:
+        return [str(uuid.UUID(i)) for i in ids]
+    except ValueError:
+        return None
+
+
+def _bulk_refused(request):
+    return HttpResponseBadRequest(
+        f"Select between 1 and {settings.NANOWEB_BULK_MAX_IMAGES} images.",
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+@login_required
+@require_POST
+def bulk_delete(request):
+    ids = _bulk_ids(request)
+    if ids is None:
+        return _bulk_refused(request)
+    deleted = list(gallery.owned(request.user, ids).values_list("generation_id", flat=True))
+    gallery.soft_delete(request.user, deleted)
+    ctx = {"deleted": deleted, "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
+    if not request.htmx:
+        messages.success(request, f"{len(deleted)} images deleted.")
+        return redirect("generations:gallery")
+    return _render(request, "generations/gallery.html#bulk-deleted", ctx)
+
+
+@login_required
+@require_POST
+def bulk_restore(request):
+    ids = _bulk_ids(request)
+    if ids is None:
+        return _bulk_refused(request)
+    gallery.restore(request.user, ids)
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect("generations:gallery")
+
+
+@login_required
+@require_GET
+def bulk_download(request):
+    ids = _bulk_ids(request)
+    if ids is None:
+        return _bulk_refused(request)
+    images = (Image.objects.visible_to(request.user).filter(generation_id__in=ids)
+              .order_by("-created", "-id"))
+    if not images.exists():
+        raise Http404("None of these images is available.")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(gallery.stream_zip(images.iterator()),
+                                     content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="nanoweb-images-{stamp}.zip"'
+    return response
