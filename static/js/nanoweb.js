@@ -147,6 +147,7 @@ window.nanoweb = (() => {
       el.textContent = Number(el.dataset.base) + Math.floor((Date.now() - Number(el.dataset.t0)) / 1000);
     });
   }, 1000);
+})();
 
 /* Gallery */
 // Lightbox, multi-select, "edit this image" in the studio, dragging gallery images in as
