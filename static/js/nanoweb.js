@@ -167,7 +167,8 @@ window.nanoweb = (() => {
   });
 
   // Drag a gallery (or Recent) image onto the studio's drop zone: fetch it as a file.
-  const IMAGE_URL = /\/images\/[0-9a-f-]{36}\/(file|thumbnail)?$/;
+  // An image's page, file or thumbnail: /images/<id>[/file|/thumbnail]
+  const IMAGE_URL = /^\/images\/([0-9a-f-]{36})(\/file|\/thumbnail)?$/;
   document.addEventListener("dragstart", (e) => {
     const tile = e.target.closest && e.target.closest("[data-tile]");
     if (tile) e.dataTransfer.setData("text/uri-list", new URL(tile.dataset.full, location.href).href);
@@ -179,13 +180,14 @@ window.nanoweb = (() => {
     const url = (e.dataTransfer.getData("text/uri-list") || "").split("\n")[0].trim();
     let parsed;
     try { parsed = new URL(url, location.href); } catch (err) { return; }
-    if (parsed.origin !== location.origin || !IMAGE_URL.test(parsed.pathname.replace(/\/thumbnail$/, "/file"))) return;
-    const response = await fetch(parsed.pathname.replace(/\/thumbnail$/, "/file"));
+    const match = parsed.origin === location.origin && parsed.pathname.match(IMAGE_URL);
+    if (!match) return;
+    const response = await fetch(`/images/${match[1]}/file`);
     if (!response.ok) return;
     const blob = await response.blob();
     const dt = new DataTransfer();
     Array.from(input.files).forEach((f) => dt.items.add(f));
-    dt.items.add(new File([blob], `gallery-${parsed.pathname.split("/")[2].slice(0, 8)}.${blob.type.split("/")[1]}`, { type: blob.type }));
+    dt.items.add(new File([blob], `gallery-${match[1].slice(0, 8)}.${blob.type.split("/")[1]}`, { type: blob.type }));
     input.files = dt.files;
     input.dispatchEvent(new Event("change", { bubbles: true }));
   });

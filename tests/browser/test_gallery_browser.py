@@ -118,3 +118,15 @@ def test_search_and_star(page, live_server):  # noqa: F811
     assert set(Image.objects.filter(starred=True).values_list("pk", flat=True)) == {fox.pk, owl.pk}
     page.reload()  # a linked view shows the same thing
     assert page.locator("[data-tile]").count() == 2
+
+
+def test_drag_a_recent_image_onto_the_drop_zone_as_a_reference(page, live_server):  # noqa: F811
+    fay = make_user("fay@example.com", name="Fay", password=PASSWORD)
+    made = make_image(fay, "a blue bicycle")
+    sign_in(page, live_server, "fay@example.com")
+
+    page.goto(live_server.url + "/")
+    page.locator(f"#job-{made.generation_id} .frame a").drag_to(page.locator(".dropzone"))
+    page.wait_for_function("document.querySelector('#id_references').files.length === 1")
+    name = page.evaluate("document.querySelector('#id_references').files[0].name")
+    assert name.startswith(f"gallery-{str(made.generation_id)[:8]}")
