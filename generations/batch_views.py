@@ -219,12 +219,12 @@ def _render_detail(request, batch: Batch, status: int = 200):
 @require_POST
 def batch_cancel(request, pk):
     batch = _get_batch_for_user(request, pk)
-    cancelled = batches.cancel(request.user, batch)
+    cancelled, dropped = batches.cancel(request.user, batch)
     returned = sum(g.reserved_micros for g in cancelled)
-    if cancelled:
-        messages.success(request, f"Cancelled {len(cancelled)} image"
-                         f"{'s' if len(cancelled) != 1 else ''} that had not started; "
-                         f"{format_usd(returned)} returned to your budget.")
+    count = len(cancelled) + dropped
+    if count:
+        messages.success(request, f"Cancelled {count} image{'s' if count != 1 else ''} "
+                         f"that had not started; {format_usd(returned)} returned to your budget.")
     else:
         messages.info(request, "Nothing was waiting to start, so nothing was cancelled.")
     return _back_to(request, batch)

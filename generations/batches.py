@@ -2,15 +2,18 @@
 
 Parsing checks every row against the model's capabilities and the person's limits
 and reports each bad row by number and field; a batch starts only when every row
-is good and the whole batch fits the person's quota (it is refused up front,
-never half-started). All rows are admitted in one transaction through
-``jobs.submit``, so the ordinary reservation and ledger apply to each image.
+is good and the whole batch fits the person's daily images and budgets (it is
+refused up front, never half-started). Rows are admitted through ``jobs.submit``,
+so the ordinary reservation and ledger apply to each image. Rows beyond the
+person's jobs-in-progress limit wait in the batch, reserving nothing, and start
+as the person's images finish (:func:`feed_waiting`, after each job and from beat).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +24,11 @@ from django.db.models import Count, Q, Sum
 
 from accounts import limits, quotas
 from accounts.models import format_usd
+from accounts.quotas import QuotaExceeded
 from generations import jobs
 from generations.models import Batch, Generation, ModelSpec
+
+log = logging.getLogger(__name__)
 
 # Tunables (settings override): how many rows a batch may have and how large its CSV.
 MAX_ROWS = settings.NANOWEB_BATCH_MAX_ROWS
@@ -68,6 +74,7 @@ class Plan:
     micros: int
     refusal: str | None = None  # the limit the whole batch would exceed
     per_row: list[int] = field(default_factory=list)
+    at_once: int | None = None  # the jobs-in-progress limit, when the batch is larger
 
 
 def parse_lines(text: str, defaults: Defaults) -> list[Row]:
@@ -175,13 +182,14 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
     images = sum(r.request.count for r in rows)
     plan = Plan(rows=rows, images=images, micros=sum(per_row), per_row=per_row)
     plan.refusal = over_limit(user, images, plan.micros)
+    at_once = limits.for_user(user).max_concurrent
+    plan.at_once = at_once if at_once is not None and images > at_once else None
     return plan
 
 
 def over_limit(user, images: int, micros: int) -> str | None:
     """The first of the person's limits the whole batch would exceed, in words."""
     left = quotas.summary(user)
-    mine = limits.for_user(user)
     if left.images_left is not None and images > left.images_left:
         return (f"This batch needs {images} images but your daily limit of "
                 f"{left.daily_limit} images leaves {left.images_left} today. Nothing was started.")
@@ -189,25 +197,99 @@ def over_limit(user, images: int, micros: int) -> str | None:
         return (f"This batch may cost up to {format_usd(micros)} but your monthly budget of "
                 f"{format_usd(left.monthly_budget)} has {format_usd(left.budget_left)} left. "
                 "Nothing was started.")
-    if mine.max_concurrent is not None and images > mine.max_concurrent:
-        return (f"This batch has {images} images but your limit is {mine.max_concurrent} "
-                "images in progress at once. Split it into smaller batches. Nothing was started.")
     return None
 
 
 def start(user, name: str, plan: Plan) -> Batch:
-    """Admit every row or none: one transaction, each row through ``jobs.submit``."""
+    """Start every row that fits now and keep the rest waiting for room in the
+    person's jobs in progress. Any other refusal (a team limit, or a race with
+    another request) refuses the whole batch: one transaction, nothing started."""
     if plan.refusal:
         raise BatchError([plan.refusal])
     try:
         with transaction.atomic():
             batch = Batch.objects.create(user=user, name=name[:200] or _default_name(plan))
-            for row in plan.rows:
-                made = jobs.submit(user, row.request)
-                Generation.objects.filter(pk__in=[g.pk for g in made]).update(batch=batch)
-    except jobs.SubmitError as exc:  # a team limit, or a race with another request
+            _admit(user, batch, [row.request for row in plan.rows], strict=True)
+    except jobs.SubmitError as exc:
         raise BatchError([f"{exc.message} Nothing was started."]) from exc
     return batch
+
+
+def _admit(user, batch: Batch, requests: list[jobs.JobRequest], *, strict: bool) -> int:
+    """Submit ``requests`` in order until the jobs-in-progress limit is full; the rest
+    wait in ``batch.waiting``. Another refusal raises when ``strict``, otherwise it
+    stops the batch (``batch.stalled`` says why) until it is tried again."""
+    started, stalled = 0, ""
+    for i, request in enumerate(requests):
+        try:
+            with transaction.atomic():
+                made = jobs.submit(user, request)
+                Generation.objects.filter(pk__in=[g.pk for g in made]).update(batch=batch)
+            started += 1
+        except jobs.SubmitError as exc:
+            if not _jobs_in_progress_full(exc):
+                if strict:
+                    raise
+                stalled = exc.message
+            batch.waiting = [_as_row(r) for r in requests[i:]]
+            break
+    else:
+        batch.waiting = []
+    batch.stalled = stalled if batch.waiting else ""
+    batch.save(update_fields=["waiting", "stalled"])
+    return started
+
+
+def _jobs_in_progress_full(exc: jobs.SubmitError) -> bool:
+    return isinstance(exc.__cause__, QuotaExceeded) and exc.__cause__.limit == "live"
+
+
+def _as_row(request: jobs.JobRequest) -> dict:
+    return {"model": request.model.slug, "prompt": request.prompt,
+            "aspect_ratio": request.aspect_ratio, "image_size": request.image_size,
+            "count": request.count}
+
+
+def _from_row(row: dict) -> jobs.JobRequest:
+    model = ModelSpec.objects.filter(slug=row["model"]).first()
+    if model is None:
+        raise jobs.SubmitError(f"The model “{row['model']}” no longer exists.", field="model")
+    return _request(model, row["prompt"], row["aspect_ratio"], row["image_size"], row["count"])
+
+
+def feed(batch_pk) -> int:
+    """Start what fits of one batch's waiting rows; how many rows started."""
+    with transaction.atomic():
+        batch = (Batch.objects.select_for_update().select_related("user")
+                 .filter(pk=batch_pk).first())
+        if batch is None or not batch.waiting:
+            return 0
+        try:
+            requests = [_from_row(row) for row in batch.waiting]
+        except jobs.SubmitError as exc:
+            batch.stalled = exc.message
+            batch.save(update_fields=["stalled"])
+            return 0
+        return _admit(batch.user, batch, requests, strict=False)
+
+
+def feed_waiting(user_id=None) -> int:
+    """Feed every batch with waiting rows (one person's, or everyone's), oldest first."""
+    pending = Batch.objects.exclude(waiting=[]).order_by("created")
+    if user_id is not None:
+        pending = pending.filter(user_id=user_id)
+    return sum(feed(pk) for pk in pending.values_list("pk", flat=True))
+
+
+def feed_after(generation_id) -> None:
+    """A job finished (in a batch or not): its owner's waiting batch rows may start now."""
+    user_id = Generation.objects.filter(pk=generation_id).values_list("user_id", flat=True).first()
+    if user_id is None:
+        return
+    try:
+        feed_waiting(user_id)
+    except Exception:  # the beat task tries again; the finished job is not affected
+        log.exception("Could not start the waiting rows of %s's batches", user_id)
 
 
 def _default_name(plan: Plan) -> str:
@@ -255,7 +337,9 @@ def progress_filters(prefix: str = "") -> dict:
 
 def progress(batch: Batch) -> Progress:
     row = Generation.objects.filter(batch=batch).aggregate(**progress_filters())
-    return _progress_of(row)
+    result = _progress_of(row)
+    result.queued += batch.waiting_images
+    return result
 
 
 def _progress_of(values) -> Progress:
@@ -269,17 +353,26 @@ def batches_for(user):
     rows = Batch.objects.filter(user=user).annotate(**progress_filters("generations__"))
     for batch in rows:
         batch.progress = _progress_of(batch)
+        batch.progress.queued += batch.waiting_images
         yield batch
 
 
-def cancel(user, batch: Batch) -> list[Generation]:
-    """Cancel what has not started, through the ordinary cancel path (money returned)."""
+def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
+    """Cancel what has not started, through the ordinary cancel path (money returned),
+    and drop the rows still waiting (nothing was reserved for them). Returns the
+    cancelled jobs and the number of waiting images dropped."""
+    with transaction.atomic():
+        locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        dropped = locked.waiting_images
+        locked.waiting, locked.stalled = [], ""
+        locked.save(update_fields=["waiting", "stalled"])
+    batch.waiting, batch.stalled = [], ""
     request_ids = set(batch.generations.filter(status=Generation.QUEUED, started__isnull=True)
                       .values_list("request_id", flat=True))
     cancelled = []
     for request_id in request_ids:
         cancelled += jobs.cancel(user, request_id)
-    return cancelled
+    return cancelled, dropped
 
 
 def retry_failed(user, batch: Batch) -> list[Generation]:

@@ -212,6 +212,13 @@ class Batch(models.Model):
     )
     name = models.CharField(max_length=200)
     created = models.DateTimeField(default=timezone.now)
+    # Rows not started yet because the person's jobs-in-progress limit was full: each
+    # {"model", "prompt", "aspect_ratio", "image_size", "count"}; nothing is reserved
+    # for them until they start, as room frees up.
+    waiting = models.JSONField(default=list, blank=True)
+    stalled = models.CharField(
+        max_length=500, blank=True, help_text="Why waiting rows cannot start (another limit)."
+    )
 
     class Meta:
         ordering = ["-created"]
@@ -219,6 +226,10 @@ class Batch(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def waiting_images(self) -> int:
+        return sum(row.get("count", 1) for row in self.waiting)
 
 
 FAILURE_TITLES = {

@@ -15,6 +15,19 @@ def run_generation(generation_id: str) -> None:
     if delay is not None:
         # A fresh message, not self.retry(): the attempt count lives in the database.
         run_generation.apply_async((generation_id,), countdown=delay)
+    else:
+        from generations import batches
+
+        batches.feed_after(generation_id)
+
+
+@shared_task
+def feed_batches() -> int:
+    """Every 30 s: start waiting batch rows that now fit (a safety net for feed_after,
+    and how a batch stalled by a daily limit resumes after midnight)."""
+    from generations import batches
+
+    return batches.feed_waiting()
 
 
 @shared_task

@@ -12,4 +12,5 @@ app.conf.beat_schedule = {
     "audit-ledger": {"task": "generations.tasks.audit_ledger", "schedule": 3600.0},
     "budget-alerts": {"task": "accounts.tasks.check_budget_alerts", "schedule": 900.0},
     "purge-deleted-images": {"task": "generations.tasks.purge_deleted_images", "schedule": 300.0},
+    "feed-batches": {"task": "generations.tasks.feed_batches", "schedule": 30.0},
 }

@@ -247,3 +247,77 @@ def test_the_batch_page_query_count_does_not_grow(client, alice, sandbox_model, 
         page = client.get(f"/batches/{large.pk}").content.decode()
     assert page.count('class="card is-queued"') == 12
     assert len(twelve) == len(one)
+
+
+def _limit_jobs_in_progress(user, n):
+    user.max_concurrent_jobs = n
+    user.save()
+
+
+def test_a_batch_over_the_jobs_in_progress_limit_starts_what_fits_and_the_rest_waits(
+        client, alice, sandbox_model, no_broker):
+    _limit_jobs_in_progress(alice, 2)
+    client.force_login(alice)
+    note = _check(client, prompts="a\nb\nc\nd\ne").content.decode()
+    assert "Up to 2 images are made at once" in note and "Start 5 images" in note
+
+    _start(client, prompts="a\nb\nc\nd\ne")
+    batch = Batch.objects.get()
+    assert sorted(batch.generations.values_list("prompt", flat=True)) == ["a", "b"]
+    assert [row["prompt"] for row in batch.waiting] == ["c", "d", "e"]
+    assert quotas.summary(alice).images_today == 2  # nothing reserved for waiting rows
+    assert batches.progress(batch).queued == 5
+    page = client.get(f"/batches/{batch.pk}").content.decode()
+    assert "Waiting for a free slot: 3 images" in page
+
+    first = batch.generations.get(prompt="a")
+    engine.fail(first, "transient", "Down.")  # a job ends: its slot frees up
+    batches.feed_after(first.pk)
+    batch.refresh_from_db()
+    assert sorted(batch.generations.values_list("prompt", flat=True)) == ["a", "b", "c"]
+    assert [row["prompt"] for row in batch.waiting] == ["d", "e"]
+    assert quotas.ledger_problems() == []
+
+
+def test_the_beat_task_starts_waiting_rows_once_there_is_room(client, alice, sandbox_model,
+                                                            no_broker):
+    from generations import tasks
+
+    _limit_jobs_in_progress(alice, 1)
+    client.force_login(alice)
+    _start(client, prompts="a\nb")
+    batch = Batch.objects.get()
+    assert tasks.feed_batches() == 0  # still full
+    engine.fail(batch.generations.get(), "blocked", "Blocked.")
+    assert tasks.feed_batches() == 1
+    batch.refresh_from_db()
+    assert batch.waiting == [] and batch.generations.count() == 2
+
+
+def test_a_waiting_row_refused_by_another_limit_stalls_and_says_why(client, alice,
+                                                                     sandbox_model, no_broker):
+    _limit_jobs_in_progress(alice, 1)
+    client.force_login(alice)
+    _start(client, prompts="a\nb\nc")
+    batch = Batch.objects.get()
+    alice.daily_image_limit = 1  # the admin lowered it meanwhile
+    alice.save()
+    engine.fail(batch.generations.get(), "transient", "Down.")  # refunded: 0 used today
+    batches.feed_after(batch.generations.get().pk)
+    batch.refresh_from_db()
+    assert batch.generations.count() == 2 and len(batch.waiting) == 1
+    assert "daily" in batch.stalled.lower()
+    page = client.get(f"/batches/{batch.pk}").content.decode()
+    assert "1 image cannot start yet" in page
+
+
+def test_cancel_also_drops_the_waiting_rows(client, alice, sandbox_model, no_broker):
+    _limit_jobs_in_progress(alice, 2)
+    client.force_login(alice)
+    _start(client, prompts="a\nb\nc\nd")
+    batch = Batch.objects.get()
+    r = client.post(f"/batches/{batch.pk}/cancel", follow=True)
+    assert "Cancelled 4 images that had not started" in r.content.decode()
+    batch.refresh_from_db()
+    assert batch.waiting == [] and batches.progress(batch).queued == 0
+    assert quotas.summary(alice).images_today == 0 and quotas.ledger_problems() == []
