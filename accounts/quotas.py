@@ -78,6 +78,23 @@ def _counters(user: User, day: dt.date):
     return QuotaCounter.objects.filter(_period_filter(day), user=user)
 
 
+def _lock_counters(user_id, team_id, day: dt.date, *, live: bool = True) -> None:
+    """Lock the counter rows a change touches, always in primary-key order.
+
+    A change updates several rows (day, month, jobs in progress, the team's day and
+    month). Updated one statement at a time, or several rows in one statement, two
+    transactions can take them in different orders and deadlock on PostgreSQL; taken
+    here first in one order, they queue instead. (SQLite has one writer: a no-op.)
+    """
+    rows = Q(user=user_id) & _period_filter(day)
+    if live:
+        rows |= Q(user=user_id, period=QuotaCounter.LIVE, period_start=QuotaCounter.LIVE_START)
+    if team_id is not None:
+        rows |= Q(team=team_id) & _period_filter(day)
+    list(QuotaCounter.objects.select_for_update().filter(rows).order_by("pk")
+         .values_list("pk", flat=True))
+
+
 def _row(period: str, start: dt.date, *, user=None, team=None):
     return QuotaCounter.objects.filter(period=period, period_start=start, user=user, team=team)
 
@@ -111,6 +128,7 @@ def reserve(user: User, generations: Sequence, per_image_micros: int) -> None:
     day, team = generations[0].quota_day, generations[0].team
     mine = limits.for_user(user)
     _ensure_counters(user, team, day)
+    _lock_counters(user.pk, team.pk if team is not None else None, day)
     add = {"images_reserved": F("images_reserved") + images,
            "micros_reserved": F("micros_reserved") + micros}
 
@@ -191,7 +209,8 @@ def _close(generation, kind: str, *, spent: int, images: int, reason: str) -> bo
     day = generation.quota_day
     try:
         with transaction.atomic():
-            entry.save()
+            entry.save()  # first: a redelivered settle waits here, holding nothing else
+            _lock_counters(generation.user_id, generation.team_id, day)
             _counters(generation.user_id, day).update(**change)
             _row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=generation.user_id).update(
                 images_reserved=F("images_reserved") - 1)
@@ -229,6 +248,7 @@ def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, no
     day = quota_day(now)
     with transaction.atomic():
         _ensure_counters(user, None, day)
+        _lock_counters(user.pk, None, day, live=False)
         entry = LedgerEntry.objects.create(
             user=user, team=None, kind=kind, quota_day=day, spent_delta=spent,
             images_used_delta=images, actor=actor, reason=reason.strip()[:300])

@@ -113,3 +113,40 @@ def test_200_submissions_from_threads_and_processes_admit_exactly_50(alice):
     assert Generation.objects.filter(user=alice).count() == 50
     assert quotas.summary(alice).images_today == 50
     assert quotas.ledger_problems() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admissions_and_settlements_racing_for_one_team_never_deadlock(alice, bob,
+                                                                        monkeypatch):
+    """Workers settle while the web admits, touching the same person's and team's
+    counters; on PostgreSQL they must queue for the rows, never deadlock."""
+    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+    model = make_route("nano-banana").model
+    threads, rounds = 16, 6
+    barrier = threading.Barrier(threads)
+    errors = []
+
+    def work(i):
+        person = alice if i % 2 else bob
+        try:
+            barrier.wait()
+            for n in range(rounds):
+                job = submit(person, job_request(model))[0]
+                if n % 2:
+                    quotas.settle(job, job.reserved_micros // 2)
+                else:
+                    quotas.release(job, reason="failed before any upstream call")
+        except Exception as exc:  # noqa: BLE001 - a deadlock or any other error fails below
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+    assert errors == []
+    assert LedgerEntry.objects.filter(kind="reserve").count() == threads * rounds
+    assert quotas.ledger_problems() == []
