@@ -17,7 +17,7 @@ import weakref
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from generations import jobs
 from generations.api.errors import ApiError, from_submit
@@ -61,9 +61,14 @@ class _Watcher:
 
 
 def _finished(ids) -> list[uuid.UUID]:
-    close_old_connections()
-    return list(Generation.objects.filter(pk__in=ids, status__in=Generation.FINISHED)
-                .values_list("pk", flat=True))
+    """Runs in the event loop's executor threads, which keep their connection between
+    ticks (reconnecting after an error) instead of opening one per tick."""
+    try:
+        return list(Generation.objects.filter(pk__in=ids, status__in=Generation.FINISHED)
+                    .values_list("pk", flat=True))
+    except DatabaseError:
+        connection.close()
+        raise
 
 
 async def wait_for(ids: list[uuid.UUID], timeout: float | None = None) -> bool:
