@@ -624,3 +624,20 @@ def test_it_makes_the_thumbnail_from_the_same_decode_when_asked(fmt):
     assert opened(clean.thumbnail).format == "WEBP"
     assert opened(clean.thumbnail).size == (512, 384)
     assert clean_image(data).thumbnail is None
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_it_keeps_a_models_jpeg_as_sent_minus_its_metadata(progressive):
+    """Re-encoding a JPEG loses quality every time; its segments are copied instead."""
+    original = encode(smooth((320, 240)), "JPEG", quality=90, progressive=progressive,
+                      exif=exif_with(gps=True), icc_profile=b"<script>icc</script>" * 8,
+                      comment=b"<script>comment</script>")
+    data = original + b"<html>after the end</html>"
+
+    clean = clean_image(data)
+    assert clean.mime_type == "image/jpeg"
+    for leak in (b"Canon", b"script", b"after the end", b"Exif", b"ICC_PROFILE"):
+        assert leak not in clean.data
+    with Image.open(io.BytesIO(original)) as sent, Image.open(io.BytesIO(clean.data)) as kept:
+        assert sent.tobytes() == kept.tobytes()  # the same pixels: nothing was re-encoded
+    assert len(clean.data) < len(original)
