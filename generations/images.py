@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -62,6 +63,9 @@ JPEG_IMAGE_MARKERS = frozenset(
     {0xE0, 0xEE, 0xDB, 0xC4, 0xCC, 0xDD, 0xDA, 0xDC}
     | {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}
 )
+
+
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 class ImageRejected(ValueError):
@@ -204,16 +208,9 @@ def _jpeg_image_segments(data: bytes) -> bytes | None:
 
 def _end_of_scan(data: bytes, pos: int) -> int | None:
     """Where the entropy-coded data starting at ``pos`` ends: the first 0xFF followed by
-    neither a stuffed 0x00 nor a restart marker."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            return None
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            pos += 1 if following == 0xFF else 2
-            continue
-        return pos
+    neither a stuffed 0x00, a restart marker nor another 0xFF."""
+    found = _MARKER_AFTER_SCAN.search(data, pos)
+    return found.start() if found else None
 
 
 def _encode(im: Image.Image, fmt: str) -> CleanImage:
