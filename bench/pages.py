@@ -6,8 +6,8 @@ through Django's test client (middleware, sessions, templates, database: everyth
 but the network), signed in as that person:
 
 * studio (``/``), gallery first page, gallery next page (htmx, by cursor), search
-  (a common word, and a word nothing matches, which walks every row), and the
-  page-level poller with 20 jobs in flight when this tree has one;
+  (a common word, and a word nothing matches, which walks every row), the team
+  gallery, and the page-level poller asked about 20 jobs in flight;
 * server time p50 / p95 per page — target p95 ≤ 50 ms;
 * queries per page with 1,000 and with 10,000 images — must be equal.
 

@@ -114,7 +114,9 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     page.get_by_role("button", name="Generate again").click()
     page.locator("article.card").nth(1).wait_for()
     assert Generation.objects.count() == 2
-    # The full-size link serves the stored image to its owner.
-    response = page.request.get(live_server.url + card.locator("a").first.get_attribute("href"))
+    # The picture opens the image's page; Download serves the stored file to its owner.
+    opens = card.locator("a").first.get_attribute("href")
+    assert opens.startswith("/images/") and Generation.objects.filter(pk=opens[8:]).exists()
+    response = page.request.get(live_server.url + card.locator("a.download").get_attribute("href"))
     assert response.status == 200
     assert response.headers["content-type"] == "image/jpeg"  # as Gemini 3 answers
