@@ -185,7 +185,10 @@ def run(args: argparse.Namespace) -> dict:
                 var / f"sandbox-{latency:g}.log", lambda: answers(sandbox_url + "/"),
                 what="sandbox upstream")
             direct, api = direct_sender(sandbox_url, upstream_model), api_sender(web_url, token)
-            asyncio.run(load(api, 2, 4))  # warm up both web workers and the worker pool
+            # Warm up: every Celery process and web worker handles a first request slowly
+            # (imports, database connection), which is not what a running instance does.
+            warm = max(args.concurrency)
+            asyncio.run(load(api, warm, warm * 2))
             for concurrency in args.concurrency:
                 total = concurrency * args.rounds if concurrency > 1 else (
                     10 if latency else 30)

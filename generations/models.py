@@ -324,6 +324,12 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["user", "-created"]),
             models.Index(fields=["status", "next_attempt_at"]),
+            # "Generating (N)" on every page: a person's jobs in flight, however many
+            # images they have made.
+            models.Index(
+                fields=["user"], name="generation_in_flight_idx",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
         ]
 
     def __str__(self) -> str:
