@@ -141,6 +141,8 @@ def test_it_refuses_a_whole_batch_over_the_budget(client, alice, sandbox_model, 
     r = _start(client, prompts="a\nb")
     assert r.status_code == 422 and "monthly budget" in r.content.decode()
     assert not Generation.objects.exists()
+    confirm = _check(client, prompts="a\nb").content.decode()
+    assert 'class="primary is-refused" disabled' in confirm  # says Start, not "Starting…"
 
 
 def test_it_cancels_what_has_not_started_and_refunds(client, alice, sandbox_model, no_broker):
