@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -20,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import limits, quotas
 from accounts.models import format_usd
-from generations import batches, jobs, live
+from generations import batches, jobs, live, zips
 from generations.models import ASPECT_RATIOS, Batch, Generation, ModelSpec
 
 
@@ -258,20 +256,7 @@ def _back_to(request, batch: Batch, status: int = 200):
 def batch_zip(request, pk):
     """The batch's images and a manifest, streamed as the zip is written."""
     batch = _get_batch_for_user(request, pk)
-    chunks = batches.stream_zip(batch)
-    # Under ASGI a plain iterator would be read whole into memory first; hand Django an
-    # async one that pulls a chunk at a time from the (database-touching) generator.
-    content = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
-    response = StreamingHttpResponse(content, content_type="application/zip")
     name = slugify(batch.name)[:50] or "batch"
-    response["Content-Disposition"] = f'attachment; filename="nanoweb-{name}.zip"'
-    response["Cache-Control"] = "private, no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return zips.response(request, zips.stream(batches.zip_entries(batch)), f"nanoweb-{name}.zip")
 
 
-async def _async_chunks(chunks):
-    done = object()
-    step = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await step(chunks, done)) is not done:
-        yield chunk

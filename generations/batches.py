@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 # Tunables (settings override): how many rows a batch may have and how large its CSV.
 MAX_ROWS = settings.NANOWEB_BATCH_MAX_ROWS
 MAX_CSV_BYTES = settings.NANOWEB_BATCH_MAX_CSV_BYTES
-ZIP_CHUNK_BYTES = 256 * 1024
 
 CSV_COLUMNS = ("prompt", "model", "aspect_ratio", "size", "count")
 CSV_ALIASES = {"aspect": "aspect_ratio", "ratio": "aspect_ratio", "image_size": "size",
@@ -337,23 +335,20 @@ def progress_filters(prefix: str = "") -> dict:
 
 def progress(batch: Batch) -> Progress:
     row = Generation.objects.filter(batch=batch).aggregate(**progress_filters())
-    result = _progress_of(row)
-    result.queued += batch.waiting_images
-    return result
+    return _progress_of(batch, row.get)
 
 
-def _progress_of(values) -> Progress:
-    get = values.get if isinstance(values, dict) else (lambda k: getattr(values, k))
-    return Progress(queued=get("n_queued"), running=get("n_running"), done=get("n_done"),
-                    failed=get("n_failed"), spent=get("n_spent") or 0)
+def _progress_of(batch: Batch, get) -> Progress:
+    """Counts from the aggregates (``get(name)``); rows still waiting count as queued."""
+    return Progress(queued=get("n_queued") + batch.waiting_images, running=get("n_running"),
+                    done=get("n_done"), failed=get("n_failed"), spent=get("n_spent") or 0)
 
 
 def batches_for(user):
     """The person's batches, newest first, each with its counts (one query)."""
     rows = Batch.objects.filter(user=user).annotate(**progress_filters("generations__"))
     for batch in rows:
-        batch.progress = _progress_of(batch)
-        batch.progress.queued += batch.waiting_images
+        batch.progress = _progress_of(batch, lambda name, b=batch: getattr(b, name))
         yield batch
 
 
@@ -380,40 +375,18 @@ def retry_failed(user, batch: Batch) -> list[Generation]:
                   .select_related("model", "parent_image").prefetch_related("references"))
     if not failed:
         raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
-    plan_micros = sum(jobs.estimate_per_image(jobs.request_like(g)) for g in failed)
-    refusal = over_limit(user, len(failed), plan_micros)
-    if refusal:
-        raise BatchError([refusal.replace("This batch", "Retrying the failed images")])
     try:
-        return jobs.retry(user, failed)
+        requests = [jobs.request_like(g) for g in failed]  # reads each reference once
+        plan_micros = sum(jobs.estimate_per_image(r) for r in requests)
+        refusal = over_limit(user, len(failed), plan_micros)
+        if refusal:
+            raise BatchError([refusal.replace("This batch", "Retrying the failed images")])
+        return jobs.retry(user, failed, requests)
     except jobs.SubmitError as exc:
         raise BatchError([f"{exc.message} Nothing was started."]) from exc
 
 
-# --- The zip of results, streamed: never the whole archive in memory ---
-
-
-class _Sink:
-    """A write-only file for ZipFile that hands back what was written since last asked.
-
-    It has no ``tell``/``seek``, so ZipFile writes a streaming archive (data
-    descriptors after each file) without ever going back.
-    """
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-
-    def write(self, data) -> int:
-        self._chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        return data
+# --- The zip of results (streamed by generations.zips) ---
 
 
 def zip_members(batch: Batch) -> list[tuple[Generation, str]]:
@@ -446,23 +419,11 @@ def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     return out.getvalue().encode()
 
 
-def stream_zip(batch: Batch) -> Iterator[bytes]:
-    """The batch's images and a manifest.csv, yielded a chunk at a time."""
+def zip_entries(batch: Batch) -> Iterator[tuple[str, object]]:
+    """A manifest.csv, then the batch's images, for :func:`zips.stream`. Every row is
+    in the manifest, also those without an image."""
     members = zip_members(batch)
-    sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr("manifest.csv", manifest_csv(members),
-                         compress_type=zipfile.ZIP_DEFLATED)
-        yield sink.take()
-        for gen, name in members:
-            if not name:
-                continue
-            try:
-                handle = gen.image.file.open("rb")
-            except FileNotFoundError:
-                continue  # the manifest still lists it; storage lost the file
-            with handle, archive.open(name, mode="w", force_zip64=True) as dest:
-                for chunk in handle.chunks(ZIP_CHUNK_BYTES):
-                    dest.write(chunk)
-                    yield sink.take()
-    yield sink.take()
+    yield "manifest.csv", manifest_csv(members)
+    for gen, name in members:
+        if name:
+            yield name, gen.image.file

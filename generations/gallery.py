@@ -9,7 +9,6 @@ in ``FILTERS``.
 from __future__ import annotations
 
 import base64
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -203,30 +202,7 @@ def purge_deleted(now: datetime | None = None) -> int:
     return purged
 
 
-# --- Streaming zip ---------------------------------------------------------------------
-
-
-class _Sink:
-    """A write-only file object the zip writer fills and the response drains."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.offset = 0
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        self.offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.offset
-
-    def flush(self) -> None:
-        pass
-
-    def drain(self) -> bytes:
-        data, self.chunks = b"".join(self.chunks), []
-        return data
+# --- Zip downloads ----------------------------------------------------------------------
 
 
 def zip_name(image: Image) -> str:
@@ -235,19 +211,7 @@ def zip_name(image: Image) -> str:
     return f"nanoweb-{stamp}-{image.generation_id.hex[:8]}.{ext}"
 
 
-def stream_zip(images: Iterable[Image], chunk: int = 256 * 1024) -> Iterator[bytes]:
-    """Yield a zip of the images' original files as it is written (stored, not deflated:
-    PNG, JPEG and WebP are compressed already). A missing file is skipped, not fatal."""
-    sink = _Sink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-        for image in images:
-            try:
-                source = image.file.open("rb")
-            except FileNotFoundError:
-                continue
-            with source, archive.open(zip_name(image), "w", force_zip64=True) as dest:
-                while data := source.read(chunk):
-                    dest.write(data)
-                    yield sink.drain()
-            yield sink.drain()
-    yield sink.drain()
+def zip_members(images: Iterable[Image]) -> Iterator[tuple[str, object]]:
+    """The images' original files under readable names, for :func:`zips.stream`."""
+    for image in images:
+        yield zip_name(image), image.file

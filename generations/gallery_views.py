@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRefresh
 
-from generations import gallery
+from generations import gallery, zips
 from generations.models import Image
 
 
@@ -120,19 +120,21 @@ def image_page(request, pk):
 @login_required
 @require_POST
 def image_star(request, pk):
-    image = _get_own_image(request, pk)
-    image.starred = not image.starred
-    image.save(update_fields=["starred"])
-    return _render(request, "generations/gallery.html#star-button", {"image": image})
+    return _toggle(request, pk, "starred", "star-button")
 
 
 @login_required
 @require_POST
 def image_share(request, pk):
+    return _toggle(request, pk, "shared_with_team", "share-button")
+
+
+def _toggle(request, pk, field: str, partial: str):
+    """Flip one of the owner's yes/no choices and answer with its button."""
     image = _get_own_image(request, pk)
-    image.shared_with_team = not image.shared_with_team
-    image.save(update_fields=["shared_with_team"])
-    return _render(request, "generations/gallery.html#share-button", {"image": image})
+    setattr(image, field, not getattr(image, field))
+    image.save(update_fields=[field])
+    return _render(request, f"generations/gallery.html#{partial}", {"image": image})
 
 
 @login_required
@@ -216,7 +218,5 @@ def bulk_download(request):
     if not images.exists():
         raise Http404("None of these images is available.")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response = StreamingHttpResponse(gallery.stream_zip(images.iterator()),
-                                     content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="nanoweb-images-{stamp}.zip"'
-    return response
+    chunks = zips.stream(gallery.zip_members(images.iterator()))
+    return zips.response(request, chunks, f"nanoweb-images-{stamp}.zip")

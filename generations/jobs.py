@@ -282,16 +282,19 @@ def request_like(gen: Generation) -> JobRequest:
                       reference_names=names, parent_image=gen.parent_image)
 
 
-def retry(user, failed: list[Generation]) -> list[Generation]:
+def retry(user, failed: list[Generation],
+          requests: list[JobRequest] | None = None) -> list[Generation]:
     """Start every job in ``failed`` again as a new job, charged like any other; all or
     none (a refusal changes nothing). A batch item moves to its new job, so the batch
-    counts what it has now, not each earlier try."""
+    counts what it has now, not each earlier try. ``requests`` are the jobs'
+    :func:`request_like`, when the caller has built them already."""
+    if any(gen.status not in (Generation.FAILED, Generation.CANCELLED) for gen in failed):
+        raise SubmitError("Only a job that made no image can be retried.")
+    requests = requests or [request_like(gen) for gen in failed]
     new = []
     with transaction.atomic():
-        for gen in failed:
-            if gen.status not in (Generation.FAILED, Generation.CANCELLED):
-                raise SubmitError("Only a job that made no image can be retried.")
-            job = submit(user, request_like(gen))[0]
+        for gen, request in zip(failed, requests, strict=True):
+            job = submit(user, request)[0]
             if gen.batch_id:
                 Generation.objects.filter(pk=job.pk).update(batch_id=gen.batch_id)
                 Generation.objects.filter(pk=gen.pk).update(batch=None)

@@ -9,7 +9,6 @@ shape the real API gives, with the images as ``inlineData``.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 
 from asgiref.sync import sync_to_async
@@ -18,7 +17,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
-from generations import catalog, images, jobs
+from generations import catalog, jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import user_for
 from generations.api.errors import ApiError
@@ -85,14 +84,8 @@ def _image(inline, i: int):
     data = _get(inline, "data", "data")
     if not isinstance(data, str):
         raise ApiError(400, f"{param}.data must be base64 text.", param=param)
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, f"{param}.data is not valid base64.", param=param) from exc
-    try:
-        return images.clean_image(raw, name=f"Image {i + 1}")
-    except images.ImageRejected as exc:
-        raise ApiError(400, exc.message, param=param) from exc
+    return mapping.image_from_base64(data, field=f"{param}.data", name=f"Image {i + 1}",
+                                     param=param)
 
 
 def _admit(request, model_name: str) -> tuple[list[Generation], Generation | None]:

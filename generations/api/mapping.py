@@ -19,13 +19,15 @@ parameter. nanoweb also accepts ``aspect_ratio`` and ``image_size`` directly.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from dataclasses import dataclass
 
 from django.db.models import Q
 
-from generations import catalog
+from generations import catalog, images
 from generations.api.errors import ApiError
 from generations.jobs import available_models
 from generations.models import ModelSpec
@@ -114,3 +116,17 @@ def direct_shape(model: ModelSpec, aspect_ratio: str | None, image_size: str | N
     ratio = aspect_ratio or ("1:1" if "1:1" in model.aspect_ratios else model.aspect_ratios[0])
     size = (image_size or "").upper() or model.default_size()
     return Shape(ratio, size)
+
+
+def image_from_base64(data: str, *, field: str, name: str, param: str,
+                      code: str | None = None) -> images.CleanImage:
+    """A reference image sent as base64 text, checked like an upload; a 400 naming
+    ``param`` when it is not base64 or not an acceptable image."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f"{field} is not valid base64.", param=param, code=code) from exc
+    try:
+        return images.clean_image(raw, name=name)
+    except images.ImageRejected as exc:
+        raise ApiError(400, exc.message, param=param, code=code) from exc

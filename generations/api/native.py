@@ -16,7 +16,7 @@ from django.db.models import Min
 from ninja import Field, Query, Router, Schema, Status
 
 from accounts.models import format_usd
-from generations import images, jobs
+from generations import jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import TokenAuth
 from generations.api.errors import ApiError
@@ -121,15 +121,8 @@ def _jobs_of(user, request_id) -> list[Generation]:
 def _decode(value: str, i: int):
     name = f"reference_images[{i}]"
     data = value.split(",", 1)[1] if value.startswith("data:") else value
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, f"{name} is not valid base64.", param=name,
-                       code="invalid_image") from exc
-    try:
-        return images.clean_image(raw, name=name)
-    except images.ImageRejected as exc:
-        raise ApiError(400, exc.message, param=name, code="invalid_image") from exc
+    return mapping.image_from_base64(data, field=name, name=name, param=name,
+                                     code="invalid_image")
 
 
 @router.post("/generations", response={202: RequestOut}, summary="Start making images")

@@ -65,12 +65,13 @@ def test_infinite_scroll_through_300_images(page, live_server):  # noqa: F811
     tiles = page.locator("[data-tile]")
     assert tiles.count() == settings.NANOWEB_GALLERY_PAGE_SIZE
     for _ in range(30):
-        if tiles.count() == 300:
+        before = tiles.count()  # counted before scrolling: the next page may land at once
+        if before == 300:
             break
         page.locator("[data-tile]").last.scroll_into_view_if_needed()
         page.mouse.wheel(0, 20_000)
         page.wait_for_function("n => document.querySelectorAll('[data-tile]').length > n",
-                               arg=tiles.count())
+                               arg=before)
     assert tiles.count() == 300
     assert page.locator(".more").count() == 0  # the end: no more loader
     prompts = page.locator(".tile-caption .prompt").all_inner_texts()
