@@ -17,6 +17,8 @@ from django.db import connection
 from accounts.models import Team, User, usd_to_micros
 
 REPO = Path(__file__).resolve().parent.parent
+# Real recorded Gemini image responses (large base64 bodies, thought signatures, usage).
+GEMINI_FIXTURES = REPO / "tests" / "fixtures" / "gemini"
 
 
 @pytest.fixture(autouse=True)

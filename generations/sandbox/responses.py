@@ -1,7 +1,7 @@
 """Response bodies in the exact shape Google's Gemini API sends them.
 
 Pure functions returning dicts, camelCase as on the wire (see the recorded
-fixtures in shared/fixtures/gemini). Errors use Google's ``google.rpc.Status``
+fixtures in tests/fixtures/gemini). Errors use Google's ``google.rpc.Status``
 envelope. Randomness (ids, signatures, thought counts) comes from the caller's
 ``random.Random`` so a seeded sandbox is repeatable.
 """

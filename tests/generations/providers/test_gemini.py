@@ -12,7 +12,6 @@ import zlib
 from datetime import timedelta
 from email.utils import format_datetime
 from functools import cache
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,9 +34,9 @@ from generations.providers.gemini import (
     classify_error,
     parse_response,
 )
+from tests.conftest import GEMINI_FIXTURES
 
-# In CI the repository is cloned with `shared/` as a sibling of the repo root.
-FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "gemini"
+FIXTURES = GEMINI_FIXTURES
 RECORDED = sorted(FIXTURES.glob("*.json")) or [FIXTURES / "MISSING"]
 FLASH = "gemini-2.5-flash-image.text-and-image.json"
 FLASH_TEXT_THEN_IMAGE = "gemini-2.5-flash-image.text-only-then-image.json"

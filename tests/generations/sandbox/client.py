@@ -6,17 +6,18 @@ import base64
 import io
 import json
 from functools import cache
-from pathlib import Path
 
 import httpx
 from PIL import Image
+
+from tests.conftest import GEMINI_FIXTURES
 
 KEY = "test-key-0123456789"
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image-preview"
 FLASH_31 = "gemini-3.1-flash-image-preview"
 # In CI the repository is cloned with `shared/` as a sibling of the repo root.
-FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "gemini"
+FIXTURES = GEMINI_FIXTURES
 # One client for the whole run: a fresh one per call costs ~30 ms of TLS set-up.
 http = httpx.Client()
 
