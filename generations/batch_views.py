@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -50,6 +48,11 @@ def live_status(request):
         parts.append(render_to_string("generations/studio.html#quota-oob",
                                       {"quota": quotas.summary(request.user)}, request))
     batch = _batch_from_query(request)
+    if batch is not None and "after" in request.GET:
+        started = live.started_since(batch, live.parse_id(request.GET["after"]))
+        if started:
+            parts.append(render_to_string("generations/batch.html#started-cards",
+                                          {"jobs": started}, request))
     if batch is not None:
         parts.append(render_to_string("generations/batch.html#batch-progress",
                                       {"batch": batch, "progress": batches.progress(batch),
@@ -58,11 +61,8 @@ def live_status(request):
 
 
 def _batch_from_query(request) -> Batch | None:
-    try:
-        pk = uuid.UUID(request.GET.get("batch", ""))
-    except ValueError:
-        return None
-    return Batch.objects.filter(pk=pk, user=request.user).first()
+    pk = live.parse_id(request.GET.get("batch"))
+    return Batch.objects.filter(pk=pk, user=request.user).first() if pk else None
 
 
 @login_required

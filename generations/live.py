@@ -109,6 +109,29 @@ class PollResult:
     any_finished: bool
 
 
+def parse_id(raw: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID((raw or "").strip())
+    except ValueError:
+        return None
+
+
+def started_since(batch, after: uuid.UUID | None) -> list[Generation]:
+    """A batch's jobs the page does not show yet: those made after its last card.
+
+    Rows that waited for a free slot become jobs while the page is open; the
+    page sends its last card's id and gets these appended. With no card yet,
+    every job of the batch is new.
+    """
+    jobs = batch.generations.select_related("model", "image", "route__model")
+    if after is not None:
+        last = batch.generations.filter(pk=after).values_list("created", flat=True).first()
+        if last is None:
+            return []  # not this batch's card: nothing to append safely
+        jobs = jobs.filter(Q(created__gt=last) | Q(created=last, pk__gt=after))
+    return annotate_positions(jobs.order_by("created", "pk")[:MAX_CARDS])
+
+
 def poll(user, cards: dict[uuid.UUID, str]) -> PollResult:
     """The cards (of this user's jobs) whose signature differs from what the page shows."""
     jobs = []

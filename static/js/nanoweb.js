@@ -121,7 +121,18 @@ window.nanoweb = (() => {
     const params = new URLSearchParams();
     params.set("cards", liveCards().map((el) => `${el.id.replace(/^job-/, "")}:${el.dataset.live}`).join(","));
     const b = batch();
-    if (b) params.set("batch", b.dataset.batchId);
+    if (b) {
+      params.set("batch", b.dataset.batchId);
+      // Rows that waited for a free slot start while the page is open: ask for the jobs
+      // made after the newest card shown (a retried card may sit mid-page), to append them.
+      if (b.dataset.liveBatch === "active") {
+        let newest = null;
+        document.querySelectorAll("[data-batch-cards] > .card").forEach((el) => {
+          if (!newest || Number(el.dataset.created) > Number(newest.dataset.created)) newest = el;
+        });
+        params.set("after", newest ? newest.id.replace(/^job-/, "") : "");
+      }
+    }
     if ($("#quota-pill")) params.set("quota", "1");
     try {
       await htmx.ajax("GET", `${c.dataset.liveUrl}?${params}`, { swap: "none", source: c });

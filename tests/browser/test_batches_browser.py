@@ -1,4 +1,8 @@
-"""Run a 10-prompt batch to completion in Chromium and download its zip."""
+"""Run a 10-prompt batch to completion in Chromium and download its zip.
+
+Fay may have four images in progress, so six rows wait and start as slots free
+up; their cards join the open page as they start.
+"""
 
 import csv
 import io
@@ -18,7 +22,9 @@ PROMPTS = [f"a paper boat number {n}" for n in range(1, 11)]
 @pytest.mark.worker(concurrency=3)
 def test_a_ten_prompt_batch_runs_and_downloads(page, live_server, sandbox_model,  # noqa: F811
                                                celery_worker):
-    make_user("fay@example.com", name="Fay", password="a long enough passphrase")
+    fay = make_user("fay@example.com", name="Fay", password="a long enough passphrase")
+    fay.max_concurrent_jobs = 4  # six rows wait for a free slot and start on their own
+    fay.save()
     page.goto(live_server.url + "/accounts/login/?next=/batches")
     page.get_by_label("Email").fill("fay@example.com")
     page.get_by_label("Password").fill("a long enough passphrase")
@@ -36,11 +42,15 @@ def test_a_ten_prompt_batch_runs_and_downloads(page, live_server, sandbox_model,
 
     page.wait_for_url("**/batches/*")
     page.locator("#batch-progress").wait_for()
+    page.evaluate("window.sameDocument = true")  # cards must arrive without a reload
     page.wait_for_function(
         "document.querySelector('#batch-progress').dataset.liveBatch === 'done'", timeout=90_000)
     counts = page.locator(".batch-counts").inner_text()
     assert "10\ndone" in counts.replace(" ", "\n") and "0\nfailed" in counts.replace(" ", "\n")
-    assert page.locator("article.card img").count() == 10
+    page.wait_for_function("document.querySelectorAll('article.card img').length === 10")
+    assert page.evaluate("window.sameDocument") is True
+    shown = page.locator("article.card img").evaluate_all("els => els.map(e => e.alt)")
+    assert shown == PROMPTS  # in the order of the rows, each once
     shot(page, "batch-2-done")
 
     with page.expect_download() as info:

@@ -281,6 +281,48 @@ def test_a_batch_over_the_jobs_in_progress_limit_starts_what_fits_and_the_rest_w
     assert quotas.ledger_problems() == []
 
 
+def test_the_poller_appends_waiting_rows_once_they_start(client, alice, bob, sandbox_model,
+                                                         no_broker):
+    _limit_jobs_in_progress(alice, 2)
+    client.force_login(alice)
+    _start(client, prompts="a\nb\nc\nd")
+    batch = Batch.objects.get()
+    a, b = batch.generations.order_by("created")
+    query = {"batch": str(batch.pk), "after": str(b.pk)}
+    assert 'id="job-' not in client.get("/live", query).content.decode()  # nothing new yet
+
+    engine.fail(a, "transient", "Down.")
+    batches.feed_after(a.pk)
+    c = batch.generations.get(prompt="c")
+    page = client.get("/live", query).content.decode()
+    assert 'hx-swap-oob="beforeend:#results"' in page
+    assert page.count('<article class="card') == 1 and f'id="job-{c.pk}"' in page
+    assert "results-empty" in page  # the "first images appear here" note goes
+    # after the newest card: nothing again, and an id from elsewhere appends nothing
+    assert 'id="job-' not in client.get("/live", {**query, "after": str(c.pk)}).content.decode()
+    client.force_login(bob)
+    _start(client, prompts="bob's")
+    elsewhere = Generation.objects.get(user=bob)
+    client.force_login(alice)
+    foreign = client.get("/live", {**query, "after": str(elsewhere.pk)}).content.decode()
+    assert 'id="job-' not in foreign
+    # a page that shows no card yet gets every job of the batch
+    everything = client.get("/live", {**query, "after": ""}).content.decode()
+    assert everything.count('<article class="card') == 3
+
+
+def test_a_batch_whose_rows_all_wait_says_where_they_will_appear(client, alice, sandbox_model,
+                                                                no_broker):
+    client.force_login(alice)
+    _start(client, prompts="first")
+    _limit_jobs_in_progress(alice, 1)
+    _start(client, prompts="x\ny")
+    batch = Batch.objects.order_by("created").last()
+    assert batch.generations.count() == 0 and len(batch.waiting) == 2
+    page = client.get(f"/batches/{batch.pk}").content.decode()
+    assert "The first images appear here as they start." in page
+
+
 def test_the_beat_task_starts_waiting_rows_once_there_is_room(client, alice, sandbox_model,
                                                             no_broker):
     from generations import tasks
