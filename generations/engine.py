@@ -39,6 +39,10 @@ from generations.resilience import breaker, limiter
 from generations.resilience.store import get_store
 
 log = logging.getLogger(__name__)
+
+# A failure on our side (not an upstream error class): the image could not be stored.
+NOT_SAVED = "not_saved"
+SAVE_RETRIES = 2
 PACIFIC = limiter.PACIFIC  # Google's per-day quotas reset at Pacific midnight
 SLOW_TIMEOUT_GROWTH = 0.5  # each earlier "slow" attempt gives the next one 50 % more time
 
@@ -291,9 +295,12 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
             usage=result.usage if result else None,
         )
     else:
-        _record(gen, choice, started, outcome="ok", http_status=result.http_status)
         get_store().breaker_record(route.pk, True, breaker.Config.from_settings())
-        _succeed(gen, choice, result, clean, thumb)
+        try:
+            _succeed(gen, choice, result, clean, thumb)
+        except Exception as exc:  # our disk or database, not the provider
+            return _not_saved(gen, choice, result, exc, started)
+        _record(gen, choice, started, outcome="ok", http_status=result.http_status)
         return None
     if err.kind in breaker.ROUTE_FAILURES:
         get_store().breaker_record(route.pk, False, breaker.Config.from_settings())
@@ -349,9 +356,20 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
         sha256=clean.sha256,
     )
     stem = f"{gen.pk.hex}"
-    image.file.save(f"{stem}.{clean.extension}", ContentFile(clean.data), save=False)
-    image.thumbnail.save(f"{stem}.webp", ContentFile(thumb), save=False)
-    image.width, image.height = clean.width, clean.height
+    won = False
+    try:
+        image.file.save(f"{stem}.{clean.extension}", ContentFile(clean.data), save=False)
+        image.thumbnail.save(f"{stem}.webp", ContentFile(thumb), save=False)
+        image.width, image.height = clean.width, clean.height  # known: no need to reopen
+        won = _settle_success(gen, choice, result, image, cost, charged, reason)
+    finally:
+        if not won:  # our lease was taken over (the other run owns the outcome), or we failed
+            for field in (image.file, image.thumbnail):
+                if field.name:
+                    field.delete(save=False)
+
+
+def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
     with transaction.atomic():
         won = _fenced(gen).update(
             status=Generation.SUCCEEDED,
@@ -369,9 +387,7 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
             image.save()
             quotas.settle(gen, charged, reason=reason)
             transaction.on_commit(lambda: _check_budget_alerts(gen.user_id))
-    if not won:  # our lease was taken over; the other run owns the outcome
-        image.file.delete(save=False)
-        image.thumbnail.delete(save=False)
+    return bool(won)
 
 
 def _check_budget_alerts(user_id: int) -> None:
@@ -419,15 +435,36 @@ def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: 
     if delay is None:
         fail(gen, err.kind, err.message)
         return None
-    now = timezone.now()
-    _fenced(gen).update(
-        status=Generation.QUEUED,
-        lease_until=None,
-        stage=_retry_stage(err.kind),
-        next_attempt_at=now + timedelta(seconds=delay),
-        enqueued_at=now + timedelta(seconds=delay),
-    )
+    return _requeue(gen, _retry_stage(err.kind), delay)
+
+
+def _requeue(gen: Generation, stage: str, delay: float) -> float:
+    at = timezone.now() + timedelta(seconds=delay)
+    _fenced(gen).update(status=Generation.QUEUED, lease_until=None, stage=stage,
+                        next_attempt_at=at, enqueued_at=at)
     return delay
+
+
+def _not_saved(gen: Generation, choice: Choice, result: ImageResult, exc: Exception,
+               started: float) -> float | None:
+    """The provider made the image but it could not be stored (a full disk, a database
+    error): try again a few times with backoff instead of leaving the job running until
+    its lease runs out; if it keeps failing, the job fails and the person is refunded.
+    The attempt is flagged as possibly billed, so the admin sees what it cost upstream."""
+    log.exception("generation %s attempt %s: the image arrived but could not be saved",
+                  gen.pk, gen.attempts)
+    earlier = gen.attempt_log.filter(outcome=NOT_SAVED).count()
+    delay = None
+    if earlier < SAVE_RETRIES and gen.attempts < settings.NANOWEB_JOB_MAX_ATTEMPTS:
+        delay = resilience.backoff_delay(earlier + 1)
+        if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
+            delay = None
+    _record(gen, choice, started, outcome=NOT_SAVED, http_status=result.http_status,
+            detail=f"{type(exc).__name__}: {exc}", retry_delay=delay, billed=True)
+    if delay is None:
+        fail(gen, NOT_SAVED, "The image arrived but could not be stored, even after retries.")
+        return None
+    return _requeue(gen, "queued", delay)
 
 
 def _postpone(gen: Generation, wait: NotYet) -> float | None:

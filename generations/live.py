@@ -41,6 +41,9 @@ FAILURES = {
                   "The provider refused the request as invalid; retrying will not help."),
     "over_quota": ("Over your quota", "This would go past one of your limits."),
     "deadline": ("Timed out", "No image arrived before the job's deadline."),
+    "not_saved": ("Could not save the image",
+                  "The image arrived but this instance could not store it (a full disk or a "
+                  "database problem), even after retries. An admin can see why in the logs."),
     "cancelled": ("Cancelled", "You cancelled it before it started."),
 }
 UNKNOWN_FAILURE = ("No image this time", "Something went wrong on the way to the provider.")

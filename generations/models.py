@@ -243,6 +243,7 @@ FAILURE_TITLES = {
     "key_invalid": "Provider key not working",
     "corrupt": "Damaged image from provider",
     "deadline": "Timed out",
+    "not_saved": "Could not save the image",
 }
 
 

@@ -100,6 +100,8 @@ def failure(gens: list[Generation]) -> ApiError:
                         code=first.error_kind, extra=ids)
     if first.error_kind == "cancelled":
         return ApiError(409, message, code="cancelled", extra=ids)
+    if first.error_kind == "not_saved":
+        return ApiError(503, message, code="storage_unavailable", extra=ids)
     return ApiError(503, message, code="upstream_unavailable", extra=ids)
 
 

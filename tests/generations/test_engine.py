@@ -135,3 +135,68 @@ def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeyp
     overdue.refresh_from_db()
     assert overdue.status == "failed" and overdue.refunded
     assert quotas.ledger_problems() == []
+
+
+def _files_under(root) -> list[str]:
+    import os
+
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
+
+
+def test_an_image_that_cannot_be_stored_is_retried_then_saved(alice, sandbox_model, settings,
+                                                              monkeypatch):
+    from django.core.files.storage import Storage
+
+    real_save = Storage.save
+    calls = {"n": 0}
+
+    def disk_full_once(self, name, content, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the original went to disk, then the thumbnail hits a full disk
+            raise OSError(28, "No space left on device")
+        return real_save(self, name, content, *args, **kwargs)
+
+    monkeypatch.setattr(Storage, "save", disk_full_once)
+    job = run(sandbox_model, alice)
+    before = _files_under(settings.MEDIA_ROOT)
+    delay = engine.run_generation(job.pk)
+    assert delay is not None  # not left running until its lease runs out
+    job.refresh_from_db()
+    assert (job.status, job.stage) == ("queued", "queued")
+    attempt = job.attempt_log.get()
+    assert attempt.outcome == "not_saved" and attempt.may_have_been_billed
+    assert "No space left" in attempt.detail
+    assert _files_under(settings.MEDIA_ROOT) == before  # the half-saved original is gone
+
+    Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.image.file.size > 0
+    assert [a.outcome for a in job.attempt_log.all()] == ["not_saved", "ok"]
+    assert quotas.summary(alice).spent_month == job.actual_micros  # charged once
+    assert quotas.ledger_problems() == []
+
+
+def test_an_image_that_never_can_be_stored_fails_refunded(alice, sandbox_model, settings,
+                                                          monkeypatch):
+    from django.db import DatabaseError
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(engine.quotas, "settle", broken)
+    job = run(sandbox_model, alice)
+    before = _files_under(settings.MEDIA_ROOT)
+    for _ in range(10):
+        Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        if engine.run_generation(job.pk) is None:
+            break
+    job.refresh_from_db()
+    assert (job.status, job.error_kind, job.refunded) == ("failed", "not_saved", True)
+    assert job.attempt_log.count() == 1 + engine.SAVE_RETRIES
+    assert not hasattr(job, "image") or job.image is None
+    assert _files_under(settings.MEDIA_ROOT) == before  # nothing left behind
+    assert quotas.summary(alice).reserved_month == 0 and quotas.ledger_problems() == []
+    from generations import live
+
+    assert live.failure(job)[0] == "Could not save the image"
