@@ -115,6 +115,13 @@ def _usage(gens: list[Generation]) -> dict:
            "totalTokenCount": u["total_tokens"]}
     if u["thinking_tokens"]:
         out["thoughtsTokenCount"] = u["thinking_tokens"]
+    prompt = [{"modality": "TEXT", "tokenCount": u["input_tokens"] - u["input_image_tokens"]}]
+    if u["input_image_tokens"]:
+        prompt.append({"modality": "IMAGE", "tokenCount": u["input_image_tokens"]})
+    out["promptTokensDetails"] = prompt
+    if u["output_image_tokens"]:
+        out["candidatesTokensDetails"] = [{"modality": "IMAGE",
+                                           "tokenCount": u["output_image_tokens"]}]
     return out
 
 

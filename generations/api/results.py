@@ -58,8 +58,8 @@ def unsign(value: str) -> tuple[str, str | None]:
 
 
 def usage(gens: list[Generation]) -> dict[str, int]:
-    total = {"input_tokens": 0, "output_text_tokens": 0, "output_image_tokens": 0,
-             "thinking_tokens": 0, "total_tokens": 0}
+    total = {"input_tokens": 0, "input_image_tokens": 0, "output_text_tokens": 0,
+             "output_image_tokens": 0, "thinking_tokens": 0, "total_tokens": 0}
     for gen in gens:
         for key in total:
             total[key] += int((gen.usage or {}).get(key, 0) or 0)
@@ -71,7 +71,8 @@ def openai_usage(gens: list[Generation]) -> dict:
     output = u["output_text_tokens"] + u["output_image_tokens"] + u["thinking_tokens"]
     return {
         "input_tokens": u["input_tokens"],
-        "input_tokens_details": {"text_tokens": u["input_tokens"], "image_tokens": 0},
+        "input_tokens_details": {"text_tokens": u["input_tokens"] - u["input_image_tokens"],
+                                 "image_tokens": u["input_image_tokens"]},
         "output_tokens": output,
         "output_tokens_details": {"image_tokens": u["output_image_tokens"],
                                   "text_tokens": u["output_text_tokens"] + u["thinking_tokens"]},

@@ -100,7 +100,8 @@ class ImageRequest:
 class Usage:
     """Token counts as the upstream reported them; what pricing bills."""
 
-    input_tokens: int = 0
+    input_tokens: int = 0  # all of the prompt: text and reference images
+    input_image_tokens: int = 0  # the part of input_tokens that were images
     output_text_tokens: int = 0  # text output, excluding thinking
     output_image_tokens: int = 0
     thinking_tokens: int = 0
@@ -109,6 +110,7 @@ class Usage:
     def as_dict(self) -> dict[str, int]:
         return {
             "input_tokens": self.input_tokens,
+            "input_image_tokens": self.input_image_tokens,
             "output_text_tokens": self.output_text_tokens,
             "output_image_tokens": self.output_image_tokens,
             "thinking_tokens": self.thinking_tokens,

@@ -192,13 +192,14 @@ def usage_from_metadata(meta: Any) -> Usage:
     """
     if not isinstance(meta, dict):
         return Usage()
-    image_tokens = sum(
-        as_int(d.get("tokenCount"))
-        for d in meta.get("candidatesTokensDetails") or []
-        if isinstance(d, dict) and d.get("modality") == "IMAGE"
-    )
+    def images_in(details: Any) -> int:
+        return sum(as_int(d.get("tokenCount")) for d in details or []
+                   if isinstance(d, dict) and d.get("modality") == "IMAGE")
+
+    image_tokens = images_in(meta.get("candidatesTokensDetails"))
     return Usage(
         input_tokens=as_int(meta.get("promptTokenCount")),
+        input_image_tokens=images_in(meta.get("promptTokensDetails")),
         output_text_tokens=max(as_int(meta.get("candidatesTokenCount")) - image_tokens, 0),
         output_image_tokens=image_tokens,
         thinking_tokens=as_int(meta.get("thoughtsTokenCount")),

@@ -249,8 +249,11 @@ def usage_from(usage: Any) -> Usage:
     else:
         image, text = output, 0
     input_tokens = as_int(usage.get("input_tokens"))
+    input_details = usage.get("input_tokens_details")
     return Usage(
         input_tokens=input_tokens,
+        input_image_tokens=as_int(input_details.get("image_tokens"))
+        if isinstance(input_details, dict) else 0,
         output_text_tokens=text,
         output_image_tokens=image,
         total_tokens=as_int(usage.get("total_tokens")) or input_tokens + output,

@@ -194,3 +194,27 @@ def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(client, alice
     job = Generation.objects.get()
     assert (job.aspect_ratio, job.image_size, job.references.count()) == ("3:4", "2K", 1)
     assert str(job.pk) in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("kind, status, code", [
+    ("blocked", 400, "moderation_blocked"),
+    ("permanent", 400, "permanent"),
+    ("no_image", 422, "no_image"),
+    ("transient", 503, "upstream_unavailable"),
+    ("deadline", 503, "upstream_unavailable"),
+    ("not_saved", 503, "storage_unavailable"),
+])
+def test_a_job_without_an_image_answers_with_its_reason_and_refund(alice, sandbox_model,
+                                                                    no_broker, kind, status,
+                                                                    code):
+    from generations import engine
+    from generations.api import results
+    from tests.factories import submit_one
+
+    job = submit_one(sandbox_model, alice)
+    engine.fail(job, kind, "What the engine saw.")
+    job.refresh_from_db()
+    error = results.failure([job])
+    assert (error.status, error.code) == (status, code)
+    assert error.message.startswith(job.failure_title) and "Nothing was charged." in error.message
+    assert error.extra["job_ids"] == [str(job.pk)]

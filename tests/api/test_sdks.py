@@ -46,6 +46,9 @@ def test_the_openai_sdk_generates_edits_and_fetches_urls(api_server, alice, alic
                                        ("b.png", png_bytes(200, 200), "image/png")],
                                 size="1024x1024")
     assert ratio(base64.b64decode(edited.data[0].b64_json)) == pytest.approx(1, rel=0.03)
+    details = edited.usage.input_tokens_details  # the two references count as image tokens
+    assert details.image_tokens == 2 * 258 and details.text_tokens > 0
+    assert details.image_tokens + details.text_tokens == edited.usage.input_tokens
 
     # The images are alice's, in her gallery and her ledger, like the studio's.
     made = Generation.objects.filter(user=alice, source="api", status="succeeded")
@@ -104,6 +107,10 @@ def test_the_google_genai_sdk_generates_and_streams(api_server, alice, alice_tok
     streamed = [p.inline_data for c in chunks for p in c.candidates[0].content.parts
                 if p.inline_data]
     assert len(streamed) == 1 and ratio(streamed[0].data) == pytest.approx(1, rel=0.03)
+    usage = chunks[-1].usage_metadata
+    prompt_details = {d.modality: d.token_count for d in usage.prompt_tokens_details}
+    assert prompt_details[types.MediaModality.IMAGE] == 258  # the reference
+    assert sum(prompt_details.values()) == usage.prompt_token_count
 
     with pytest.raises(genai.errors.ClientError) as missing:
         client.models.generate_content(model="imagen-9", contents="x", config=config)
