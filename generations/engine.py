@@ -127,6 +127,9 @@ def choose_route(gen: Generation) -> Choice:
     says how long until something frees up.
     """
     routes = _candidate_routes(gen)
+    if gen.mask_id and not routes:
+        raise NoRoute(f"No provider for {gen.model.name} takes an edit mask: masks need an "
+                      "OpenAI Images provider. An admin needs to add one.")
     last = gen.attempt_log.order_by("-number").first()
     if last and last.outcome in breaker.ROUTE_FAILURES:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
@@ -214,6 +217,8 @@ def _candidate_routes(gen: Generation) -> list[Route]:
         )
 
     routes = routes_of(gen.model)
+    if gen.mask_id:  # only OpenAI's edits API takes a mask: never fail over to other kinds
+        return [r for r in routes if r.provider.kind == "openai"]
     fallback = gen.model.fallback
     if fallback and fallback.enabled and fallback.pk != gen.model_id and _fits(gen, fallback):
         routes += [r for r in routes_of(fallback) if _fallback_cost(gen, r) <= gen.reserved_micros]
@@ -249,16 +254,17 @@ def _fallback_cost(gen: Generation, route: Route) -> int:
 
 
 def build_request(gen: Generation, route: Route) -> ImageRequest:
-    refs = []
-    for upload in gen.references.all():
+    def read(upload) -> Reference:
         with upload.file.open("rb") as fh:
-            refs.append(Reference(fh.read(), upload.mime_type))
+            return Reference(fh.read(), upload.mime_type)
+
     return ImageRequest(
         upstream_model=route.upstream_model,
         prompt=gen.prompt,
         aspect_ratio=gen.aspect_ratio,
         image_size=_upstream_size(gen, route),
-        references=tuple(refs),
+        references=tuple(read(u) for u in gen.ordered_references()),
+        mask=read(gen.mask) if gen.mask_id else None,
     )
 
 

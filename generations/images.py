@@ -135,6 +135,18 @@ def clean_image(
         raise ImageRejected(f"{name} is damaged or incomplete and could not be read.") from None
 
 
+def clean_mask(data: bytes, *, name: str = "The mask") -> CleanImage:
+    """An edit mask: a PNG whose fully transparent pixels mark where the image may change."""
+    clean = clean_image(data, name=name)
+    if clean.mime_type != "image/png":
+        raise ImageRejected(f"{name} must be a PNG with an alpha channel.")
+    with Image.open(io.BytesIO(clean.data)) as im:  # the header is enough
+        if im.mode != "RGBA":  # what clean_image makes of any PNG with transparency
+            raise ImageRejected(f"{name} has no alpha channel; its transparent pixels "
+                                "mark where to edit.")
+    return clean
+
+
 def _upright(im: Image.Image) -> Image.Image:
     try:
         orientation = im.getexif().get(ExifTags.Base.Orientation, 1)

@@ -37,6 +37,7 @@ class JobRequest:
     count: int = 1
     references: list[CleanImage] = field(default_factory=list)
     reference_names: list[str] = field(default_factory=list)
+    mask: CleanImage | None = None  # transparent where the first reference may change
     parent_image: Image | None = None
     source: str = "studio"  # or "api"
 
@@ -81,6 +82,21 @@ def validate(req: JobRequest) -> None:
         )
     if len(req.references) > model.max_reference_images:
         raise SubmitError(too_many_references(model, len(req.references)), field="references")
+    if req.mask is not None:
+        _validate_mask(req)
+
+
+def _validate_mask(req: JobRequest) -> None:
+    if not req.model.supports_mask:
+        raise SubmitError(f"{req.model.name} edits from the prompt and reference images and "
+                          "takes no mask; describe the change in the prompt instead.",
+                          field="mask")
+    if not req.references:
+        raise SubmitError("A mask needs the image it applies to.", field="mask")
+    first, mask = req.references[0], req.mask
+    if (mask.width, mask.height) != (first.width, first.height):
+        raise SubmitError(f"The mask is {mask.width}×{mask.height} pixels; it must be the size "
+                          f"of the first image ({first.width}×{first.height}).", field="mask")
 
 
 def validate_for(user, req: JobRequest) -> None:
@@ -107,6 +123,8 @@ def fingerprint(req: JobRequest) -> str:
     """What makes two requests the same: model, prompt, parameters, reference images."""
     parts = [req.model.slug, " ".join(req.prompt.split()), req.aspect_ratio,
              req.image_size or "", *sorted(r.sha256 for r in req.references)]
+    if req.mask:
+        parts.append(f"mask:{req.mask.sha256}")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -171,7 +189,8 @@ def submit(user, req: JobRequest) -> list[Generation]:
     validate_for(user, req)
     per_image = estimate_per_image(req)
     print_ = fingerprint(req)
-    uploads = _store_references(user, req)  # file writes stay outside the transaction
+    uploads = _store_uploads(user, req.references, req.reference_names)  # outside the transaction
+    mask = _store_uploads(user, [req.mask], ["mask"])[0] if req.mask else None
     now = timezone.now()
     request_id = uuid.uuid4()
     try:
@@ -186,6 +205,7 @@ def submit(user, req: JobRequest) -> list[Generation]:
                     aspect_ratio=req.aspect_ratio,
                     image_size=req.image_size or "",
                     parent_image=req.parent_image,
+                    mask=mask,
                     fingerprint=print_,
                     quota_day=quota_day(now),
                     reserved_micros=per_image,
@@ -199,10 +219,11 @@ def submit(user, req: JobRequest) -> list[Generation]:
             ]
             quotas.reserve(user, jobs, per_image)
             for job in jobs:
-                job.references.set(uploads)
+                for upload in uploads:  # one by one: their order is kept (see ordered_references)
+                    job.references.add(upload)
             transaction.on_commit(lambda: enqueue([j.pk for j in jobs]))
     except quotas.QuotaExceeded as exc:
-        _discard_new_uploads(uploads)
+        _discard_new_uploads([*uploads, mask] if mask else uploads)
         raise SubmitError(exc.message, field=None) from exc
     return jobs
 
@@ -235,10 +256,10 @@ def enqueue(ids) -> None:
         run_generation.delay(str(pk))
 
 
-def _store_references(user, req: JobRequest) -> list[Upload]:
+def _store_uploads(user, images: list[CleanImage], names: list[str]) -> list[Upload]:
     uploads = []
-    for i, clean in enumerate(req.references):
-        name = req.reference_names[i] if i < len(req.reference_names) else f"reference-{i + 1}"
+    for i, clean in enumerate(images):
+        name = names[i] if i < len(names) else f"reference-{i + 1}"
         existing = Upload.objects.filter(user=user, sha256=clean.sha256).first()
         if existing:
             uploads.append(existing)
@@ -265,21 +286,24 @@ def _discard_new_uploads(uploads: list[Upload]) -> None:
 
 def request_like(gen: Generation) -> JobRequest:
     """One more image with the same settings (and reference images) as ``gen``."""
-    from generations.images import ImageRejected, clean_image
+    from generations.images import ImageRejected, clean_image, clean_mask
 
-    refs, names = [], []
-    for upload in gen.references.all():
+    def reread(upload: Upload, clean=clean_image) -> CleanImage:
         try:
             with upload.file.open("rb") as handle:
-                refs.append(clean_image(handle.read(), name=upload.original_name))
+                return clean(handle.read(), name=upload.original_name)
         except (OSError, ImageRejected) as exc:
             raise SubmitError(
                 f"The reference image {upload.original_name or ''} is no longer available."
             ) from exc
-        names.append(upload.original_name)
+
+    uploads = gen.ordered_references()
     return JobRequest(model=gen.model, prompt=gen.prompt, aspect_ratio=gen.aspect_ratio,
-                      image_size=gen.image_size or None, count=1, references=refs,
-                      reference_names=names, parent_image=gen.parent_image)
+                      image_size=gen.image_size or None, count=1,
+                      references=[reread(u) for u in uploads],
+                      reference_names=[u.original_name for u in uploads],
+                      mask=reread(gen.mask, clean_mask) if gen.mask_id else None,
+                      parent_image=gen.parent_image)
 
 
 def retry(user, failed: list[Generation],

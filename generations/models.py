@@ -30,6 +30,11 @@ class ModelSpec(models.Model):
         help_text='e.g. ["1K", "2K", "4K"]; empty when the model takes no size.',
     )
     max_reference_images = models.PositiveSmallIntegerField(default=3)
+    supports_mask = models.BooleanField(
+        default=False,
+        help_text="Takes an edit mask (a PNG whose transparent pixels mark what to change). "
+        "Only for a model whose every route is an OpenAI Images provider that accepts "
+        "masks (gpt-image-*, dall-e-2); masked jobs never fail over to other kinds.")
     max_images_per_request = models.PositiveSmallIntegerField(default=4)
     # Output tokens one image costs at each size ("default" when the model has no size).
     image_tokens = models.JSONField(default=dict)
@@ -279,6 +284,9 @@ class Generation(models.Model):
     aspect_ratio = models.CharField(max_length=5)
     image_size = models.CharField(max_length=3, blank=True)
     references = models.ManyToManyField(Upload, blank=True, related_name="generations")
+    mask = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="masked_generations",
+                             help_text="Edit mask for the first reference image.")
     parent_image = models.ForeignKey(
         "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
@@ -335,6 +343,11 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} · {self.prompt[:40]}"
+
+    def ordered_references(self) -> list[Upload]:
+        """The reference images in the order they were attached (a mask edits the first)."""
+        through = Generation.references.through.objects.filter(generation=self)
+        return [row.upload for row in through.select_related("upload").order_by("pk")]
 
     @property
     def is_finished(self) -> bool:

@@ -87,7 +87,7 @@ async def edit_image(
     user = request.auth
     spec = await sync_to_async(mapping.find_model)(model)
     _refuse_unsupported(background)
-    if mask is not None:
+    if mask is not None and not spec.supports_mask:
         raise ApiError(400, f"{spec.name} edits from the prompt and reference images and "
                             "takes no mask; describe the change in the prompt instead.",
                        param="mask", code="unsupported_value")
@@ -99,22 +99,25 @@ async def edit_image(
         raise ApiError(400, jobs.too_many_references(spec, len(uploads)), param="image",
                        code="invalid_value")
     references = await sync_to_async(_clean_uploads)(uploads)
+    cleaned_mask = await sync_to_async(_clean_uploads)([mask], "mask") if mask else [None]
     shape = _shape(spec, size, quality, None, None)
     req = jobs.JobRequest(model=spec, prompt=prompt, aspect_ratio=shape.aspect_ratio,
                           image_size=shape.image_size, count=n, references=references,
-                          reference_names=[u.name or "image" for u in uploads])
+                          reference_names=[u.name or "image" for u in uploads],
+                          mask=cleaned_mask[0])
     return await _run(request, user, req, response_format, output_format)
 
 
-def _clean_uploads(uploads) -> list:
+def _clean_uploads(uploads, param: str = "image") -> list:
+    clean = images.clean_mask if param == "mask" else images.clean_image
     cleaned = []
     for upload in uploads:
         try:
-            images.refuse_oversize(upload.name or "image", upload.size)
-            cleaned.append(images.clean_image(upload.read(), name=upload.name or "image"))
+            images.refuse_oversize(upload.name or param, upload.size)
+            cleaned.append(clean(upload.read(), name=upload.name or param))
         except images.ImageRejected as exc:
             status = 413 if "limit" in exc.message and "bytes" in exc.message else 400
-            raise ApiError(status, exc.message, param="image", code="invalid_image") from exc
+            raise ApiError(status, exc.message, param=param, code="invalid_image") from exc
     return cleaned
 
 

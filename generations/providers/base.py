@@ -94,6 +94,7 @@ class ImageRequest:
     aspect_ratio: str
     image_size: str | None = None  # "1K" | "2K" | "4K", None when the model takes no size
     references: tuple[Reference, ...] = ()
+    mask: Reference | None = None  # a PNG, transparent where the first reference may change
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,8 @@ def build_request(request: ImageRequest) -> tuple[str, dict]:
         (name, (f"reference-{i}.{EXTENSIONS.get(ref.mime_type, 'png')}", ref.data, ref.mime_type))
         for i, ref in enumerate(request.references, start=1)
     ]
+    if request.mask is not None:
+        files.append(("mask", ("mask.png", request.mask.data, request.mask.mime_type)))
     return "/images/edits", {"data": {k: str(v) for k, v in fields.items()}, "files": files}
 
 

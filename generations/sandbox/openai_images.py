@@ -103,7 +103,7 @@ def parse_generations(raw: bytes) -> ImagesRequest:
 
 
 def parse_edits(raw: bytes, content_type: str) -> ImagesRequest:
-    fields, images = _form(raw, content_type)
+    fields, images, mask = _form(raw, content_type)
     if not images:
         raise InvalidRequest(
             "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
@@ -123,6 +123,8 @@ def parse_edits(raw: bytes, content_type: str) -> ImagesRequest:
         )
     for i, data in enumerate(images, start=1):
         _check_reference(data, i)
+    if mask is not None:
+        _check_mask(mask, images[0])
     return request
 
 
@@ -227,8 +229,8 @@ def _truthy(value) -> bool:
     return value not in (None, False, "false", "False", "0", "")
 
 
-def _form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes]]:
-    """multipart/form-data → text fields and the image files, in order."""
+def _form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes], bytes | None]:
+    """multipart/form-data → text fields, the image files in order, and the mask."""
     if (
         not content_type.lower().startswith("multipart/form-data")
         or "boundary=" not in content_type
@@ -242,14 +244,34 @@ def _form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes]]:
         raise InvalidRequest("Could not parse multipart form data.")
     fields: dict[str, str] = {}
     images: list[bytes] = []
+    mask = None
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition") or ""
         payload = part.get_payload(decode=True) or b""
         if name in ("image", "image[]"):
             images.append(payload)
-        elif name != "mask":
+        elif name == "mask":
+            mask = payload
+        else:
             fields[name] = payload.decode("utf-8", errors="replace")
-    return fields, images
+    return fields, images, mask
+
+
+def _check_mask(data: bytes, first: bytes) -> None:
+    """As OpenAI checks it: a PNG with an alpha channel, the size of the first image."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as mask:
+            mode, size = mask.mode, mask.size
+    except Exception:  # Pillow raises many types for non-images
+        raise InvalidRequest("Invalid mask image file, please check your image file.",
+                             param="mask", code="invalid_image_file") from None
+    if mode not in ("RGBA", "LA", "PA", "L"):
+        raise InvalidRequest(f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], "
+                             f"got {mode}.", param="mask", code="invalid_image_format")
+    with Image.open(io.BytesIO(first)) as image:
+        if image.size != size:
+            raise InvalidRequest("Invalid mask image - mask size does not match image size.",
+                                 param="mask", code="invalid_image_dimensions")
 
 
 def _check_reference(data: bytes, number: int) -> None:
