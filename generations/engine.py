@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -130,6 +130,9 @@ def choose_route(gen: Generation) -> Choice:
     if gen.mask_id and not routes:
         raise NoRoute(f"No provider for {gen.model.name} takes an edit mask: masks need an "
                       "OpenAI Images provider. An admin needs to add one.")
+    spent = _spent_routes(gen)
+    fresh = [r for r in routes if r.pk not in spent and _servable(r)]
+    routes = fresh or routes  # a route that used up its budget only when nothing else can serve
     last = gen.attempt_log.order_by("-number").first()
     if last and last.outcome in breaker.ROUTE_FAILURES:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
@@ -407,17 +410,36 @@ def _check_budget_alerts(user_id: int) -> None:
                     exc_info=True)
 
 
+def _spent_routes(gen: Generation) -> set[int]:
+    """Routes that have used up a retry budget (per error class) on this job."""
+    counts = (gen.attempt_log.filter(outcome__in=list(resilience.RETRY_BUDGET))
+              .values("route", "outcome").annotate(n=Count("pk")).order_by())
+    return {row["route"] for row in counts
+            if row["n"] > resilience.RETRY_BUDGET[ErrorKind(row["outcome"])]}
+
+
+def _servable(route: Route) -> bool:
+    """Could this route take a job at all: priced (or free), with a usable key?"""
+    return ((route.is_free or route.price_at() is not None)
+            and route.provider.keys.usable().exists())
+
+
 def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
     _penalise_key(choice.key, err)
-    # Budgets are per route: a route that keeps failing hands the job to the next one.
+    # Budgets are per route: a route that keeps failing hands the job to the next one,
+    # and the job fails only once every route it may use has used up its budget.
     same_kind = gen.attempt_log.filter(outcome=err.kind, route=choice.route).count() + 1
+    spent = _spent_routes(gen)
+    if same_kind > resilience.RETRY_BUDGET.get(err.kind, 0):
+        spent.add(choice.route.pk)
     delay = None
     if (
         err.retryable
-        and same_kind <= resilience.RETRY_BUDGET.get(err.kind, 0)
+        and any(r.pk not in spent and _servable(r) for r in _candidate_routes(gen))
         and gen.attempts < settings.NANOWEB_JOB_MAX_ATTEMPTS
     ):
-        delay = resilience.retry_delay(err.kind, same_kind, err.retry_after)
+        tries = same_kind if choice.route.pk not in spent else 1  # the next route starts afresh
+        delay = resilience.retry_delay(err.kind, tries, err.retry_after)
         if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
             delay = None
     _record(
