@@ -24,34 +24,43 @@ def free_port() -> int:
 def api_server(start_worker, sandbox_model, settings):
     """Base URL of a uvicorn process serving nanoweb's ASGI app on the test database."""
     start_worker(2)
-    port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
            "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX, "SECRET_KEY": settings.SECRET_KEY,
            "NANOWEB_SANDBOX": "on", "NANOWEB_SANDBOX_URL": settings.NANOWEB_SANDBOX_URL,
            "NANOWEB_API_WAIT_SECONDS": "60", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
     log = Path(settings.VAR_DIR) / "test-asgi.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "nanoweb.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
-        time.sleep(0.2)
+    for _ in range(3):  # a port found free can be taken before uvicorn binds it: try another
+        port = free_port()
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "nanoweb.asgi:application", "--host",
+                 "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        if _serving(base, proc):
+            break
+        if proc.poll() is None:
+            proc.kill()
+    else:
+        pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
     yield base
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _serving(base: str, proc: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 @pytest.fixture

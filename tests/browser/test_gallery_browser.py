@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from generations.models import Generation, Image
 from tests.browser.test_studio_browser import chromium, page, shot  # noqa: F401 (fixtures)
@@ -103,14 +104,14 @@ def test_search_and_star(page, live_server):  # noqa: F811
     viewer.wait_for()
     assert "an owl at midnight" in viewer.inner_text()
     page.keyboard.press("ArrowRight")
-    assert "a red fox in the snow" in page.locator("#lightbox-caption").inner_text()
+    expect(page.locator("#lightbox-caption")).to_contain_text("a red fox in the snow")
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("s")
     page.locator(f"#tile-{owl.generation_id}").get_by_role("button", name="Unstar").wait_for()
     page.keyboard.press("Escape")
-    assert not viewer.is_visible()
+    expect(viewer).to_be_hidden()
     page.keyboard.press("?")
-    assert page.get_by_role("dialog", name="Keyboard shortcuts").is_visible()
+    expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
     page.keyboard.press("Escape")
 
     page.get_by_text("★ Starred").click()

@@ -8,6 +8,7 @@ import time
 import pytest
 from django.conf import settings
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from generations.providers.base import ErrorKind
@@ -22,12 +23,14 @@ CFG = breaker.Config(consecutive=10, failure_rate=0.5, min_calls=5, window=60, o
 
 # --- backoff ---------------------------------------------------------------------------
 
+@hypothesis_settings(deadline=None)  # pure arithmetic; a pause of the machine is not a failure
 @given(n=st.integers(1, 60), base=st.floats(0.01, 10), cap=st.floats(0.01, 120))
 def test_backoff_stays_within_full_jitter_bounds(n, base, cap):
     delay = backoff.backoff_delay(n, base=base, cap=cap)
     assert 0 <= delay <= min(cap, base * 2 ** (n - 1)) + 1e-9
 
 
+@hypothesis_settings(deadline=None)
 @given(kind=st.sampled_from(list(backoff.RETRY_BUDGET)), n=st.integers(1, 10),
        after=st.one_of(st.none(), st.floats(0, 5000)))
 def test_retry_delay_honours_the_upstream_and_the_broker_ceiling(kind, n, after):
@@ -143,7 +146,8 @@ def test_full_windows_book_slots_in_order_that_keep_every_window_within_the_limi
     now_ones = [store.acquire(key.pk, limits, 30, ahead=1000) for _ in range(2)]
     assert [p.delay for p in now_ones] == [0, 0]
     booked = [store.acquire(key.pk, limits, 30, ahead=1000).delay for _ in range(4)]
-    assert [round(d, 0) for d in booked] == [round(w), round(w), round(2 * w), round(2 * w)]
+    expected = [w, w, 2 * w, 2 * w]  # less the moments the calls took (a loaded machine)
+    assert all(e - 2 < d <= e for d, e in zip(booked, expected, strict=True)), booked
     late = store.acquire(key.pk, limits, 30, ahead=100)  # the next slot is too far ahead
     assert isinstance(late, limiter.Wait) and late.seconds > 3 * w - 1
 
@@ -163,10 +167,10 @@ def test_concurrent_slots_free_up_on_release(store):
 def test_an_unreleased_slot_frees_itself_when_its_lease_ends(store):
     key = make_route().provider.keys.get()
     limits = limiter.Limits(concurrency=1)
-    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Permit)
-    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Wait)
-    time.sleep(0.4)
-    assert isinstance(store.acquire(key.pk, limits, 0.3), limiter.Permit)
+    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Permit)
+    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Wait)
+    time.sleep(2.1)
+    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Permit)
 
 
 def test_the_daily_limit_waits_until_pacific_midnight(store):

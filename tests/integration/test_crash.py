@@ -18,7 +18,7 @@ from tests.conftest import route_sandbox, wait_for
 from tests.factories import job_request
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
-LEASE = 3  # seconds: how long a dead worker's claim blocks others
+LEASE = 6  # seconds: how long a dead worker's claim blocks others (a 2 s call fits well inside)
 
 
 def test_a_killed_worker_loses_nothing_and_nothing_happens_twice(alice, settings,

@@ -273,7 +273,7 @@ def test_it_stops_when_the_whole_fetch_takes_too_long():
     started = time.monotonic()
     err = refused("https://images.example/slow.png", client, timeout=0.1)
     assert not err.refused and "took too long" in err.detail
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 0.9  # the body alone would take a second
 
 
 @pytest.mark.parametrize(
