@@ -194,19 +194,6 @@ def _bounded_int(value, low: int, high: int) -> int:
 
 @login_required
 @require_GET
-def job_card(request, pk):
-    job = _get_generation_for_user(request, pk)
-    response = render(request, "generations/studio.html#job-card", {"job": job})
-    if job.is_finished:
-        # The finished card also refreshes the quota pill out of band.
-        response.content += render(
-            request, "generations/studio.html#quota-oob", {"quota": quotas.summary(request.user)}
-        ).content
-    return response
-
-
-@login_required
-@require_GET
 def image_file(request, pk):
     image = _get_image_for_user(request, pk)
     return _private_file(

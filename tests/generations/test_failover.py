@@ -130,8 +130,8 @@ def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sand
     assert job.status == "succeeded" and job.route.model == sandbox_model
     assert job.actual_micros <= job.reserved_micros
     client.force_login(alice)
-    card = client.get(f"/jobs/{job.pk}/card").content.decode()
-    assert "Made by Sandbox (offline)" in card
+    studio = client.get("/").content.decode()
+    assert "Made by Sandbox (offline)" in studio
 
 
 def test_no_fallback_without_the_admin_allowing_it(alice, sandbox_model):

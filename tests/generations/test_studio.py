@@ -56,8 +56,10 @@ def test_it_hides_another_persons_job_and_image(client, alice, charlie, sandbox_
     client.post("/generate", {"prompt": "mine", "model": "sandbox", "aspect_ratio": "1:1",
                               "image_size": "1K", "count": 1})
     job = Generation.objects.get(user=alice)
+    assert client.post(f"/jobs/{job.pk}/retry").status_code == 400  # alice's own: not failed
     client.force_login(charlie)
-    assert client.get(f"/jobs/{job.pk}/card").status_code == 404
+    assert client.get(f"/images/{job.pk}").status_code == 404
+    assert client.post(f"/jobs/{job.pk}/retry").status_code == 404
     assert client.get(f"/images/{job.pk}/file").status_code == 404
 
 
