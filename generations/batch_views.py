@@ -49,7 +49,8 @@ def live_status(request):
                                       {"quota": quotas.summary(request.user)}, request))
     batch = _batch_from_query(request)
     if batch is not None and "after" in request.GET:
-        started = live.started_since(batch, live.parse_id(request.GET["after"]))
+        started = live.started_since(batch, live.parse_id(request.GET["after"]),
+                                     live.parse_ids(request.GET.get("shown")))
         if started:
             parts.append(render_to_string("generations/batch.html#started-cards",
                                           {"jobs": started}, request))
@@ -83,7 +84,7 @@ def job_retry(request, pk):
         return redirect(reverse("generations:batch", args=[new.batch_id]) if new.batch_id
                         else reverse("generations:studio"))
     live.annotate_positions([new])
-    response = render(request, "generations/studio.html#job-card", {"job": new})
+    response = render(request, "generations/studio.html#job-card", {"job": new, "retried": True})
     response.content += render_to_string(
         "base.html#nav-generating",
         {"generating": live.in_flight_count(request.user), "oob": True}, request).encode()

@@ -119,18 +119,28 @@ def parse_id(raw: str | None) -> uuid.UUID | None:
         return None
 
 
-def started_since(batch, after: uuid.UUID | None) -> list[Generation]:
+def parse_ids(raw: str | None) -> set[uuid.UUID]:
+    """``"<uuid>,<uuid>"`` → ids; malformed ones are ignored."""
+    return {pk for part in (raw or "").split(",")[:MAX_CARDS] if (pk := parse_id(part))}
+
+
+def started_since(batch, after: uuid.UUID | None,
+                  shown: set[uuid.UUID] = frozenset()) -> list[Generation]:
     """A batch's jobs the page does not show yet: those made after its last card.
 
     Rows that waited for a free slot become jobs while the page is open; the
     page sends its last card's id and gets these appended. With no card yet,
-    every job of the batch is new.
+    every job of the batch is new. ``shown`` are newer cards the page has
+    already (a failed card's Retry swaps its new job in where the old one was).
     """
-    jobs = batch.generations.select_related("model", "image", "route__model")
+    jobs = batch.generations.select_related("model", "image", "route__model").exclude(
+        pk__in=shown)
     if after is not None:
-        last = batch.generations.filter(pk=after).values_list("created", flat=True).first()
+        # The owner's job, though perhaps no longer in the batch (retried in another tab).
+        last = (Generation.objects.filter(pk=after, user_id=batch.user_id)
+                .values_list("created", flat=True).first())
         if last is None:
-            return []  # not this batch's card: nothing to append safely
+            return []  # not this person's card: nothing to append safely
         jobs = jobs.filter(Q(created__gt=last) | Q(created=last, pk__gt=after))
     return annotate_positions(jobs.order_by("created", "pk")[:MAX_CARDS])
 

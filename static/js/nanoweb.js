@@ -100,6 +100,16 @@ window.nanoweb = (() => {
   const liveCards = () => Array.from(document.querySelectorAll("[data-live]"));
   const counter = () => $("#nav-generating");
   const batch = () => $("[data-live-batch]");
+  const retried = new Set();
+
+  // A card that arrived twice (appended by a poll while its Retry was answered) keeps its
+  // first place: updates by id reach only the first element with that id.
+  function dedupeBatchCards() {
+    const seen = new Set();
+    document.querySelectorAll("[data-batch-cards] > .card").forEach((el) => {
+      if (seen.has(el.id)) el.remove(); else seen.add(el.id);
+    });
+  }
 
   function needed() {
     const c = counter();
@@ -124,13 +134,18 @@ window.nanoweb = (() => {
     if (b) {
       params.set("batch", b.dataset.batchId);
       // Rows that waited for a free slot start while the page is open: ask for the jobs
-      // made after the newest card shown (a retried card may sit mid-page), to append them.
+      // made after the newest card shown, to append them. A retried card sits where the
+      // failed one was, so it neither moves that cursor nor comes back appended.
       if (b.dataset.liveBatch === "active") {
+        dedupeBatchCards();
+        document.querySelectorAll("[data-batch-cards] > .card[data-retry]").forEach((el) => retried.add(el.id));
         let newest = null;
         document.querySelectorAll("[data-batch-cards] > .card").forEach((el) => {
+          if (retried.has(el.id)) return;
           if (!newest || Number(el.dataset.created) > Number(newest.dataset.created)) newest = el;
         });
         params.set("after", newest ? newest.id.replace(/^job-/, "") : "");
+        params.set("shown", Array.from(retried).slice(-100).map((id) => id.replace(/^job-/, "")).join(","));
       }
     }
     if ($("#quota-pill")) params.set("quota", "1");
@@ -147,7 +162,7 @@ window.nanoweb = (() => {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") poll(); else clearTimeout(timer);
   });
-  document.addEventListener("htmx:afterSettle", () => { if (!busy) schedule(); });
+  document.addEventListener("htmx:afterSettle", () => { dedupeBatchCards(); if (!busy) schedule(); });
   document.addEventListener("DOMContentLoaded", schedule);
 
   // Elapsed seconds on generating cards tick in the browser (from what the server rendered),

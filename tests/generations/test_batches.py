@@ -311,6 +311,35 @@ def test_the_poller_appends_waiting_rows_once_they_start(client, alice, bob, san
     assert everything.count('<article class="card') == 3
 
 
+def test_a_retried_card_is_not_appended_again_and_does_not_hide_started_rows(
+        client, alice, sandbox_model, no_broker):
+    _limit_jobs_in_progress(alice, 2)
+    client.force_login(alice)
+    _start(client, prompts="a\nb\nc\nd")
+    batch = Batch.objects.get()
+    a, b = batch.generations.order_by("created")
+    engine.fail(a, "transient", "Down.")
+    batches.feed_after(a.pk)  # row c starts while the page still shows a and b
+    c = batch.generations.get(prompt="c")
+    engine.fail(b, "transient", "Down.")
+    retried = client.post(f"/jobs/{b.pk}/retry", HTTP_HX_REQUEST="true").content.decode()
+    y = batch.generations.get(prompt="b")
+    assert f'id="job-{y.pk}"' in retried and "data-retry" in retried
+
+    # the page shows a and the retried card; its cursor skips the retried card (newer
+    # than c) and names it as shown: c is appended, the retried card is not
+    page = client.get("/live", {"batch": str(batch.pk), "after": str(a.pk),
+                                "shown": f"{y.pk},not-an-id"}).content.decode()
+    assert f'id="job-{c.pk}"' in page and f'id="job-{y.pk}"' not in page
+    # without naming it, the retried job would come back appended as well
+    unnamed = client.get("/live", {"batch": str(batch.pk), "after": str(a.pk)}).content.decode()
+    assert f'id="job-{y.pk}"' in unnamed
+    # b left the batch when retried (in another tab, say): it still serves as a cursor
+    moved = client.get("/live", {"batch": str(batch.pk), "after": str(b.pk),
+                                 "shown": str(y.pk)}).content.decode()
+    assert f'id="job-{c.pk}"' in moved
+
+
 def test_a_batch_whose_rows_all_wait_says_where_they_will_appear(client, alice, sandbox_model,
                                                                 no_broker):
     client.force_login(alice)
