@@ -12,23 +12,44 @@ from accounts.models import MICROS_PER_USD, usd_to_micros
 from accounts.periods import month_start, quota_day
 
 
+def micros_to_usd_text(micros: int) -> str:
+    """How a stored amount is typed back: ``20.00``, ``0.134``, ``0.000001``."""
+    usd = Decimal(micros) / MICROS_PER_USD
+    return f"{usd:.6f}".rstrip("0").rstrip(".") if usd % 1 else f"{usd:.2f}"
+
+
+def checked_micros(usd: Decimal, *, allow_negative: bool = False) -> int:
+    """``usd`` as integer micro-USD, exactly, or a ValidationError with a code
+    (``invalid``, ``negative``, ``precision``, ``too_large``) callers may reword."""
+    if not usd.is_finite():
+        raise ValidationError("Enter a finite amount in US dollars.", code="invalid")
+    if usd < 0 and not allow_negative:
+        raise ValidationError("A budget or price cannot be negative.", code="negative")
+    if usd != usd.quantize(Decimal("0.000001")):
+        raise ValidationError("Use at most six decimals (one micro-dollar).", code="precision")
+    if abs(usd) > 10**9:
+        raise ValidationError("That amount is too large.", code="too_large")
+    return usd_to_micros(usd)
+
+
 class UsdField(forms.CharField):
     """A dollar amount in the form, micro-USD in ``cleaned_data``.
 
-    Accepts ``20``, ``20.5``, ``$1,250.00`` and up to six decimals (one micro-dollar);
-    empty means "unlimited" where the model field allows it.
+    Accepts ``20``, ``20.5``, ``$1,250.00`` and up to six decimals (one micro-dollar).
+    Empty is ``None``: "unlimited" for a limit (the default placeholder); a price
+    field says what empty means with its own ``placeholder``.
     """
 
-    def __init__(self, *, allow_negative: bool = False, **kwargs) -> None:
+    def __init__(self, *, allow_negative: bool = False, placeholder: str = "unlimited",
+                 **kwargs) -> None:
         self.allow_negative = allow_negative
         kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal",
-                                                          "placeholder": "unlimited"}))
+                                                          "placeholder": placeholder}))
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
         if isinstance(value, int) and not isinstance(value, bool):
-            usd = Decimal(value) / MICROS_PER_USD
-            return f"{usd:.6f}".rstrip("0").rstrip(".") if usd % 1 else f"{usd:.2f}"
+            return micros_to_usd_text(value)
         return value
 
     def to_python(self, value) -> int | None:
@@ -40,15 +61,7 @@ class UsdField(forms.CharField):
         except InvalidOperation:
             raise ValidationError(f"“{value}” is not an amount in US dollars, e.g. 20 or 12.50.",
                                   code="invalid") from None
-        if not usd.is_finite():
-            raise ValidationError("Enter a finite amount in US dollars.", code="invalid")
-        if usd < 0 and not self.allow_negative:
-            raise ValidationError("A budget or price cannot be negative.", code="negative")
-        if usd != usd.quantize(Decimal("0.000001")):
-            raise ValidationError("Use at most six decimals (one micro-dollar).", code="precision")
-        if abs(usd) > 10**9:
-            raise ValidationError("That amount is too large.", code="too_large")
-        return usd_to_micros(usd)
+        return checked_micros(usd, allow_negative=self.allow_negative)
 
 
 class GrantForm(forms.Form):
@@ -59,8 +72,7 @@ class GrantForm(forms.Form):
         choices=[(GRANT, "Grant extra room (budget and/or images)"),
                  (ADJUST, "Adjust what was spent (positive charges, negative refunds)")],
         widget=forms.RadioSelect, initial=GRANT)
-    amount = UsdField(label="Amount (USD)", required=False, allow_negative=True,
-                      widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "0"}))
+    amount = UsdField(label="Amount (USD)", required=False, allow_negative=True, placeholder="0")
     images = forms.IntegerField(label="Images today", required=False, initial=0,
                                 min_value=-10_000, max_value=10_000)
     reason = forms.CharField(max_length=300, help_text="Kept in the ledger, shown to the person.")

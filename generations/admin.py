@@ -1,3 +1,6 @@
+import json
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -5,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.admin import ReadOnlyAdmin
-from accounts.forms import UsdField
+from accounts.forms import UsdField, checked_micros, micros_to_usd_text
 from accounts.models import format_usd
 from generations.models import (
     Attempt,
@@ -99,35 +102,84 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 PER_IMAGE_KEYS = ("1K", "2K", "4K", "default")
+PER_IMAGE_EXAMPLE = '{"1K": 0.134, "4K": 0.24}'
+PER_IMAGE_MESSAGES = {
+    "invalid": "The {size} price must be a number of US dollars, like 0.134, not {value}.",
+    "negative": "The {size} price cannot be negative.",
+    "precision": "The {size} price has more than six decimals (one micro-dollar).",
+    "too_large": "The {size} price is too large.",
+}
+
+
+class PerImageUsdField(forms.Field):
+    """Flat prices per image by size, typed and shown in US dollars
+    (``{"1K": 0.134, "4K": 0.24}``), micro-USD by size in ``cleaned_data``.
+
+    Numbers are read as decimals, never floats, so 0.134 is exactly 134000.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("initial", dict)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "placeholder": "none",
+                                                          "spellcheck": "false"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if not isinstance(value, dict):
+            return value  # the text as typed, shown again with its error
+        if not value:
+            return ""
+        prices = ", ".join(f'"{size}": {micros_to_usd_text(micros)}'
+                           for size, micros in value.items())
+        return f"{{{prices}}}"
+
+    def to_python(self, value) -> dict[str, int]:
+        text = (value or "").strip()
+        if not text:
+            return {}
+        try:
+            prices = json.loads(text, parse_float=Decimal)
+        except json.JSONDecodeError:
+            prices = None
+        if not isinstance(prices, dict):
+            raise ValidationError(f"Per-image prices are US dollars per image by size, like "
+                                  f"{PER_IMAGE_EXAMPLE}.", code="invalid")
+        unknown = [size for size in prices if size not in PER_IMAGE_KEYS]
+        if unknown:
+            raise ValidationError(f"Unknown size {unknown[0]!r}: use "
+                                  f"{', '.join(PER_IMAGE_KEYS)}.", code="unknown_size")
+        return {size: self._micros(size, usd) for size, usd in prices.items()}
+
+    @staticmethod
+    def _micros(size: str, usd) -> int:
+        try:
+            if isinstance(usd, bool) or not isinstance(usd, int | Decimal):
+                raise ValidationError("not a number", code="invalid")
+            return checked_micros(Decimal(usd))
+        except ValidationError as exc:
+            message = PER_IMAGE_MESSAGES[exc.code].format(size=size,
+                                                          value=json.dumps(usd, default=str))
+            raise ValidationError(message, code=exc.code) from None
 
 
 class PriceForm(forms.ModelForm):
-    """Rates typed in US dollars per million tokens; flat prices per image by size."""
+    """Rates typed in US dollars per million tokens; flat prices in US dollars per image."""
 
-    input_per_mtok = UsdField(label="Input (USD / 1M tokens)", required=False)
+    input_per_mtok = UsdField(label="Input (USD / 1M tokens)", required=False, placeholder="0")
     text_output_per_mtok = UsdField(label="Text + thinking output (USD / 1M tokens)",
-                                    required=False)
-    image_output_per_mtok = UsdField(label="Image output (USD / 1M tokens)", required=False)
+                                    required=False, placeholder="0")
+    image_output_per_mtok = UsdField(label="Image output (USD / 1M tokens)", required=False,
+                                     placeholder="0")
+    per_image = PerImageUsdField(
+        label="Per image (USD by size)",
+        help_text=f"Flat US dollars per image by size ({', '.join(PER_IMAGE_KEYS)}), e.g. "
+                  f"{PER_IMAGE_EXAMPLE}. Used instead of token prices for those sizes.")
 
     class Meta:
         model = Price
         fields = ["effective_from", "input_per_mtok", "text_output_per_mtok",
                   "image_output_per_mtok", "per_image", "note"]
-
-    def clean_per_image(self):
-        value = self.cleaned_data.get("per_image") or {}
-        if not isinstance(value, dict):
-            raise ValidationError('Per-image prices are an object like {"1K": 39000, '
-                                  '"4K": 240000} (micro-USD per image).')
-        unknown = [k for k in value if k not in PER_IMAGE_KEYS]
-        if unknown:
-            raise ValidationError(f"Unknown size {unknown[0]!r}: use "
-                                  f"{', '.join(PER_IMAGE_KEYS)}.")
-        for size, micros in value.items():
-            if isinstance(micros, bool) or not isinstance(micros, int) or micros < 0:
-                raise ValidationError(f"The {size} price must be a whole, non-negative number "
-                                      f"of micro-USD (1 USD = 1,000,000), not {micros!r}.")
-        return value
 
     def clean(self):
         data = super().clean()

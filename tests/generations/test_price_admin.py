@@ -1,4 +1,5 @@
-"""Prices are typed in dollars per million tokens; malformed prices are refused."""
+"""Prices are typed in dollars (per million tokens, or per image by size) and stored as
+integer micro-USD; malformed prices are refused."""
 
 import pytest
 
@@ -32,11 +33,14 @@ def test_it_shows_stored_prices_in_dollars():
     ({"input_per_mtok": "-0.30", "image_output_per_mtok": "30"}, "input_per_mtok",
      "cannot be negative"),
     ({"image_output_per_mtok": "thirty"}, "image_output_per_mtok", "not an amount in US dollars"),
-    ({"per_image": '{"8K": 1000}'}, "per_image", "Unknown size '8K'"),
-    ({"per_image": '{"1K": -5}'}, "per_image", "whole, non-negative number of micro-USD"),
-    ({"per_image": '{"1K": 0.5}'}, "per_image", "whole, non-negative number of micro-USD"),
-    ({"per_image": '[39000]'}, "per_image", "Per-image prices are an object"),
-    ({"per_image": '{"1K": '}, "per_image", "Enter a valid JSON."),
+    ({"per_image": '{"8K": 0.1}'}, "per_image", "Unknown size '8K': use 1K, 2K, 4K, default."),
+    ({"per_image": '{"1K": -0.05}'}, "per_image", "The 1K price cannot be negative."),
+    ({"per_image": '{"4K": "cheap"}'}, "per_image",
+     'The 4K price must be a number of US dollars, like 0.134, not "cheap".'),
+    ({"per_image": '{"2K": true}'}, "per_image", "The 2K price must be a number"),
+    ({"per_image": '{"1K": 0.0000001}'}, "per_image", "The 1K price has more than six decimals"),
+    ({"per_image": '[0.039]'}, "per_image", "Per-image prices are US dollars per image by size"),
+    ({"per_image": '{"1K": '}, "per_image", "Per-image prices are US dollars per image by size"),
 ])
 def test_it_refuses_a_malformed_price_with_a_message(data, field, message):
     form = price_form(**data)
@@ -51,7 +55,31 @@ def test_a_price_that_charges_nothing_is_refused():
 
 
 def test_a_per_image_price_alone_is_enough():
-    assert price_form(per_image='{"1K": 39000, "default": 39000}').is_valid()
+    assert price_form(per_image='{"1K": 0.039, "default": 0.039}').is_valid()
+
+
+def test_it_takes_per_image_prices_in_dollars_and_stores_exact_micro_dollars():
+    # 0.134 as a float times a million is 134000.00000000001; decimals keep it exact
+    form = price_form(per_image='{"1K": 0.134, "2K": 0.134, "4K": 0.24, "default": 1}')
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["per_image"] == {"1K": 134_000, "2K": 134_000, "4K": 240_000,
+                                              "default": 1_000_000}
+
+
+def test_it_shows_stored_per_image_prices_in_dollars():
+    route = make_route("nano-banana-pro")
+    price = route.prices.get()
+    price.per_image = {"1K": 134_000, "4K": 240_000, "default": 39_000}
+    price.save()
+    page = PriceForm(instance=price).as_p()
+    assert "{&quot;1K&quot;: 0.134, &quot;4K&quot;: 0.24, &quot;default&quot;: 0.039}" \
+        in page
+
+
+def test_empty_prices_read_as_none_or_zero_not_unlimited():
+    page = PriceForm().as_p()
+    assert "unlimited" not in page
+    assert 'placeholder="0"' in page and 'placeholder="none"' in page
 
 
 def test_the_route_page_refuses_a_negative_price_and_keeps_the_old_one(client, db):
@@ -66,9 +94,29 @@ def test_the_route_page_refuses_a_negative_price_and_keeps_the_old_one(client, d
             "prices-0-id": price.pk, "prices-0-route": route.pk,
             "prices-0-effective_from_0": "2025-01-01", "prices-0-effective_from_1": "00:00:00",
             "prices-0-input_per_mtok": "-1", "prices-0-image_output_per_mtok": "30",
-            "prices-0-per_image": "{}"}
+            "prices-0-per_image": ""}
     r = client.post(f"/admin/generations/route/{route.pk}/change/", data)
     assert r.status_code == 200
     assert "cannot be negative" in r.content.decode()
     price.refresh_from_db()
     assert price.input_per_mtok == 300_000
+
+
+def test_the_route_page_saves_per_image_prices_typed_in_dollars(client, db):
+    from tests.conftest import make_user
+
+    route = make_route("nano-banana")
+    client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))
+    price = route.prices.get()
+    data = {"model": route.model_id, "provider": route.provider_id,
+            "upstream_model": route.upstream_model, "priority": route.priority,
+            "enabled": "on", "prices-TOTAL_FORMS": "1", "prices-INITIAL_FORMS": "1",
+            "prices-0-id": price.pk, "prices-0-route": route.pk,
+            "prices-0-effective_from_0": "2025-01-01", "prices-0-effective_from_1": "00:00:00",
+            "prices-0-per_image": '{"1K": 0.134, "4K": 0.24}'}
+    r = client.post(f"/admin/generations/route/{route.pk}/change/", data)
+    assert r.status_code == 302, r.content.decode()
+    price.refresh_from_db()
+    assert price.per_image == {"1K": 134_000, "4K": 240_000}
+    page = client.get(f"/admin/generations/route/{route.pk}/change/").content.decode()
+    assert "{&quot;1K&quot;: 0.134, &quot;4K&quot;: 0.24}" in page
