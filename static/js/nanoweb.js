@@ -67,6 +67,13 @@ window.nanoweb = (() => {
     if (notice) notice.replaceChildren();
   });
 
+  // The same request again offers the earlier result: with the form taller than the
+  // window (Ctrl/⌘+Enter from the prompt), bring that offer into view.
+  document.addEventListener("htmx:afterSettle", (e) => {
+    const offer = e.target.closest && e.target.closest("#duplicate-notice");
+    if (offer && offer.querySelector(".notice")) offer.scrollIntoView({ block: "center", behavior: "smooth" });
+  });
+
   // Copy buttons (the API page's new token): data-copy="<selector of the text>".
   document.addEventListener("click", async (e) => {
     const button = e.target.closest && e.target.closest("[data-copy]");

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from generations.models import Generation
 from tests.conftest import make_user, route_sandbox
@@ -69,6 +70,8 @@ def shot(page, name: str) -> None:
 def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, celery_worker):
     make_user("dana@example.com", name="Dana", password="a long enough passphrase")
 
+    errors = []  # htmx reports a bad selector or a missing swap target on the console
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(live_server.url + "/")
     assert "/accounts/login/" in page.url  # the studio asks who you are first
     shot(page, "0-sign-in")
@@ -104,10 +107,17 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     job = Generation.objects.get()
     assert job.status == "succeeded" and job.user.email == "dana@example.com"
 
-    # The same request again: the earlier image is offered for free, nothing is charged.
-    page.get_by_role("button", name="Generate").click()
+    assert not page.get_by_text("Your images will appear here").is_visible()
+
+    # The same request again (Ctrl+Enter from the prompt, the form taller than the window):
+    # the earlier image is offered for free, in view, and nothing is charged.
+    page.set_viewport_size({"width": 1280, "height": 640})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.get_by_label("Prompt").press("Control+Enter")
     notice = page.locator("#duplicate-notice .notice")
     notice.wait_for()
+    expect(notice).to_be_in_viewport(ratio=1)
+    page.wait_for_function("() => new Promise((ok) => requestAnimationFrame(() => ok(true)))")
     assert "You made this exact image" in notice.inner_text()
     shot(page, "4-duplicate-offer")
     assert Generation.objects.count() == 1
@@ -120,3 +130,4 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     response = page.request.get(live_server.url + card.locator("a.download").get_attribute("href"))
     assert response.status == 200
     assert response.headers["content-type"] == "image/jpeg"  # as Gemini 3 answers
+    assert errors == []
