@@ -14,12 +14,11 @@ import csv
 import datetime as dt
 import io
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth
 
-from accounts.models import MICROS_PER_USD, LedgerEntry, format_usd
+from accounts.models import LedgerEntry, csv_usd, format_usd
 
 GROUPS = {
     "user": ("user__email", "(nobody)"),
@@ -114,13 +113,6 @@ def ledger_net(start: dt.date, end: dt.date) -> int:
     return entries(start, end).aggregate(s=Coalesce(Sum("spent_delta"), Value(0)))["s"]
 
 
-def _usd(micros: int | None) -> str:
-    """Plain decimal dollars with all six places, so a spreadsheet keeps every micro-dollar."""
-    if micros is None:
-        return ""
-    return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
-
-
 CSV_HEADER = ["period", "group", "images", "charged_usd", "adjusted_usd", "granted_usd",
               "net_usd", "average_per_image_usd"]
 
@@ -133,8 +125,8 @@ def to_csv(report: Report) -> str:
     for line in [*report.lines, report.total]:
         writer.writerow([
             line.period.strftime(fmt) if line.period else "total", line.label, line.images,
-            _usd(line.charged), _usd(line.adjusted), _usd(line.granted), _usd(line.net),
-            _usd(line.average),
+            csv_usd(line.charged), csv_usd(line.adjusted), csv_usd(line.granted), csv_usd(line.net),
+            csv_usd(line.average),
         ])
     return out.getvalue()
 

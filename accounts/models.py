@@ -31,6 +31,16 @@ def format_usd(micros: int | None) -> str:
     return f"{sign}${whole:,}.{digits}"
 
 
+def csv_usd(micros: int | None) -> str:
+    """Plain decimal dollars with all six places (``0.067938``), so a spreadsheet reads a
+    number and keeps every micro-dollar; empty for no amount."""
+    if micros is None:
+        return ""
+    from decimal import Decimal
+
+    return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
+
+
 def default_daily_images() -> int:
     return settings.NANOWEB_DEFAULT_DAILY_IMAGES
 

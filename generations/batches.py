@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from accounts import limits, quotas
-from accounts.models import format_usd
+from accounts.models import csv_usd, format_usd
 from accounts.quotas import QuotaExceeded
 from generations import jobs
 from generations.models import Batch, Generation, ModelSpec
@@ -413,9 +413,8 @@ def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"])
     for gen, name in members:
-        cost = format_usd(gen.actual_micros) if gen.actual_micros is not None else ""
-        writer.writerow([gen.prompt, gen.model.name, gen.aspect_ratio, gen.image_size, cost,
-                         name, gen.status])
+        writer.writerow([gen.prompt, gen.model.name, gen.aspect_ratio, gen.image_size,
+                         csv_usd(gen.actual_micros), name, gen.status])
     return out.getvalue().encode()
 
 
