@@ -63,6 +63,10 @@ def test_the_api_page_shows_a_new_token_once_and_revokes(client, alice):
     assert secret in page.content.decode() and "shown only once" in page.content.decode()
     again = client.get("/settings/api").content.decode()
     assert secret not in again and "thumbnails" in again and secret[:11] in again
+    assert "never" in again
+    tokens.authenticate(secret, ip="10.0.0.7")
+    used = client.get("/settings/api").content.decode()
+    assert "now<br>" in used and "from 10.0.0.7" in used and "0\xa0minutes" not in used
     token = ApiToken.objects.get()
     assert client.post(f"/settings/api/tokens/{token.pk}/revoke").status_code == 302
     assert ApiToken.objects.get().revoked_at is not None
