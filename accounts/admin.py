@@ -11,7 +11,14 @@ from django.utils.html import format_html
 
 from accounts import billing, quotas
 from accounts.forms import BillingForm, GrantForm, UsdField
-from accounts.models import LedgerEntry, QuotaCounter, Team, User, format_usd
+from accounts.models import (
+    LedgerEntry,
+    QuotaCounter,
+    Team,
+    User,
+    default_monthly_budget,
+    format_usd,
+)
 from accounts.periods import month_start, quota_day
 
 LIMITS_HELP = ("Empty means unlimited. Budgets are in US dollars. While “uses team limits” is "
@@ -26,6 +33,13 @@ def _month_spend(**owner) -> Subquery:
     rows = QuotaCounter.objects.filter(period=QuotaCounter.MONTH,
                                        period_start=month_start(quota_day()), **owner)
     return Subquery(rows.values("micros_spent")[:1])
+
+
+def _room_line(label: str, room: quotas.Room, show) -> str:
+    """"Left this month: $12.00 under team Design's shared monthly budget of $20.00"."""
+    if room.left is None:
+        return f"{label}: unlimited"
+    return f"{label}: {show(room.left)} under {room.by} of {show(room.limit)}"
 
 
 class UserCreation(AdminUserCreationForm):
@@ -82,11 +96,12 @@ class UserAdmin(BaseUserAdmin):
         if obj.pk is None:
             return "—"
         s = quotas.summary(obj)
-        left = "unlimited" if s.budget_left is None else format_usd(s.budget_left)
         return format_html(
-            "{} spent, {} in progress, {} left this month · {} images today · "
+            "{} spent and {} in progress this month · {} images today<br>{}<br>{}<br>"
             '<a href="{}">Grant or adjust…</a> · <a href="{}">Ledger</a>',
-            format_usd(s.spent_month), format_usd(s.reserved_month), left, s.images_today,
+            format_usd(s.spent_month), format_usd(s.reserved_month), s.images_today,
+            _room_line("Left this month", s.budget_room, format_usd),
+            _room_line("Left today", s.images_room, lambda n: f"{n} images"),
             reverse("admin:accounts_user_grant", args=[obj.pk]),
             reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}")
 
@@ -119,7 +134,10 @@ class UserAdmin(BaseUserAdmin):
 
 
 class TeamForm(forms.ModelForm):
-    monthly_budget_micros = UsdField(label="Member monthly budget (USD)", required=False)
+    # Prefilled on Add team like the other member limits (a declared field does not
+    # take the model field's default by itself).
+    monthly_budget_micros = UsdField(label="Member monthly budget (USD)", required=False,
+                                     initial=default_monthly_budget)
     shared_monthly_budget_micros = UsdField(label="Shared team budget (USD)", required=False)
 
     class Meta:

@@ -30,6 +30,21 @@ class QuotaExceeded(Exception):
 
 
 @dataclass(frozen=True)
+class Room:
+    """What is left under the limit that binds first, and whose limit that is."""
+
+    left: int | None  # None: nothing limits it
+    limit: int | None
+    by: str  # "their own monthly budget", "team Design's shared monthly budget"; "": unlimited
+    shared: bool = False  # the team's total for all members, not a limit of the person's own
+
+
+def _tighter(*rooms: Room) -> Room:
+    limited = [r for r in rooms if r.left is not None]
+    return min(limited, key=lambda r: r.left) if limited else Room(None, None, "")
+
+
+@dataclass(frozen=True)
 class QuotaSummary:
     day: dt.date
     images_today: int  # used + reserved
@@ -37,6 +52,14 @@ class QuotaSummary:
     spent_month: int
     reserved_month: int
     monthly_budget: int | None
+    # whose limits the person's own limits are: "own" or "team <name>" (limits.for_user)
+    limits_source: str = "own"
+    # the team's shared totals, checked in the same admission (zero/None without a team)
+    team: str = ""
+    team_images_today: int = 0
+    team_daily_limit: int | None = None
+    team_month_used: int = 0  # spent + reserved by all members
+    team_budget: int | None = None
 
     @property
     def images_left(self) -> int | None:
@@ -47,6 +70,31 @@ class QuotaSummary:
         if self.monthly_budget is None:
             return None
         return max(0, self.monthly_budget - self.spent_month - self.reserved_month)
+
+    @property
+    def images_room(self) -> Room:
+        """Images left today under whichever daily limit leaves fewer: the person's or
+        the team's shared one."""
+        shared = (None if self.team_daily_limit is None
+                  else max(0, self.team_daily_limit - self.team_images_today))
+        return _tighter(Room(self.images_left, self.daily_limit, self._own("daily image limit")),
+                        Room(shared, self.team_daily_limit,
+                             f"team {self.team}'s shared daily image limit", shared=True))
+
+    @property
+    def budget_room(self) -> Room:
+        """Money left this month under whichever budget leaves less: the person's or the
+        team's shared one."""
+        shared = (None if self.team_budget is None
+                  else max(0, self.team_budget - self.team_month_used))
+        return _tighter(Room(self.budget_left, self.monthly_budget, self._own("monthly budget")),
+                        Room(shared, self.team_budget, f"team {self.team}'s shared monthly budget",
+                             shared=True))
+
+    def _own(self, limit: str) -> str:
+        if self.limits_source == "own":
+            return f"their own {limit}"
+        return f"{self.limits_source}'s member {limit}"
 
     @property
     def month_resets_on(self) -> dt.date:
@@ -101,8 +149,12 @@ def _row(period: str, start: dt.date, *, user=None, team=None):
 
 def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
     day = quota_day(now)
-    rows = {c.period: c for c in _counters(user, day)}
-    d, m = rows.get(QuotaCounter.DAY), rows.get(QuotaCounter.MONTH)
+    team = user.team if user.team_id else None
+    owners = Q(user=user) | Q(team=team) if team else Q(user=user)
+    rows = {(c.team_id is not None, c.period): c
+            for c in QuotaCounter.objects.filter(_period_filter(day)).filter(owners)}
+    d, m = rows.get((False, QuotaCounter.DAY)), rows.get((False, QuotaCounter.MONTH))
+    td, tm = rows.get((True, QuotaCounter.DAY)), rows.get((True, QuotaCounter.MONTH))
     mine = limits.for_user(user)
     return QuotaSummary(
         day=day,
@@ -111,6 +163,12 @@ def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
         spent_month=m.micros_spent if m else 0,
         reserved_month=m.micros_reserved if m else 0,
         monthly_budget=mine.monthly_budget,
+        limits_source=mine.source,
+        team=team.name if team else "",
+        team_images_today=(td.images_used + td.images_reserved) if td else 0,
+        team_daily_limit=team.shared_daily_image_limit if team else None,
+        team_month_used=(tm.micros_spent + tm.micros_reserved) if tm else 0,
+        team_budget=team.shared_monthly_budget_micros if team else None,
     )
 
 

@@ -5,6 +5,7 @@ import pytest
 from accounts import quotas
 from accounts.admin import TeamForm, UserChange
 from accounts.models import LedgerEntry
+from tests.accounts.conftest import charged
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +150,68 @@ def test_the_user_list_shows_this_months_spend(client, lead, alice):
     client.force_login(lead)
     page = client.get("/admin/accounts/user/").content.decode()
     assert "$1.50" in page
+
+
+def user_page(client, lead, person) -> str:
+    client.force_login(lead)
+    return client.get(f"/admin/accounts/user/{person.pk}/change/").content.decode()
+
+
+def test_a_members_page_counts_what_the_team_already_spent_of_its_shared_budget(
+        client, lead, team, alice, bob, flash):
+    team.shared_monthly_budget_micros, team.monthly_budget_micros = 20_000_000, None
+    team.save()
+    bob.uses_team_limits = True
+    bob.save()
+    charged(alice, flash, 18_000_000)
+    page = user_page(client, lead, bob)
+    assert "Left this month: $2.00 under team Acme&#x27;s shared monthly budget of $20.00" in page
+    assert "unlimited left" not in page
+
+
+def test_a_members_page_names_their_own_budget_when_it_leaves_less(client, lead, team, bob):
+    team.shared_monthly_budget_micros = 20_000_000
+    team.save()
+    bob.monthly_budget_micros = 5_000_000
+    bob.save()
+    page = user_page(client, lead, bob)
+    assert "Left this month: $5.00 under their own monthly budget of $5.00" in page
+
+
+def test_a_members_page_names_the_teams_member_limits_they_use(client, lead, team, bob):
+    team.monthly_budget_micros, team.daily_image_limit = 3_000_000, 7
+    team.save()
+    bob.uses_team_limits = True
+    bob.save()
+    page = user_page(client, lead, bob)
+    assert "Left this month: $3.00 under team Acme&#x27;s member monthly budget of $3.00" in page
+    assert "Left today: 7 images under team Acme&#x27;s member daily image limit of 7" in page
+
+
+def test_a_page_without_any_limit_says_unlimited(client, lead):
+    lead.daily_image_limit = lead.monthly_budget_micros = None
+    lead.save()
+    page = user_page(client, lead, lead)
+    assert "Left this month: unlimited" in page and "Left today: unlimited" in page
+
+
+def test_the_grant_page_warns_that_a_grant_cannot_lift_the_teams_shared_budget(
+        client, lead, team, bob):
+    team.shared_monthly_budget_micros = 1_000_000
+    team.save()
+    client.force_login(lead)
+    page = client.get(f"/admin/accounts/user/{bob.pk}/grant/").content.decode()
+    assert "What limits bob@example.com now is team Acme&#x27;s shared monthly budget ($1.00 " \
+        "left)" in page
+    assert "to give more, raise it on" in page
+
+
+def test_add_team_prefills_every_member_limit_with_the_site_defaults(client, lead, settings):
+    client.force_login(lead)
+    page = client.get("/admin/accounts/team/add/").content.decode()
+    assert 'name="daily_image_limit" value="50"' in page
+    assert 'name="max_concurrent_jobs" value="8"' in page
+    assert 'name="monthly_budget_micros" value="20.00"' in page
+    form = TeamForm(data={"name": "Design", "monthly_budget_micros": "20.00"})
+    assert form.is_valid(), form.errors
+    assert form.save().monthly_budget_micros == 20_000_000

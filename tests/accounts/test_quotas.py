@@ -146,3 +146,14 @@ def test_the_audit_releases_reservations_older_than_any_deadline(alice, flash, n
     assert not LedgerEntry.objects.filter(generation=fresh, kind="release").exists()
     call_command("ledger_check")  # clean now
     assert quotas.summary(alice).reserved_month == fresh.reserved_micros
+
+
+def test_the_summary_says_which_limit_leaves_less_the_persons_or_the_teams(alice, bob, flash):
+    team = alice.team
+    team.shared_daily_image_limit, team.shared_monthly_budget_micros = 5, 100_000_000
+    team.save()
+    submit(bob, job_request(flash, count=4))  # the team's images, not alice's
+    s = quotas.summary(alice)
+    assert s.images_left == 50
+    assert s.images_room == quotas.Room(1, 5, "team Acme's shared daily image limit", shared=True)
+    assert s.budget_room == quotas.Room(20_000_000, 20_000_000, "their own monthly budget")
