@@ -31,16 +31,21 @@ class EffectiveLimits:
         return not (self.max_size and size) or SIZE_ORDER[size] <= SIZE_ORDER[self.max_size]
 
 
+def holder(user):
+    """Whose limit fields apply to ``user``: their team's member limits, or their own."""
+    return user.team if user.team_id and user.uses_team_limits else user
+
+
 def for_user(user) -> EffectiveLimits:
-    holder = user.team if user.team_id and user.uses_team_limits else user
-    allowed = frozenset(holder.allowed_models.values_list("pk", flat=True)) or None
+    owner = holder(user)
+    allowed = frozenset(owner.allowed_models.values_list("pk", flat=True)) or None
     return EffectiveLimits(
-        daily_images=holder.daily_image_limit,
-        monthly_budget=holder.monthly_budget_micros,
-        max_concurrent=holder.max_concurrent_jobs,
-        max_size=holder.max_image_size,
-        max_per_request=holder.max_images_per_request,
-        max_references=holder.max_reference_images,
+        daily_images=owner.daily_image_limit,
+        monthly_budget=owner.monthly_budget_micros,
+        max_concurrent=owner.max_concurrent_jobs,
+        max_size=owner.max_image_size,
+        max_per_request=owner.max_images_per_request,
+        max_references=owner.max_reference_images,
         allowed_model_ids=allowed,
-        source=f"team {holder.name}" if holder is not user else "own",
+        source=f"team {owner.name}" if owner is not user else "own",
     )

@@ -215,3 +215,23 @@ def test_add_team_prefills_every_member_limit_with_the_site_defaults(client, lea
     form = TeamForm(data={"name": "Design", "monthly_budget_micros": "20.00"})
     assert form.is_valid(), form.errors
     assert form.save().monthly_budget_micros == 20_000_000
+
+
+def test_the_user_list_says_unlimited_in_every_limit_column_and_marks_team_limits(
+        client, lead, team, alice, bob):
+    alice.daily_image_limit = alice.monthly_budget_micros = None
+    alice.save()
+    team.daily_image_limit, team.monthly_budget_micros = 7, 3_000_000
+    team.save()
+    bob.uses_team_limits, bob.is_team_admin = True, True
+    bob.save()
+    client.force_login(lead)
+    page = client.get("/admin/accounts/user/").content.decode()
+    alice_row = page[page.index("alice@example.com"):page.index("bob@example.com")]
+    assert alice_row.count(">unlimited<") == 2 and ">-<" not in alice_row
+    bob_row = page[page.index("bob@example.com"):page.index("lead@example.com")]
+    assert "7 <small>(team)</small>" in bob_row and "$3.00 <small>(team)</small>" in bob_row
+    assert "Acme <small>(admin)</small>" in bob_row
+    for header in ("Person", "Team", "Images / day", "Budget / month", "Spent this month",
+                   "Active"):
+        assert f">{header}</a>" in page or f">{header}</span>" in page, header
