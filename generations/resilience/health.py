@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from generations.models import Attempt, ProviderKey, Route
@@ -49,7 +49,7 @@ class RouteHealth:
 class KeyHealth:
     key: ProviderKey
     status: str
-    usage: dict
+    usage: dict  # minute, day, in_flight (None: not tracked)
     limits: limiter.Limits
     hour: CallMix
 
@@ -84,18 +84,45 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
                 by_route.get(route.pk, CallMix()),
             )
         )
+    recorded = _calls_recorded(now)
     keys = []
     for key in ProviderKey.objects.select_related("provider").order_by("provider__name", "label"):
+        limits = limiter.Limits.of(key.provider)
+        # The limiter keeps permits only for keys it limits; others count recorded calls.
+        usage = (
+            recorded.get((key.provider_id, key.label), _NO_CALLS)
+            if limits.unlimited
+            else store.key_usage(key.pk)
+        )
         keys.append(
             KeyHealth(
                 key,
                 key_status(key, now),
-                store.key_usage(key.pk),
-                limiter.Limits.of(key.provider),
+                usage,
+                limits,
                 by_key.get((key.provider_id, key.label), CallMix()),
             )
         )
     return routes, keys
+
+
+_NO_CALLS = {"minute": 0, "day": 0, "in_flight": None}
+
+
+def _calls_recorded(now) -> dict[tuple[int, str], dict]:
+    """Calls made in the last minute and today (Pacific) per (provider, key label), from
+    the attempts log; calls in flight are not logged until they end."""
+    minute_ago = now - timedelta(seconds=limiter.MINUTE)
+    rows = (
+        Attempt.objects.filter(started__gte=limiter.day_bounds(now)[0])
+        .values("route__provider_id", "key_label")
+        .annotate(day=Count("id"), minute=Count("id", filter=Q(started__gt=minute_ago)))
+    )
+    return {
+        (r["route__provider_id"], r["key_label"]): {**_NO_CALLS, "minute": r["minute"],
+                                                    "day": r["day"]}
+        for r in rows
+    }
 
 
 def key_status(key: ProviderKey, now=None) -> str:

@@ -1,11 +1,13 @@
 """Admins can see why a route or a key is resting."""
 
+import re
+
 import pytest
 from django.utils import timezone
 
 from generations import jobs
 from generations.models import Attempt, ProviderKey
-from generations.resilience import breaker, limiter
+from generations.resilience import breaker, health, limiter
 from generations.resilience.store import get_store
 from tests.conftest import make_user
 from tests.factories import job_request, make_route
@@ -62,3 +64,23 @@ def test_the_health_page_is_for_staff_only(client, alice):
 def test_the_provider_list_links_to_health(admin_client):
     page = admin_client.get("/admin/generations/provider/").content.decode()
     assert "/admin/generations/provider/health/" in page
+
+
+def test_a_key_without_rate_limits_counts_the_calls_it_made_this_minute_and_today(
+        admin_client, alice, no_broker):
+    route = make_route("nano-banana", provider_name="Google")  # no RPM, RPD or concurrency
+    job = jobs.submit(alice, job_request(route.model))[0]
+    now = timezone.now()
+    day_start = limiter.day_bounds(now)[0]
+    times = [now, now - timezone.timedelta(seconds=5), now - timezone.timedelta(minutes=5),
+             day_start - timezone.timedelta(minutes=1)]  # the last one was yesterday
+    for number, started in enumerate(times, 1):
+        Attempt.objects.create(generation=job, number=number, route=route, key_label="primary",
+                               outcome="ok", http_status=200, started=started)
+    today = sum(t >= day_start for t in times)
+
+    [key] = health.report()[1]
+    assert key.usage == {"minute": 2, "day": today, "in_flight": None}
+    page = admin_client.get("/admin/generations/provider/health/").content.decode()
+    row = page[page.index("<td>primary"):]
+    assert re.search(rf"<td>ready</td>\s*<td>2</td>\s*<td>{today}</td>\s*<td>—</td>", row)
