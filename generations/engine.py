@@ -9,6 +9,7 @@ network call happens inside a transaction.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -364,18 +365,24 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
         bytes=len(clean.data),
         sha256=clean.sha256,
     )
-    stem = f"{gen.pk.hex}"
+    # Names of this run's own (a random part): a file half-written when the disk filled up
+    # is known by its path, and removing it can never touch another run's image.
+    stem = f"{gen.pk.hex}-{secrets.token_hex(3)}"
+    files = [(image.file, f"{stem}.{clean.extension}", clean.data),
+             (image.thumbnail, f"{stem}.webp", thumb)]
+    paths = [field.field.generate_filename(image, name) for field, name, _ in files]
     won = False
     try:
-        image.file.save(f"{stem}.{clean.extension}", ContentFile(clean.data), save=False)
-        image.thumbnail.save(f"{stem}.webp", ContentFile(thumb), save=False)
+        for field, name, data in files:
+            field.save(name, ContentFile(data), save=False)
         image.width, image.height = clean.width, clean.height  # known: no need to reopen
         won = _settle_success(gen, choice, result, image, cost, charged, reason)
     finally:
         if not won:  # our lease was taken over (the other run owns the outcome), or we failed
-            for field in (image.file, image.thumbnail):
-                if field.name:
-                    field.delete(save=False)
+            for (field, _, _), path in zip(files, paths, strict=True):
+                name = field.name or path
+                if field.storage.exists(name):
+                    field.storage.delete(name)
 
 
 def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
@@ -410,9 +417,16 @@ def _check_budget_alerts(user_id: int) -> None:
                     exc_info=True)
 
 
+# A model that answered without an image, or a call that timed out (and may have been
+# billed), gets its retries once per job: another route runs the same model, so handing
+# the job over would only repeat the answer or the bill. Other budgets are per route.
+JOB_BUDGETS = frozenset({ErrorKind.NO_IMAGE, ErrorKind.SLOW})
+ROUTE_BUDGETS = [kind for kind in resilience.RETRY_BUDGET if kind not in JOB_BUDGETS]
+
+
 def _spent_routes(gen: Generation) -> set[int]:
     """Routes that have used up a retry budget (per error class) on this job."""
-    counts = (gen.attempt_log.filter(outcome__in=list(resilience.RETRY_BUDGET))
+    counts = (gen.attempt_log.filter(outcome__in=ROUTE_BUDGETS)
               .values("route", "outcome").annotate(n=Count("pk")).order_by())
     return {row["route"] for row in counts
             if row["n"] > resilience.RETRY_BUDGET[ErrorKind(row["outcome"])]}
@@ -426,20 +440,28 @@ def _servable(route: Route) -> bool:
 
 def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
     _penalise_key(choice.key, err)
-    # Budgets are per route: a route that keeps failing hands the job to the next one,
-    # and the job fails only once every route it may use has used up its budget.
-    same_kind = gen.attempt_log.filter(outcome=err.kind, route=choice.route).count() + 1
+    # Route budgets: a route that keeps failing hands the job to the next one, and the
+    # job fails only once every route it may use has used up its budget. Job budgets
+    # (no image, timeouts) are not handed over.
+    budget = resilience.RETRY_BUDGET.get(err.kind, 0)
+    per_job = err.kind in JOB_BUDGETS
+    earlier = gen.attempt_log.filter(outcome=err.kind)
+    same_kind = (earlier if per_job else earlier.filter(route=choice.route)).count() + 1
+    over = same_kind > budget
     spent = _spent_routes(gen)
-    if same_kind > resilience.RETRY_BUDGET.get(err.kind, 0):
+    if over and not per_job:
         spent.add(choice.route.pk)
     delay = None
     if (
         err.retryable
+        and not (per_job and over)
         and any(r.pk not in spent and _servable(r) for r in _candidate_routes(gen))
         and gen.attempts < settings.NANOWEB_JOB_MAX_ATTEMPTS
     ):
-        tries = same_kind if choice.route.pk not in spent else 1  # the next route starts afresh
-        delay = resilience.retry_delay(err.kind, tries, err.retry_after)
+        if choice.route.pk in spent:  # the next route starts afresh, without this one's wait
+            delay = resilience.retry_delay(err.kind, 1, None)
+        else:
+            delay = resilience.retry_delay(err.kind, same_kind, err.retry_after)
         if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
             delay = None
     _record(

@@ -143,6 +143,35 @@ def _files_under(root) -> list[str]:
     return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
 
 
+def test_a_file_half_written_when_the_disk_fills_up_is_removed(alice, sandbox_model, settings,
+                                                               monkeypatch):
+    """The storage writes part of the original, then the disk is full: the storage never
+    names the file it leaves behind, so the engine must know the path itself."""
+    from django.core.files.base import ContentFile
+
+    real_chunks = ContentFile.chunks
+    calls = {"n": 0}
+
+    def full_after_100_bytes(self, chunk_size=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            yield self.read()[:100]
+            raise OSError(28, "No space left on device")
+        yield from real_chunks(self, chunk_size)
+
+    monkeypatch.setattr(ContentFile, "chunks", full_after_100_bytes)
+    job = run(sandbox_model, alice)
+    before = _files_under(settings.MEDIA_ROOT)
+    assert engine.run_generation(job.pk) is not None
+    assert calls["n"] == 1  # the write did start
+    assert _files_under(settings.MEDIA_ROOT) == before
+    Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert len(_files_under(settings.MEDIA_ROOT)) == len(before) + 2  # the image, its thumbnail
+
+
 def test_an_image_that_cannot_be_stored_is_retried_then_saved(alice, sandbox_model, settings,
                                                               monkeypatch):
     from django.core.files.storage import Storage

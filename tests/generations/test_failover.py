@@ -316,3 +316,42 @@ def test_a_job_fails_once_every_route_has_used_up_its_retries(alice, sandbox_mod
     assert per_route == {sandbox_model.routes.get(provider__is_sandbox=True).pk: budget + 1,
                          relay.pk: budget + 1}
     assert quotas.summary(alice).reserved_month == 0
+
+
+@pytest.mark.parametrize("kind, trigger", [(ErrorKind.NO_IMAGE, "no_image"),
+                                           (ErrorKind.SLOW, "timeout")])
+def test_no_image_and_timeouts_get_their_retries_once_per_job_not_per_route(
+        alice, sandbox_model, relay, kind, trigger):
+    """Another route runs the same model: handing these over would only repeat the answer
+    (or the bill of a call that timed out)."""
+    Provider.objects.update(read_timeout=0.5)
+    job = submit(sandbox_model, alice, prompt=f"a heron [sandbox:{trigger}]")
+    for _ in range(10):
+        if again(job) is None:
+            break
+    job.refresh_from_db()
+    assert (job.status, job.error_kind) == ("failed", kind)
+    assert job.attempt_log.count() == engine.resilience.RETRY_BUDGET[kind] + 1
+    assert quotas.ledger_problems() == []
+
+
+def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, relay):
+    """The relay never rate-limited this job: it is tried soon, not after the primary's
+    Retry-After."""
+    from generations.providers.base import ProviderError
+    from generations.resilience import limiter
+
+    primary = sandbox_model.routes.get(provider__is_sandbox=True)
+    job = submit(sandbox_model, alice)
+    budget = engine.resilience.RETRY_BUDGET[ErrorKind.RATE_LIMITED]
+    for n in range(1, budget + 1):  # the primary's earlier 429s on this job
+        job.attempt_log.create(number=n, route=primary, outcome=ErrorKind.RATE_LIMITED)
+    Generation.objects.filter(pk=job.pk).update(status="running", attempts=budget + 1)
+    job.refresh_from_db()
+    choice = engine.Choice(primary, primary.provider.keys.get(), primary.price_at(),
+                           limiter.Permit(key_id=primary.provider.keys.get().pk, token="t"))
+    err = ProviderError(ErrorKind.RATE_LIMITED, "Slow down.", http_status=429, retry_after=600)
+    delay = engine._handle_error(job, choice, err, 0.0)
+    assert delay is not None and delay < 60
+    job.refresh_from_db()
+    assert job.status == "queued" and engine.choose_route(job).route == relay
