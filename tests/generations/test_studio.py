@@ -1,6 +1,7 @@
 import pytest
 
 from generations.models import Generation
+from tests.factories import make_image
 
 pytestmark = pytest.mark.django_db
 
@@ -57,8 +58,11 @@ def test_it_hides_another_persons_job_and_image(client, alice, charlie, sandbox_
                               "image_size": "1K", "count": 1})
     job = Generation.objects.get(user=alice)
     assert client.post(f"/jobs/{job.pk}/retry").status_code == 400  # alice's own: not failed
+    image = make_image(alice)
+    assert client.get(f"/images/{image.generation_id}").status_code == 200
     client.force_login(charlie)
-    assert client.get(f"/images/{job.pk}").status_code == 404
+    assert client.get(f"/images/{image.generation_id}").status_code == 404
+    assert client.get(f"/images/{image.generation_id}/file").status_code == 404
     assert client.post(f"/jobs/{job.pk}/retry").status_code == 404
     assert client.get(f"/images/{job.pk}/file").status_code == 404
 
