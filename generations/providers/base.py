@@ -108,6 +108,12 @@ class Usage:
     thinking_tokens: int = 0
     total_tokens: int = 0
 
+    def __post_init__(self) -> None:
+        # A relay that reports image input tokens but fewer (or no) input tokens: the
+        # prompt was at least its images, so no count is ever negative downstream.
+        if self.input_image_tokens > self.input_tokens:
+            object.__setattr__(self, "input_tokens", self.input_image_tokens)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "input_tokens": self.input_tokens,

@@ -40,3 +40,12 @@ def test_it_estimates_a_worst_case_that_covers_the_real_usage():
     est = worst_case_usage(prompt="x" * 400, references=2, image_tokens=1290, text_tokens=400)
     assert cost_micros(FLASH, est) >= cost_micros(
         FLASH, Usage(input_tokens=100 + 2 * 258, output_text_tokens=46, output_image_tokens=1290))
+
+
+def test_input_tokens_are_never_fewer_than_their_image_part():
+    from generations.providers.base import Usage
+
+    usage = Usage(input_image_tokens=560, output_image_tokens=1290)  # no input_tokens reported
+    assert usage.input_tokens == 560
+    assert Usage(input_tokens=600, input_image_tokens=560).input_tokens == 600
+
