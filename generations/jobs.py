@@ -288,21 +288,20 @@ def request_like(gen: Generation) -> JobRequest:
     """One more image with the same settings (and reference images) as ``gen``."""
     from generations.images import ImageRejected, clean_image, clean_mask
 
-    def reread(upload: Upload, clean=clean_image) -> CleanImage:
+    def reread(upload: Upload, clean=clean_image, what="reference image") -> CleanImage:
         try:
             with upload.file.open("rb") as handle:
                 return clean(handle.read(), name=upload.original_name)
-        except (OSError, ImageRejected) as exc:
-            raise SubmitError(
-                f"The reference image {upload.original_name or ''} is no longer available."
-            ) from exc
+        except (OSError, ValueError, ImageRejected) as exc:  # ValueError: no file at all
+            named = f"{what} {upload.original_name}" if upload.original_name else what
+            raise SubmitError(f"The {named} is no longer available.") from exc
 
     uploads = gen.ordered_references()
     return JobRequest(model=gen.model, prompt=gen.prompt, aspect_ratio=gen.aspect_ratio,
                       image_size=gen.image_size or None, count=1,
                       references=[reread(u) for u in uploads],
                       reference_names=[u.original_name for u in uploads],
-                      mask=reread(gen.mask, clean_mask) if gen.mask_id else None,
+                      mask=reread(gen.mask, clean_mask, "edit mask") if gen.mask_id else None,
                       parent_image=gen.parent_image)
 
 

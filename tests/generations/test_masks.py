@@ -96,6 +96,18 @@ def test_a_masked_job_never_fails_over_to_a_gemini_route(alice, masked_model):
     assert "takes an edit mask" in job.error_message
 
 
+def test_a_retry_keeps_the_mask_and_says_so_when_it_is_gone(alice, masked_model):
+    job = jobs.submit(alice, job_request(masked_model, reference_bytes=[png_bytes()],
+                                         mask=images.clean_mask(mask_png())))[0]
+    engine.fail(job, "transient", "Down.")
+    job.refresh_from_db()
+    with job.mask.file.storage.open(job.mask.file.name) as stored:
+        assert jobs.request_like(job).mask.data == stored.read()
+    job.mask.file.storage.delete(job.mask.file.name)  # gone from the disk
+    with pytest.raises(jobs.SubmitError, match=r"^The edit mask .*is no longer available"):
+        jobs.request_like(job)
+
+
 def test_the_same_edit_with_another_mask_is_not_a_duplicate(sandbox_model):
     sandbox_model.supports_mask = True
     plain = job_request(sandbox_model, reference_bytes=[png_bytes()])
