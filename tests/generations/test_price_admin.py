@@ -82,10 +82,10 @@ def test_empty_prices_read_as_none_or_zero_not_unlimited():
     assert 'placeholder="0"' in page and 'placeholder="none"' in page
 
 
-def test_the_route_page_refuses_a_negative_price_and_keeps_the_old_one(client, db):
+def post_route_price(client, route, **price_fields):
+    """Post the route's page with its one price changed to ``price_fields``, as an admin."""
     from tests.conftest import make_user
 
-    route = make_route("nano-banana")
     client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))
     price = route.prices.get()
     data = {"model": route.model_id, "provider": route.provider_id,
@@ -93,30 +93,22 @@ def test_the_route_page_refuses_a_negative_price_and_keeps_the_old_one(client, d
             "enabled": "on", "prices-TOTAL_FORMS": "1", "prices-INITIAL_FORMS": "1",
             "prices-0-id": price.pk, "prices-0-route": route.pk,
             "prices-0-effective_from_0": "2025-01-01", "prices-0-effective_from_1": "00:00:00",
-            "prices-0-input_per_mtok": "-1", "prices-0-image_output_per_mtok": "30",
-            "prices-0-per_image": ""}
-    r = client.post(f"/admin/generations/route/{route.pk}/change/", data)
+            **{f"prices-0-{name}": value for name, value in price_fields.items()}}
+    return client.post(f"/admin/generations/route/{route.pk}/change/", data)
+
+
+def test_the_route_page_refuses_a_negative_price_and_keeps_the_old_one(client, db):
+    route = make_route("nano-banana")
+    r = post_route_price(client, route, input_per_mtok="-1", image_output_per_mtok="30")
     assert r.status_code == 200
     assert "cannot be negative" in r.content.decode()
-    price.refresh_from_db()
-    assert price.input_per_mtok == 300_000
+    assert route.prices.get().input_per_mtok == 300_000
 
 
 def test_the_route_page_saves_per_image_prices_typed_in_dollars(client, db):
-    from tests.conftest import make_user
-
     route = make_route("nano-banana")
-    client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))
-    price = route.prices.get()
-    data = {"model": route.model_id, "provider": route.provider_id,
-            "upstream_model": route.upstream_model, "priority": route.priority,
-            "enabled": "on", "prices-TOTAL_FORMS": "1", "prices-INITIAL_FORMS": "1",
-            "prices-0-id": price.pk, "prices-0-route": route.pk,
-            "prices-0-effective_from_0": "2025-01-01", "prices-0-effective_from_1": "00:00:00",
-            "prices-0-per_image": '{"1K": 0.134, "4K": 0.24}'}
-    r = client.post(f"/admin/generations/route/{route.pk}/change/", data)
+    r = post_route_price(client, route, per_image='{"1K": 0.134, "4K": 0.24}')
     assert r.status_code == 302, r.content.decode()
-    price.refresh_from_db()
-    assert price.per_image == {"1K": 134_000, "4K": 240_000}
+    assert route.prices.get().per_image == {"1K": 134_000, "4K": 240_000}
     page = client.get(f"/admin/generations/route/{route.pk}/change/").content.decode()
     assert "{&quot;1K&quot;: 0.134, &quot;4K&quot;: 0.24}" in page
