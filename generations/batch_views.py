@@ -114,8 +114,7 @@ class BatchForm(forms.Form):
         mine = limits.for_user(user)
         allowed = [m.pk for m in jobs.available_models() if mine.allows_model(m)]
         self.fields["model"].queryset = jobs.available_models().filter(pk__in=allowed)
-        self.fields["model"].label_from_instance = (
-            lambda m: "Sandbox (offline)" if m.is_sandbox else m.name)
+        self.fields["model"].label_from_instance = lambda m: m.label
 
     def clean_csv_file(self):
         upload = self.cleaned_data.get("csv_file")

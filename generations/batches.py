@@ -187,13 +187,16 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
 
 def over_limit(user, images: int, micros: int) -> str | None:
     """The first of the person's limits the whole batch would exceed, in words."""
-    left = quotas.summary(user)
-    if left.images_left is not None and images > left.images_left:
-        return (f"This batch needs {images} images but your daily limit of "
-                f"{left.daily_limit} images leaves {left.images_left} today. Nothing was started.")
-    if left.budget_left is not None and micros > left.budget_left:
-        return (f"This batch may cost up to {format_usd(micros)} but your monthly budget of "
-                f"{format_usd(left.monthly_budget)} has {format_usd(left.budget_left)} left. "
+    quota = quotas.summary(user)
+    whose = f"team {quota.team}'s shared" if quota.team else "your"
+    day, month = quota.images_room, quota.budget_room
+    if day.left is not None and images > day.left:
+        return (f"This batch needs {images} images but {whose if day.shared else 'your'} daily "
+                f"limit of {day.limit} images leaves {day.left} today. Nothing was started.")
+    if month.left is not None and micros > month.left:
+        return (f"This batch may cost up to {format_usd(micros)} but "
+                f"{whose if month.shared else 'your'} monthly budget of "
+                f"{format_usd(month.limit)} has {format_usd(month.left)} left. "
                 "Nothing was started.")
     return None
 
@@ -413,7 +416,7 @@ def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"])
     for gen, name in members:
-        writer.writerow([gen.prompt, gen.model.name, gen.aspect_ratio, gen.image_size,
+        writer.writerow([gen.prompt, gen.model.label, gen.aspect_ratio, gen.image_size,
                          csv_usd(gen.actual_micros), name, gen.status])
     return out.getvalue().encode()
 

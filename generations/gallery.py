@@ -15,10 +15,10 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from generations.models import Image, ModelSpec
+from generations.models import Generation, Image, ModelSpec
 
 SCOPES = [("", "My images"), ("mine", "I shared"), ("team", "Team")]
 
@@ -38,6 +38,16 @@ class GalleryFilters(forms.Form):
     since = forms.DateField(required=False, label="From")
     until = forms.DateField(required=False, label="To")
     batch = forms.UUIDField(required=False, label="Batch")
+
+    def model_choices(self):
+        """The models worth offering: those people can use now, those that made images,
+        and the one filtered by (any model is accepted in a link)."""
+        from generations.jobs import available_models
+
+        made = Generation.objects.filter(model=OuterRef("pk"))
+        chosen = Q(slug=self.data.get("model") or "")
+        return ModelSpec.objects.filter(
+            Q(pk__in=available_models().values("pk")) | Exists(made) | chosen)
 
     def clean(self):
         data = super().clean()

@@ -60,6 +60,11 @@ class ModelSpec(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def label(self) -> str:
+        """The name people see: the sandbox says it is not a real model."""
+        return "Sandbox (offline)" if self.is_sandbox else self.name
+
     def image_tokens_for(self, size: str | None) -> int:
         return int(self.image_tokens.get(size or "default") or self.image_tokens.get("default", 0))
 

@@ -76,9 +76,10 @@ def _choices(values, allowed) -> list[tuple[str, bool]]:
 
 
 def _left_after(quota: quotas.QuotaSummary, estimate: int | None) -> int | None:
-    if estimate is None or quota.budget_left is None:
+    left = quota.budget_room.left  # the person's budget or the team's shared one
+    if estimate is None or left is None:
         return None
-    return quota.budget_left - estimate
+    return left - estimate
 
 
 def _selected_model(form: StudioForm, models: list[ModelSpec]) -> ModelSpec | None:

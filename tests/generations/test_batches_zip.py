@@ -80,4 +80,4 @@ def test_the_manifest_lists_cost_and_model(alice, sandbox, client):
     members = batches.zip_members(batch)
     rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
     assert rows[0] == ["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"]
-    assert rows[1][:4] == ["only one", "Sandbox", "1:1", "1K"]
+    assert rows[1][:4] == ["only one", "Sandbox (offline)", "1:1", "1K"]

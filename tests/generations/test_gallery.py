@@ -109,6 +109,22 @@ def test_it_filters_by_model_starred_and_dates(client, alice):
     assert b"No images match these filters." in r.content
 
 
+def test_the_model_filter_offers_models_in_use_or_usable_not_every_model(client, alice,
+                                                                        sandbox_model):
+    pro = ModelSpec.objects.get(slug="nano-banana-pro")
+    make_image(alice, "made by pro when it had a key", model=pro)
+    client.force_login(alice)
+
+    def offered(url="/gallery"):
+        page = client.get(url).content.decode()
+        return set(re.findall(r'<option value="([\w-]+)"', page.split('name="model"', 1)[1]
+                              .split("</select>", 1)[0]))
+
+    assert offered() == {"sandbox", "nano-banana-pro"}  # usable, and made an image
+    assert offered("/gallery?model=nano-banana-2") == {"sandbox", "nano-banana-pro",
+                                                       "nano-banana-2"}  # linked to
+
+
 def test_it_refuses_bad_filters_with_a_message(client, alice):
     client.force_login(alice)
     r = client.get("/gallery?since=2026-13-45")

@@ -134,3 +134,32 @@ def test_the_duplicate_guard_can_be_turned_off(client, alice, sandbox_model, no_
     engine.run_generation(Generation.objects.get().pk)
     client.post("/generate", form, HTTP_HX_REQUEST="true")
     assert Generation.objects.count() == 2
+
+
+def test_the_studio_counts_the_teams_shared_budget_when_it_binds(client, alice, bob, team,
+                                                                 sandbox_model, no_broker):
+    """Alice's own budget is $20 and 50 images a day; her team shares $0.10 and 30 images,
+    and Bob's image in progress holds part of that budget."""
+    from accounts import quotas
+    from accounts.templatetags.money import usd_short
+    from generations import batches
+    from tests.factories import submit_one
+
+    team.shared_monthly_budget_micros = 100_000
+    team.shared_daily_image_limit = 30
+    team.save()
+    held = submit_one(sandbox_model, bob).reserved_micros
+    left = 100_000 - held
+    assert quotas.summary(alice).budget_room.left == left
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert f"{usd_short(left)} of $0.10 team budget this month" in page
+    assert "29 of 30 team images left today" in page  # the team's 30 bind before her 50
+    r = client.get("/studio/estimate", {"model": "sandbox", "count": 1, "image_size": "1K"})
+    assert f"More than the {usd_short(left)} left in team Acme's shared budget" in \
+        r.content.decode()
+    usage = client.get("/usage").content.decode()
+    assert usd_short(left) in usage and "team Acme's shared budget" in usage
+    refusal = batches.over_limit(alice, 1, 100_000)
+    assert "team Acme's shared monthly budget of $0.10 has" in refusal
+    assert "Nothing was started." in refusal
