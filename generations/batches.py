@@ -188,15 +188,17 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
 def over_limit(user, images: int, micros: int) -> str | None:
     """The first of the person's limits the whole batch would exceed, in words."""
     quota = quotas.summary(user)
-    whose = f"team {quota.team}'s shared" if quota.team else "your"
     day, month = quota.images_room, quota.budget_room
+
+    def whose(room: quotas.Room) -> str:
+        return f"team {quota.team}'s shared" if room.shared else "your"
+
     if day.left is not None and images > day.left:
-        return (f"This batch needs {images} images but {whose if day.shared else 'your'} daily "
-                f"limit of {day.limit} images leaves {day.left} today. Nothing was started.")
+        return (f"This batch needs {images} images but {whose(day)} daily limit of "
+                f"{day.limit} images leaves {day.left} today. Nothing was started.")
     if month.left is not None and micros > month.left:
-        return (f"This batch may cost up to {format_usd(micros)} but "
-                f"{whose if month.shared else 'your'} monthly budget of "
-                f"{format_usd(month.limit)} has {format_usd(month.left)} left. "
+        return (f"This batch may cost up to {format_usd(micros)} but {whose(month)} monthly "
+                f"budget of {format_usd(month.limit)} has {format_usd(month.left)} left. "
                 "Nothing was started.")
     return None
 

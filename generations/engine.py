@@ -132,8 +132,8 @@ def choose_route(gen: Generation) -> Choice:
         raise NoRoute(f"No provider for {gen.model.name} takes an edit mask: masks need an "
                       "OpenAI Images provider. An admin needs to add one.")
     spent = _spent_routes(gen)
-    fresh = [r for r in routes if r.pk not in spent and _servable(r)]
-    routes = fresh or routes  # a route that used up its budget only when nothing else can serve
+    if spent:  # a route that used up its budget only when nothing else can serve
+        routes = [r for r in routes if r.pk not in spent and _servable(r)] or routes
     last = gen.attempt_log.order_by("-number").first()
     if last and last.outcome in breaker.ROUTE_FAILURES:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last

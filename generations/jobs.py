@@ -86,11 +86,14 @@ def validate(req: JobRequest) -> None:
         _validate_mask(req)
 
 
+def no_mask(model: ModelSpec) -> str:
+    return (f"{model.name} edits from the prompt and reference images and takes no mask; "
+            "describe the change in the prompt instead.")
+
+
 def _validate_mask(req: JobRequest) -> None:
     if not req.model.supports_mask:
-        raise SubmitError(f"{req.model.name} edits from the prompt and reference images and "
-                          "takes no mask; describe the change in the prompt instead.",
-                          field="mask")
+        raise SubmitError(no_mask(req.model), field="mask")
     if not req.references:
         raise SubmitError("A mask needs the image it applies to.", field="mask")
     first, mask = req.references[0], req.mask

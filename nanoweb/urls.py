@@ -1,6 +1,4 @@
 from django.contrib import admin
-from django.shortcuts import redirect
-from django.templatetags.static import static
 from django.urls import include, path
 
 from accounts.views import api_page, revoke_token, usage_page
@@ -9,15 +7,8 @@ from nanoweb import views
 admin.site.site_header = "nanoweb admin"
 admin.site.site_title = "nanoweb"
 
-
-
-def favicon(request):
-    """Browsers ask for /favicon.ico on pages that link no icon (and some ask anyway)."""
-    return redirect(static("img/favicon.svg"))  # not permanent: the hashed name changes
-
-
 urlpatterns = [
-    path("favicon.ico", favicon),
+    path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("usage", usage_page, name="usage"),

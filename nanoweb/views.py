@@ -1,5 +1,12 @@
 from django.db import connection
 from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that link no icon (and some ask anyway)."""
+    return redirect(static("img/favicon.svg"))  # not permanent: the hashed name changes
 
 
 def healthz(request):

@@ -88,9 +88,7 @@ async def edit_image(
     spec = await sync_to_async(mapping.find_model)(model)
     _refuse_unsupported(background)
     if mask is not None and not spec.supports_mask:
-        raise ApiError(400, f"{spec.name} edits from the prompt and reference images and "
-                            "takes no mask; describe the change in the prompt instead.",
-                       param="mask", code="unsupported_value")
+        raise ApiError(400, jobs.no_mask(spec), param="mask", code="unsupported_value")
     uploads = list(image or []) + request.FILES.getlist("image[]")
     if not uploads:
         raise ApiError(400, "Attach at least one image to edit (field 'image').",
@@ -99,7 +97,8 @@ async def edit_image(
         raise ApiError(400, jobs.too_many_references(spec, len(uploads)), param="image",
                        code="invalid_value")
     references = await sync_to_async(_clean_uploads)(uploads)
-    cleaned_mask = await sync_to_async(_clean_uploads)([mask], "mask") if mask else [None]
+    cleaned_mask = (await sync_to_async(_clean_uploads)([mask], "mask", images.clean_mask)
+                    if mask else [None])
     shape = _shape(spec, size, quality, None, None)
     req = jobs.JobRequest(model=spec, prompt=prompt, aspect_ratio=shape.aspect_ratio,
                           image_size=shape.image_size, count=n, references=references,
@@ -108,8 +107,7 @@ async def edit_image(
     return await _run(request, user, req, response_format, output_format)
 
 
-def _clean_uploads(uploads, param: str = "image") -> list:
-    clean = images.clean_mask if param == "mask" else images.clean_image
+def _clean_uploads(uploads, param: str = "image", clean=images.clean_image) -> list:
     cleaned = []
     for upload in uploads:
         try:
