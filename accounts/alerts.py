@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import limits
-from accounts.models import BudgetAlert, QuotaCounter, Team, User, format_usd
-from accounts.periods import month_start, next_month_start, quota_day
+from accounts.models import BudgetAlert, QuotaCounter, Team, User
+from accounts.periods import month_start, quota_day
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +79,6 @@ def _recipients(alert: BudgetAlert) -> list[str]:
     return list(admins.values_list("email", flat=True))
 
 
-def who(alert: BudgetAlert) -> str:
-    return "Your" if alert.user_id else f"Team {alert.team.name}'s shared"
-
-
-def headline(alert: BudgetAlert) -> str:
-    resets = next_month_start(alert.period_start)
-    percent = alert.spent_micros * 100 // alert.budget_micros
-    if alert.threshold >= 100:
-        return (f"{who(alert)} monthly budget of {format_usd(alert.budget_micros)} is used up "
-                f"({format_usd(alert.spent_micros)} charged). New images are refused until it "
-                f"resets on {resets:%B} 1, or an admin raises it.")
-    return (f"{who(alert)} monthly budget is {percent} % used: {format_usd(alert.spent_micros)} "
-            f"of {format_usd(alert.budget_micros)}. It resets on {resets:%B} 1.")
-
-
 def subject(alert: BudgetAlert) -> str:
     owner = "your" if alert.user_id else f"team {alert.team.name}'s"
     return f"nanoweb: {alert.threshold} % of {owner} monthly budget used"
@@ -103,7 +88,7 @@ def body(alert: BudgetAlert) -> str:
     url = settings.NANOWEB_BASE_URL.rstrip("/") + reverse("usage")
     if alert.team_id:
         url += "?view=team"
-    return f"{headline(alert)}\n\nSee where it went: {url}\n"
+    return f"{alert.headline}\n\nSee where it went: {url}\n"
 
 
 def current_for(user: User) -> BudgetAlert | None:

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.periods import next_month_start
+
 MICROS_PER_USD = 1_000_000
 
 
@@ -296,9 +298,16 @@ class BudgetAlert(models.Model):
 
     @property
     def headline(self) -> str:
-        from accounts.alerts import headline
-
-        return headline(self)
+        """What the studio banner and the email say."""
+        who = "Your" if self.user_id else f"Team {self.team.name}'s shared"
+        resets = next_month_start(self.period_start)
+        if self.threshold >= 100:
+            return (f"{who} monthly budget of {format_usd(self.budget_micros)} is used up "
+                    f"({format_usd(self.spent_micros)} charged). New images are refused until "
+                    f"it resets on {resets:%B} 1, or an admin raises it.")
+        percent = self.spent_micros * 100 // self.budget_micros
+        return (f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros)} "
+                f"of {format_usd(self.budget_micros)}. It resets on {resets:%B} 1.")
 
 
 class ApiToken(models.Model):

@@ -23,6 +23,10 @@ from accounts.periods import month_start, next_midnight, next_month_start, quota
 
 
 class QuotaExceeded(Exception):
+    """Admission refused; ``limit`` says which kind of limit (one of the constants)."""
+
+    IMAGES, BUDGET, IN_PROGRESS = "images", "micros", "in_progress"
+
     def __init__(self, message: str, *, limit: str) -> None:
         super().__init__(message)
         self.message = message
@@ -147,7 +151,10 @@ def _row(period: str, start: dt.date, *, user=None, team=None):
     return QuotaCounter.objects.filter(period=period, period_start=start, user=user, team=team)
 
 
-def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
+def summary(user: User, now: dt.datetime | None = None,
+            mine: limits.EffectiveLimits | None = None) -> QuotaSummary:
+    """What is used and left today and this month. ``mine``: the person's limits, when
+    the caller has read them already (they are read once per request)."""
     day = quota_day(now)
     team = user.team if user.team_id else None
     owners = Q(user=user) | Q(team=team) if team else Q(user=user)
@@ -155,7 +162,7 @@ def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
             for c in QuotaCounter.objects.filter(_period_filter(day)).filter(owners)}
     d, m = rows.get((False, QuotaCounter.DAY)), rows.get((False, QuotaCounter.MONTH))
     td, tm = rows.get((True, QuotaCounter.DAY)), rows.get((True, QuotaCounter.MONTH))
-    mine = limits.for_user(user)
+    mine = mine or limits.for_user(user)
     return QuotaSummary(
         day=day,
         images_today=(d.images_used + d.images_reserved) if d else 0,
@@ -172,7 +179,8 @@ def summary(user: User, now: dt.datetime | None = None) -> QuotaSummary:
     )
 
 
-def reserve(user: User, generations: Sequence, per_image_micros: int) -> None:
+def reserve(user: User, generations: Sequence, per_image_micros: int,
+            mine: limits.EffectiveLimits | None = None) -> None:
     """Admit ``generations`` (saved, one image each, same quota day and team) or raise.
 
     Every limit is a conditional UPDATE in the caller's transaction, which also
@@ -184,32 +192,34 @@ def reserve(user: User, generations: Sequence, per_image_micros: int) -> None:
         raise RuntimeError("reserve() must run inside transaction.atomic()")
     images, micros = len(generations), per_image_micros * len(generations)
     day, team = generations[0].quota_day, generations[0].team
-    mine = limits.for_user(user)
+    mine = mine or limits.for_user(user)
     _ensure_counters(user, team, day)
     _lock_counters(user.pk, team.pk if team is not None else None, day)
     add = {"images_reserved": F("images_reserved") + images,
            "micros_reserved": F("micros_reserved") + micros}
 
     checks = [
-        (_row(QuotaCounter.DAY, day, user=user), "images", mine.daily_images,
+        (_row(QuotaCounter.DAY, day, user=user), QuotaExceeded.IMAGES, mine.daily_images,
          lambda: _daily_message(user, images, mine.daily_images)),
-        (_row(QuotaCounter.MONTH, month_start(day), user=user), "micros", mine.monthly_budget,
+        (_row(QuotaCounter.MONTH, month_start(day), user=user), QuotaExceeded.BUDGET,
+         mine.monthly_budget,
          lambda: _budget_message(user, micros, mine.monthly_budget)),
-        (_row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=user), "live",
+        (_row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=user), QuotaExceeded.IN_PROGRESS,
          mine.max_concurrent, lambda: _concurrency_message(images, mine.max_concurrent)),
     ]
     if team is not None:
         checks += [
-            (_row(QuotaCounter.DAY, day, team=team), "images", team.shared_daily_image_limit,
-             lambda: _team_daily_message(team, images, day)),
-            (_row(QuotaCounter.MONTH, month_start(day), team=team), "micros",
+            (_row(QuotaCounter.DAY, day, team=team), QuotaExceeded.IMAGES,
+             team.shared_daily_image_limit, lambda: _team_daily_message(team, images, day)),
+            (_row(QuotaCounter.MONTH, month_start(day), team=team), QuotaExceeded.BUDGET,
              team.shared_monthly_budget_micros,
              lambda: _team_budget_message(team, micros, day)),
         ]
     for rows, measure, limit, message in checks:
         if limit is not None:
             rows = rows.filter(_room(measure, limit, images, micros))
-        change = {"images_reserved": add["images_reserved"]} if measure == "live" else add
+        in_progress = measure == QuotaExceeded.IN_PROGRESS
+        change = {"images_reserved": add["images_reserved"]} if in_progress else add
         if not rows.update(**change):
             raise QuotaExceeded(message(), limit=measure)
 
@@ -223,9 +233,9 @@ def reserve(user: User, generations: Sequence, per_image_micros: int) -> None:
 
 def _room(measure: str, limit: int, images: int, micros: int) -> Q:
     """The condition under which a counter row still has room for this request."""
-    if measure == "images":
+    if measure == QuotaExceeded.IMAGES:
         return Q(images_used__lte=limit - images - F("images_reserved"))
-    if measure == "micros":
+    if measure == QuotaExceeded.BUDGET:
         return Q(micros_spent__lte=limit - micros - F("micros_reserved"))
     return Q(images_reserved__lte=limit - images)  # jobs in progress
 
@@ -316,14 +326,13 @@ def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, no
 
 
 def open_reservations(older_than: dt.datetime):
-    """Jobs holding a reservation taken before ``older_than`` and never settled or
-    released. None should exist past the longest job deadline."""
-    from generations.models import Generation
-
+    """The reserve entries taken before ``older_than`` whose job was never settled or
+    released (their ``generation_id`` names the job). None should exist past the
+    longest job deadline."""
     closed = LedgerEntry.objects.filter(kind__in=[LedgerEntry.SETTLE, LedgerEntry.RELEASE])
-    return Generation.objects.filter(
-        ledger_entries__kind=LedgerEntry.RESERVE, ledger_entries__created__lt=older_than
-    ).exclude(pk__in=closed.values("generation_id"))
+    return LedgerEntry.objects.filter(
+        kind=LedgerEntry.RESERVE, created__lt=older_than, generation__isnull=False
+    ).exclude(generation_id__in=closed.values("generation_id"))
 
 
 def ledger_problems(counters=None) -> list[str]:

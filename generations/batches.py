@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
+from django.utils.text import slugify
 
 from accounts import limits, quotas
 from accounts.models import csv_usd, format_usd
@@ -170,7 +171,7 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
         try:
             jobs.validate(row.request)
             jobs.validate_for(user, row.request)
-            per_row.append(jobs.estimate_per_image(row.request) * row.request.count)
+            per_row.append(jobs.estimate_request(row.request) * row.request.count)
         except jobs.SubmitError as exc:
             where = f"Row {row.number}" if csv_rows else f"Line {row.number}"
             column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
@@ -244,7 +245,7 @@ def _admit(user, batch: Batch, requests: list[jobs.JobRequest], *, strict: bool)
 
 
 def _jobs_in_progress_full(exc: jobs.SubmitError) -> bool:
-    return isinstance(exc.__cause__, QuotaExceeded) and exc.__cause__.limit == "live"
+    return exc.limit == QuotaExceeded.IN_PROGRESS
 
 
 def _as_row(request: jobs.JobRequest) -> dict:
@@ -382,7 +383,7 @@ def retry_failed(user, batch: Batch) -> list[Generation]:
         raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
     try:
         requests = [jobs.request_like(g) for g in failed]  # reads each reference once
-        plan_micros = sum(jobs.estimate_per_image(r) for r in requests)
+        plan_micros = sum(jobs.estimate_request(r) for r in requests)
         refusal = over_limit(user, len(failed), plan_micros)
         if refusal:
             raise BatchError([refusal.replace("This batch", "Retrying the failed images")])
@@ -408,8 +409,6 @@ def zip_members(batch: Batch) -> list[tuple[Generation, str]]:
 
 
 def _slug(prompt: str) -> str:
-    from django.utils.text import slugify
-
     return slugify(prompt)[:40].strip("-") or "image"
 
 

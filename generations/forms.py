@@ -1,10 +1,14 @@
+"""The studio's and the batches page's forms: they turn what a person typed into
+:class:`jobs.JobRequest`s (the domain validates; the form names the field)."""
+
 from __future__ import annotations
 
 import uuid
 
 from django import forms
 
-from generations import images, jobs
+from accounts import limits
+from generations import batches, images, jobs
 from generations.models import ASPECT_RATIOS, Image, ModelSpec
 
 
@@ -51,7 +55,7 @@ class StudioForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = jobs.available_models()
+        self.fields["model"].queryset = ModelSpec.objects.available()
         self.user = user
         self.parent_image = self._find_parent()
 
@@ -127,3 +131,51 @@ class StudioForm(forms.Form):
         except jobs.SubmitError as exc:
             self.add_error(exc.field, exc.message)
         return data
+
+
+class BatchForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False,
+                           widget=forms.TextInput(attrs={"placeholder": "e.g. Spring catalogue"}))
+    prompts = forms.CharField(required=False, widget=forms.Textarea(attrs={
+        "rows": 8, "placeholder": "A red fox in the snow\nA lighthouse at dusk\n…"}))
+    csv_file = forms.FileField(required=False, label="or a CSV file")
+    csv_text = forms.CharField(required=False, widget=forms.HiddenInput)
+    model = forms.ModelChoiceField(queryset=ModelSpec.objects.none(), to_field_name="slug",
+                                   empty_label=None)
+    aspect_ratio = forms.ChoiceField(choices=[(a, a) for a in ASPECT_RATIOS], initial="1:1")
+    image_size = forms.ChoiceField(required=False, label="Size", choices=[
+        ("", "Model default"), ("1K", "1K"), ("2K", "2K"), ("4K", "4K")])
+    count = forms.TypedChoiceField(coerce=int, initial=1, label="Images per prompt",
+                                   choices=[(n, str(n)) for n in range(1, 5)])
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        mine = limits.for_user(user)
+        available = ModelSpec.objects.available()
+        allowed = [m.pk for m in available if mine.allows_model(m)]
+        self.fields["model"].queryset = available.filter(pk__in=allowed)
+        self.fields["model"].label_from_instance = lambda m: m.label
+
+    def clean_csv_file(self):
+        upload = self.cleaned_data.get("csv_file")
+        if upload and upload.size > batches.MAX_CSV_BYTES:
+            raise forms.ValidationError(
+                f"The CSV file is {upload.size // 1024:,} KB; the limit is "
+                f"{batches.MAX_CSV_BYTES // 1024:,} KB.")
+        return upload
+
+    def plan(self, user) -> batches.Plan:
+        """Parse and check every row (raises BatchError listing the bad ones)."""
+        data = self.cleaned_data
+        model = data["model"]
+        size = data.get("image_size") or model.default_size()
+        defaults = batches.Defaults(model=model, aspect_ratio=data["aspect_ratio"],
+                                    image_size=size if model.sizes else None,
+                                    count=data["count"])
+        raw = data["csv_file"].read() if data.get("csv_file") else (
+            data.get("csv_text") or "").encode()
+        if raw:
+            self.csv_source = raw.decode("utf-8-sig", errors="replace")
+            models = list(self.fields["model"].queryset)
+            return batches.check(user, batches.parse_csv(raw, defaults, models), csv_rows=True)
+        return batches.check(user, batches.parse_lines(data.get("prompts", ""), defaults))

@@ -42,12 +42,10 @@ class GalleryFilters(forms.Form):
     def model_choices(self):
         """The models worth offering: those people can use now, those that made images,
         and the one filtered by (any model is accepted in a link)."""
-        from generations.jobs import available_models
-
         made = Generation.objects.filter(model=OuterRef("pk"))
         chosen = Q(slug=self.data.get("model") or "")
         return ModelSpec.objects.filter(
-            Q(pk__in=available_models().values("pk")) | Exists(made) | chosen)
+            Q(pk__in=ModelSpec.objects.available().values("pk")) | Exists(made) | chosen)
 
     def clean(self):
         data = super().clean()

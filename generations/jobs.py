@@ -14,18 +14,23 @@ from django.utils import timezone
 
 from accounts import limits, quotas
 from accounts.periods import quota_day
-from generations import pricing
-from generations.images import CleanImage
+from generations import pricing, queue
+from generations.failures import ErrorKind
+from generations.images import CleanImage, ImageRejected, clean_image, clean_mask
 from generations.models import Generation, Image, ModelSpec, Route, Upload
 
 
 class SubmitError(Exception):
-    """Bad input or a refused admission; ``field`` names the form field to blame."""
+    """Bad input or a refused admission. ``field`` names the form field to blame;
+    ``limit`` says which quota refused it (``quotas.QuotaExceeded``'s constants), or is
+    None for a request that is wrong in itself."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None,
+                 limit: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.limit = limit
 
 
 @dataclass
@@ -40,13 +45,6 @@ class JobRequest:
     mask: CleanImage | None = None  # transparent where the first reference may change
     parent_image: Image | None = None
     source: str = "studio"  # or "api"
-
-
-def available_models():
-    """Models people can pick: enabled, with at least one enabled, usable route."""
-    return ModelSpec.objects.filter(
-        enabled=True, routes__enabled=True, routes__provider__enabled=True
-    ).distinct()
 
 
 def validate(req: JobRequest) -> None:
@@ -102,9 +100,10 @@ def _validate_mask(req: JobRequest) -> None:
                           f"of the first image ({first.width}×{first.height}).", field="mask")
 
 
-def validate_for(user, req: JobRequest) -> None:
-    """Refuse what this person may not do (their own or their team's limits)."""
-    mine = limits.for_user(user)
+def validate_for(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) -> None:
+    """Refuse what this person may not do (their own or their team's limits; ``mine``
+    when the caller has read them already)."""
+    mine = mine or limits.for_user(user)
     whose = "your" if mine.source == "own" else f"{mine.source}'s"
     if not mine.allows_model(req.model):
         raise SubmitError(f"{req.model.name} is not among the models {whose} limits allow.",
@@ -157,40 +156,44 @@ def too_many_references(model: ModelSpec, attached: int) -> str:
     )
 
 
-def estimate_per_image(req: JobRequest) -> int:
+def estimate_per_image(model: ModelSpec, *, image_size: str | None, prompt_chars: int,
+                       references: int) -> int:
     """Worst case over the model's routes, so any route that serves is covered."""
     worst = None
     usage = pricing.worst_case_usage(
-        prompt=req.prompt,
-        references=len(req.references),
-        image_tokens=req.model.image_tokens_for(req.image_size),
-        text_tokens=req.model.estimate_text_tokens,
+        prompt_chars=prompt_chars,
+        references=references,
+        image_tokens=model.image_tokens_for(image_size),
+        text_tokens=model.estimate_text_tokens,
     )
-    for route in _routes(req.model):
+    for route in Route.objects.usable().filter(model=model):
         price = route.price_at()
-        if price is None and not route.is_free:
+        if not route.is_priced(price):
             continue  # an unpriced route is never used, so it cannot cost anything
-        rates = pricing.Rates.of(price) if price else None
-        cost = pricing.cost_micros(rates, usage, image_size=req.image_size, free=route.is_free)
+        cost = pricing.route_cost(route, price, usage, image_size)
         worst = cost if worst is None else max(worst, cost)
     if worst is None:
         raise SubmitError(
-            f"{req.model.name} has no priced provider route; ask an admin to "
+            f"{model.name} has no priced provider route; ask an admin to "
             "set a price or mark the route free.",
             field="model",
         )
     return worst
 
 
-def _routes(model: ModelSpec):
-    return Route.objects.filter(model=model, enabled=True, provider__enabled=True)
+def estimate_request(req: JobRequest) -> int:
+    """:func:`estimate_per_image` for what ``req`` asks."""
+    return estimate_per_image(req.model, image_size=req.image_size,
+                              prompt_chars=len(req.prompt), references=len(req.references))
 
 
-def submit(user, req: JobRequest) -> list[Generation]:
-    """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing."""
+def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) -> list[Generation]:
+    """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing.
+    ``mine``: the person's limits, when the caller has read them already."""
+    mine = mine or limits.for_user(user)
     validate(req)
-    validate_for(user, req)
-    per_image = estimate_per_image(req)
+    validate_for(user, req, mine)
+    per_image = estimate_request(req)
     print_ = fingerprint(req)
     uploads = _store_uploads(user, req.references, req.reference_names)  # outside the transaction
     mask = _store_uploads(user, [req.mask], ["mask"])[0] if req.mask else None
@@ -220,14 +223,14 @@ def submit(user, req: JobRequest) -> list[Generation]:
                 )
                 for i in range(req.count)
             ]
-            quotas.reserve(user, jobs, per_image)
+            quotas.reserve(user, jobs, per_image, mine)
             for job in jobs:
                 for upload in uploads:  # one by one: their order is kept (see ordered_references)
                     job.references.add(upload)
-            transaction.on_commit(lambda: enqueue([j.pk for j in jobs]))
+            transaction.on_commit(lambda: queue.enqueue([j.pk for j in jobs]))
     except quotas.QuotaExceeded as exc:
         _discard_new_uploads([*uploads, mask] if mask else uploads)
-        raise SubmitError(exc.message, field=None) from exc
+        raise SubmitError(exc.message, limit=exc.limit) from exc
     return jobs
 
 
@@ -244,19 +247,12 @@ def cancel(user, request_id) -> list[Generation]:
             won = Generation.objects.filter(
                 pk=gen.pk, status=Generation.QUEUED, started__isnull=True
             ).update(status=Generation.CANCELLED, stage="", finished=timezone.now(),
-                     actual_micros=0, refunded=True, error_kind="cancelled",
+                     actual_micros=0, refunded=True, error_kind=ErrorKind.CANCELLED,
                      error_message="Cancelled before it started.")
             if won:
                 quotas.release(gen, reason="cancelled before it started")
                 cancelled.append(gen)
     return cancelled
-
-
-def enqueue(ids) -> None:
-    from generations.tasks import run_generation
-
-    for pk in ids:
-        run_generation.delay(str(pk))
 
 
 def _store_uploads(user, images: list[CleanImage], names: list[str]) -> list[Upload]:
@@ -289,8 +285,6 @@ def _discard_new_uploads(uploads: list[Upload]) -> None:
 
 def request_like(gen: Generation) -> JobRequest:
     """One more image with the same settings (and reference images) as ``gen``."""
-    from generations.images import ImageRejected, clean_image, clean_mask
-
     def reread(upload: Upload, clean=clean_image, what="reference image") -> CleanImage:
         try:
             with upload.file.open("rb") as handle:

@@ -19,42 +19,6 @@ from generations.models import Generation
 
 MAX_CARDS = 200  # a page never shows more in-flight cards than a batch has rows
 
-# error kind → (title, what happened in plain words). Every card without an image says
-# which of these it was; the engine's own message follows as the detail.
-FAILURES = {
-    "blocked": ("Blocked by the safety filter",
-                "The provider's safety filter refused this prompt or the image it made."),
-    "no_image": ("No image returned",
-                 "The model answered without an image, even after a second try."),
-    "transient": ("Provider unavailable",
-                  "The provider stayed unavailable after several retries."),
-    "corrupt": ("Provider unavailable",
-                "The provider kept sending damaged images, even after retries."),
-    "slow": ("Provider too slow", "The provider did not answer in time, even after retries."),
-    "rate_limited": ("Provider busy",
-                     "The provider stayed at its rate limit until the job's deadline."),
-    "key_exhausted": ("Provider quota used up",
-                      "Every provider key for this model has used its daily quota."),
-    "key_invalid": ("Provider key not working",
-                    "The provider refused the instance's keys; an admin has been told."),
-    "permanent": ("The request was refused",
-                  "The provider refused the request as invalid; retrying will not help."),
-    "over_quota": ("Over your quota", "This would go past one of your limits."),
-    "deadline": ("Timed out", "No image arrived before the job's deadline."),
-    "not_saved": ("Could not save the image",
-                  "The image arrived but this instance could not store it (a full disk or a "
-                  "database problem), even after retries. An admin can see why in the logs."),
-    "cancelled": ("Cancelled", "You cancelled it before it started."),
-}
-UNKNOWN_FAILURE = ("No image this time", "Something went wrong on the way to the provider.")
-
-
-def failure(job: Generation) -> tuple[str, str]:
-    if job.status == Generation.CANCELLED:
-        return FAILURES["cancelled"]
-    return FAILURES.get(job.error_kind, UNKNOWN_FAILURE)
-
-
 def signature(job: Generation) -> str:
     """What a card shows that can change while the page is open."""
     position = getattr(job, "queue_position", None)

@@ -13,8 +13,17 @@ from django.utils import timezone
 
 from accounts.models import Team
 from generations import crypto
+from generations.failures import ATTEMPT_OUTCOMES, ErrorKind, explain
 
 ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+
+
+class ModelSpecQuerySet(models.QuerySet):
+    def available(self):
+        """Models people can pick: enabled, with at least one usable route."""
+        return self.filter(
+            enabled=True, routes__enabled=True, routes__provider__enabled=True
+        ).distinct()
 
 
 class ModelSpec(models.Model):
@@ -53,6 +62,8 @@ class ModelSpec(models.Model):
         "image instead (only if it supports the request and costs no more than was "
         "reserved). The card says which model made it.",
     )
+
+    objects = ModelSpecQuerySet.as_manager()
 
     class Meta:
         ordering = ["sort_order", "name"]
@@ -141,6 +152,12 @@ class ProviderKey(models.Model):
         return crypto.decrypt(self.encrypted_key)
 
 
+class RouteQuerySet(models.QuerySet):
+    def usable(self):
+        """Enabled routes of enabled providers, in failover order."""
+        return self.filter(enabled=True, provider__enabled=True).order_by("priority", "id")
+
+
 class Route(models.Model):
     """ModelSpec → (provider, upstream model); several routes = failover order."""
 
@@ -150,6 +167,8 @@ class Route(models.Model):
     priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
     is_free = models.BooleanField(default=False, help_text="Explicitly free: bill nothing.")
     enabled = models.BooleanField(default=True)
+
+    objects = RouteQuerySet.as_manager()
 
     class Meta:
         ordering = ["priority", "id"]
@@ -165,6 +184,11 @@ class Route(models.Model):
     def price_at(self, when=None) -> Price | None:
         when = when or timezone.now()
         return self.prices.filter(effective_from__lte=when).order_by("-effective_from").first()
+
+    def is_priced(self, price: Price | None) -> bool:
+        """May this route be used with ``price`` (its price in force)? An unpriced route
+        is refused unless an admin marked it free."""
+        return price is not None or self.is_free
 
 
 class Price(models.Model):
@@ -242,21 +266,6 @@ class Batch(models.Model):
         return sum(row.get("count", 1) for row in self.waiting)
 
 
-FAILURE_TITLES = {
-    "blocked": "Blocked by the safety filter",
-    "no_image": "No image returned",
-    "permanent": "The request was refused",
-    "transient": "Provider unavailable",
-    "slow": "Provider too slow",
-    "rate_limited": "Provider busy",
-    "key_exhausted": "Provider quota used up",
-    "key_invalid": "Provider key not working",
-    "corrupt": "Damaged image from provider",
-    "deadline": "Timed out",
-    "not_saved": "Could not save the image",
-}
-
-
 class GenerationQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(user=user)
@@ -319,7 +328,7 @@ class Generation(models.Model):
     booked_slot = models.JSONField(
         null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
     )
-    error_kind = models.CharField(max_length=20, blank=True)
+    error_kind = models.CharField(max_length=20, blank=True, choices=ErrorKind.choices)
     error_message = models.CharField(max_length=500, blank=True)
     refunded = models.BooleanField(default=False)
     upstream_text = models.TextField(blank=True)
@@ -365,8 +374,13 @@ class Generation(models.Model):
         return (self.stage or self.status).capitalize()
 
     @property
+    def failure(self):
+        """Title and plain-language reason of why this job made no image."""
+        return explain(ErrorKind.CANCELLED if self.status == self.CANCELLED else self.error_kind)
+
+    @property
     def failure_title(self) -> str:
-        return FAILURE_TITLES.get(self.error_kind, "No image this time")
+        return str(self.failure.title)
 
     def elapsed(self) -> timedelta:
         return (self.finished or timezone.now()) - (self.started or self.created)
@@ -466,7 +480,8 @@ class Attempt(models.Model):
     started = models.DateTimeField(default=timezone.now)
     latency_ms = models.PositiveIntegerField(default=0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=20, help_text='"ok" or an error class.')
+    outcome = models.CharField(max_length=20, choices=ATTEMPT_OUTCOMES,
+                               help_text='"ok" or an error class.')
     detail = models.CharField(max_length=500, blank=True)
     retry_delay = models.FloatField(null=True, blank=True)
     may_have_been_billed = models.BooleanField(default=False)

@@ -67,11 +67,20 @@ def cost_micros(
     return _round_micros(numerator)
 
 
-def worst_case_usage(*, prompt: str, references: int, image_tokens: int, text_tokens: int) -> Usage:
+def route_cost(route, price, usage: Usage, image_size: str | None) -> int:
+    """What one image through ``route`` costs at ``price`` (its price in force, or None
+    for a route marked free) for ``usage``: the one way a route's cost is worked out."""
+    rates = Rates.of(price) if price is not None else None
+    return cost_micros(rates, usage, image_size=image_size or None, free=route.is_free)
+
+
+def worst_case_usage(
+    *, prompt_chars: int, references: int, image_tokens: int, text_tokens: int
+) -> Usage:
     """Usage no real call should exceed: every prompt character a token, every
     reference at the dearest image rate, the model's text/thinking allowance."""
     return Usage(
-        input_tokens=len(prompt) + references * ESTIMATE_TOKENS_PER_REFERENCE,
+        input_tokens=prompt_chars + references * ESTIMATE_TOKENS_PER_REFERENCE,
         output_text_tokens=text_tokens,
         output_image_tokens=image_tokens,
     )

@@ -1,10 +1,15 @@
-"""Thin Celery tasks: take ids, call domain code, schedule the next attempt."""
+"""Thin Celery tasks: take ids, call domain code, schedule the next attempt.
+
+Domain code sends these by name through :mod:`generations.queue`; the names are
+the module path and function name Celery gives a shared task.
+"""
 
 import logging
 
 from celery import shared_task
 
-from generations import engine
+from accounts import quotas
+from generations import batches, engine, gallery, queue
 
 logger = logging.getLogger(__name__)
 
@@ -14,10 +19,8 @@ def run_generation(generation_id: str) -> None:
     delay = engine.run_generation(generation_id)
     if delay is not None:
         # A fresh message, not self.retry(): the attempt count lives in the database.
-        run_generation.apply_async((generation_id,), countdown=delay)
+        queue.enqueue([generation_id], countdown=delay)
     else:
-        from generations import batches
-
         batches.feed_after(generation_id)
 
 
@@ -25,8 +28,6 @@ def run_generation(generation_id: str) -> None:
 def feed_batches() -> int:
     """Every 30 s: start waiting batch rows that now fit (a safety net for feed_after,
     and how a batch stalled by a daily limit resumes after midnight)."""
-    from generations import batches
-
     return batches.feed_waiting()
 
 
@@ -38,8 +39,6 @@ def reconcile() -> dict:
 @shared_task
 def audit_ledger() -> dict:
     """Hourly: release stale reservations, then check that the ledger equals the counters."""
-    from accounts import quotas
-
     released = engine.release_stale_reservations()
     problems = quotas.ledger_problems()
     for problem in problems:
@@ -50,6 +49,4 @@ def audit_ledger() -> dict:
 @shared_task
 def purge_deleted_images() -> int:
     """Every few minutes: remove the files of images deleted longer ago than the undo window."""
-    from generations import gallery
-
     return gallery.purge_deleted()

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from accounts.views import api_page, revoke_token, usage_page
+from accounts.views import usage_page
+from generations.views.api_tokens import api_page, revoke_token
 from nanoweb import views
 
 admin.site.site_header = "nanoweb admin"

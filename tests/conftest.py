@@ -51,9 +51,9 @@ def _not_across_quota_midnight():
 @pytest.fixture
 def no_broker(monkeypatch):
     """Jobs are admitted but not sent to a broker; the test drives the engine itself."""
-    from generations import jobs
+    from generations import queue
 
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+    monkeypatch.setattr(queue, "enqueue", lambda ids: None)
 
 
 @pytest.fixture

@@ -94,12 +94,11 @@ class ApiError(Exception):
 
 def from_submit(exc: SubmitError, params: dict[str, str] | None = None) -> ApiError:
     """A refused submit: over quota → 429 naming the limit, anything else → 400."""
-    cause = exc.__cause__
-    if isinstance(cause, QuotaExceeded):
-        concurrency = cause.limit == "live"
+    if exc.limit is not None:
+        concurrency = exc.limit == QuotaExceeded.IN_PROGRESS
         return ApiError(429, exc.message,
                         code="rate_limit_exceeded" if concurrency else "insufficient_quota",
-                        retry_after=_seconds_until_reset(cause.limit), retryable=concurrency)
+                        retry_after=_seconds_until_reset(exc.limit), retryable=concurrency)
     names = {**OPENAI_PARAMS, **(params or {})}
     return ApiError(400, exc.message, param=names.get(exc.field or "", exc.field),
                     code="invalid_value")
@@ -109,9 +108,9 @@ def _seconds_until_reset(limit: str) -> int:
     """When a refused request could succeed: jobs in progress finish within seconds,
     daily limits reset at midnight in the quota zone, budgets on the 1st."""
     now = timezone.now()
-    if limit == "live":
+    if limit == QuotaExceeded.IN_PROGRESS:
         return 10
-    if limit == "images":
+    if limit == QuotaExceeded.IMAGES:
         return math.ceil((next_midnight(now) - now).total_seconds())
     first = dt.datetime.combine(next_month_start(quota_day(now)), dt.time.min,
                                 tzinfo=quota_zone())

@@ -29,7 +29,6 @@ from django.db.models import Q
 
 from generations import catalog, images
 from generations.api.errors import ApiError
-from generations.jobs import available_models
 from generations.models import ModelSpec
 
 SIZE_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -46,7 +45,7 @@ class Shape:
 
 def find_model(name: str | None, *, param: str = "model") -> ModelSpec:
     """A model by its nanoweb slug or by the Gemini model name it stands for."""
-    models = available_models()
+    models = ModelSpec.objects.available()
     if not name:
         first = models.exclude(is_sandbox=True).first() or models.first()
         if first is None:

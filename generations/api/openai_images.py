@@ -16,11 +16,12 @@ from ninja import File, Form, Router, Schema
 from ninja.files import UploadedFile
 from pydantic import ConfigDict, Field
 
+from accounts import limits
 from generations import images, jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import TokenAuth
 from generations.api.errors import ApiError
-from generations.models import Generation
+from generations.models import Generation, ModelSpec
 
 router = Router(auth=TokenAuth(), tags=["OpenAI-compatible images"])
 
@@ -45,14 +46,12 @@ class ImageGenerationIn(Schema):
 
 @router.get("/models", summary="Models this token may use")
 def list_models(request):
-    from accounts import limits
-
     mine = limits.for_user(request.auth)
     data = [
         {"id": m.slug, "object": "model", "created": 1_700_000_000, "owned_by": "nanoweb",
          "name": m.name, "aspect_ratios": m.aspect_ratios, "sizes": m.sizes,
          "max_reference_images": m.max_reference_images}
-        for m in jobs.available_models() if mine.allows_model(m)
+        for m in ModelSpec.objects.available() if mine.allows_model(m)
     ]
     return {"object": "list", "data": data}
 

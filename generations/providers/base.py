@@ -8,7 +8,6 @@ decides what happens next (see DESIGN.md, "The upstream path").
 
 from __future__ import annotations
 
-import enum
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,30 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.utils.module_loading import import_string
 
-
-class ErrorKind(enum.StrEnum):
-    RATE_LIMITED = "rate_limited"  # 429 per-minute: wait retry_after or back off
-    KEY_EXHAUSTED = "key_exhausted"  # 429 per-day quota: rest the key until Pacific midnight
-    TRANSIENT = "transient"  # 500/502/503, connection errors: fail over, retry
-    SLOW = "slow"  # 504 / read timeout: retry with a longer timeout
-    PERMANENT = "permanent"  # 400 INVALID_ARGUMENT and the like: never retry
-    KEY_INVALID = "key_invalid"  # API_KEY_INVALID / 401 / 403: disable the key
-    BLOCKED = "blocked"  # prompt or image blocked by a safety filter
-    NO_IMAGE = "no_image"  # a 200 without an image (one retry allowed)
-    CORRUPT = "corrupt"  # malformed JSON, truncated base64, non-image bytes: as transient
-
-
-RETRYABLE = frozenset(
-    {
-        ErrorKind.RATE_LIMITED,
-        ErrorKind.KEY_EXHAUSTED,
-        ErrorKind.TRANSIENT,
-        ErrorKind.SLOW,
-        ErrorKind.KEY_INVALID,
-        ErrorKind.NO_IMAGE,
-        ErrorKind.CORRUPT,
-    }
-)
+from generations.failures import RETRYABLE, ErrorKind
 
 
 class ProviderError(Exception):

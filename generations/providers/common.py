@@ -14,7 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 from PIL import Image
 
-from generations.providers.base import ErrorKind, ProviderError, Usage
+from generations.failures import ErrorKind
+from generations.providers.base import ProviderError, Usage
 
 UPSTREAM_MESSAGE_CHARS = 300  # how much of an upstream's own message is kept
 

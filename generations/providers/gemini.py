@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
+from generations.failures import ErrorKind
 from generations.providers.base import (
-    ErrorKind,
     GeneratedImage,
     ImageRequest,
     ImageResult,
@@ -316,11 +316,11 @@ def classify_error(
     if rpc_status == "FAILED_PRECONDITION":
         # "User location is not supported", "free tier not available in your country,
         # enable billing": the Google project or the server's region, not the key itself,
-        # so the key stays enabled. Retrying cannot help until an admin fixes the account;
-        # there is no class yet for "fail over but never retry here", so: permanent.
+        # so the key stays enabled. Retrying here cannot help until an admin fixes the
+        # account, but another route (a relay) may well serve: refused, fail over.
         message = "The provider is not available to this account or from this location"
         return error_of(
-            ErrorKind.PERMANENT, f"{message}: {upstream}" if upstream else f"{message}."
+            ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}."
         )
     if status == 504:
         return error_of(

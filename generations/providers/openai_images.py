@@ -34,6 +34,13 @@ Usage: ``usage.input_tokens`` (text and image input together: :class:`Usage`
 has one input rate; the split is kept in ``ImageResult.extra``) and
 ``output_tokens`` as image output, unless ``output_tokens_details`` splits
 image from text. dall-e models report no usage; price their routes per image.
+
+Refusals by region: OpenAI answers a call from a country it does not serve with
+403 ``{"error": {"code": "unsupported_country_region_territory", "type":
+"request_forbidden", "message": "Country, region, or territory not supported"}}``
+(as reported verbatim in home-assistant/core#120072 and continuedev/continue#11449;
+relays such as one-api pass it on, songquanpeng/one-api#1692). The key is fine and
+retrying here cannot help, but another route can: ``refused``, not ``key_invalid``.
 """
 
 from __future__ import annotations
@@ -49,8 +56,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from generations.failures import ErrorKind
 from generations.providers.base import (
-    ErrorKind,
     GeneratedImage,
     ImageRequest,
     ImageResult,
@@ -85,6 +92,7 @@ MAX_FETCHED_IMAGE_BYTES = 50 * 1024 * 1024  # OpenAI's own limit for an image fi
 RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "requests", "tokens"})
 NO_CREDIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 KEY_CODES = frozenset({"invalid_api_key", "account_deactivated", "invalid_organization"})
+REFUSED_CODES = frozenset({"unsupported_country_region_territory"})
 BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 BLOCKED_MESSAGE = (
     "The provider's safety system rejected this request. Rephrasing the prompt may help."
@@ -344,6 +352,9 @@ def classify_error(
             "The provider is receiving too many requests right now.",
             retry_after=retry_after(headers),
         )
+    if tags & REFUSED_CODES:
+        message = "The provider is not available from this location"
+        return error_of(ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}.")
     if tags & KEY_CODES or status in (401, 403):
         return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
     if tags & BLOCK_CODES:

@@ -6,7 +6,7 @@ import random
 
 from django.conf import settings
 
-from generations.providers.base import ErrorKind
+from generations.failures import ErrorKind
 
 # How many times each class may be retried within one job (DESIGN.md's table).
 RETRY_BUDGET: dict[ErrorKind, int] = {
@@ -17,6 +17,7 @@ RETRY_BUDGET: dict[ErrorKind, int] = {
     ErrorKind.NO_IMAGE: 1,
     ErrorKind.KEY_EXHAUSTED: 5,  # moves to another key at once; bounded by the keys there are
     ErrorKind.KEY_INVALID: 5,
+    ErrorKind.REFUSED: 0,  # never retried on the route that refused; the next one goes at once
 }
 
 # Countdowns must stay well below the broker's visibility timeout (Redis: 3600 s).
@@ -39,7 +40,8 @@ def backoff_delay(
 
 def retry_delay(kind: ErrorKind, retry_number: int, retry_after: float | None) -> float:
     """Seconds to wait before the next attempt of a job that failed with ``kind``."""
-    if kind in (ErrorKind.KEY_EXHAUSTED, ErrorKind.KEY_INVALID, ErrorKind.TRANSIENT):
+    if kind in (ErrorKind.KEY_EXHAUSTED, ErrorKind.KEY_INVALID, ErrorKind.TRANSIENT,
+                ErrorKind.REFUSED):
         delay = 0.0 if retry_number == 1 else backoff_delay(retry_number - 1)
     else:
         delay = backoff_delay(retry_number)

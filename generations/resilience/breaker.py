@@ -1,127 +1,31 @@
-"""A circuit breaker per route: closed → open → half-open → closed.
+"""A circuit breaker per route, shared by every worker process and machine.
 
-Closed, every call goes through. The breaker opens after ``consecutive``
-failures in a row, or when at least ``min_calls`` calls in the last ``window``
-seconds failed at ``failure_rate`` or more. Open, no call goes through for
-``open_seconds``. Then it is half-open: exactly one probe goes through (others
-wait); a success closes it, a failure opens it again. A probe whose worker died
-stops blocking others after ``probe_lease`` seconds.
-
-Only the route's health counts: 5xx, timeouts and damaged bodies are failures;
-a 429, a safety block or a bad request says nothing about the route and is not
-recorded. The transitions are a pure function of (state, event, now), so the
-database and Redis stores apply the very same rules.
+``allow(route_id)`` says whether a call may go through the route now (or how long
+until it may); ``record(route_id, ok)`` feeds back how a call went. Only the
+route's health counts (:data:`ROUTE_FAILURES`); the rules are in :mod:`.circuit`,
+the state in :mod:`.store`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from generations.failures import ErrorKind
+from generations.resilience.store import get_store
+from generations.resilience.types import BreakerConfig, Decision
 
-from django.conf import settings
-
-from generations.providers.base import ErrorKind
-
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# 5xx, timeouts and damaged bodies say the route is unwell; a 429, a safety block or a
+# bad request says nothing about it.
 ROUTE_FAILURES = frozenset({ErrorKind.TRANSIENT, ErrorKind.SLOW, ErrorKind.CORRUPT})
 
 
-@dataclass(frozen=True)
-class Config:
-    consecutive: int = 10
-    failure_rate: float = 0.5
-    min_calls: int = 5
-    window: float = 60.0
-    open_seconds: float = 60.0
-    probe_lease: float = 30.0
-
-    @classmethod
-    def from_settings(cls) -> Config:
-        return cls(
-            consecutive=settings.NANOWEB_BREAKER_CONSECUTIVE,
-            failure_rate=settings.NANOWEB_BREAKER_FAILURE_RATE,
-            min_calls=settings.NANOWEB_BREAKER_MIN_CALLS,
-            window=settings.NANOWEB_BREAKER_WINDOW_SECONDS,
-            open_seconds=settings.NANOWEB_BREAKER_OPEN_SECONDS,
-            probe_lease=min(settings.NANOWEB_BREAKER_OPEN_SECONDS, 30.0),
-        )
+def allow(route_id: int) -> Decision:
+    """May a call go through this route now? (Half-open: exactly one probe may.)"""
+    return get_store().breaker_allow(route_id, BreakerConfig.from_settings())
 
 
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    wait: float = 0.0  # when not allowed: seconds until it may be
-    probe: bool = False  # this call is the half-open probe
+def record(route_id: int, ok: bool) -> dict:
+    """The outcome of a call through the route; returns the breaker's new state."""
+    return get_store().breaker_record(route_id, ok, BreakerConfig.from_settings())
 
 
-def fresh() -> dict:
-    return {
-        "state": CLOSED,
-        "consecutive": 0,
-        "window_start": 0.0,
-        "calls": 0,
-        "failures": 0,
-        "open_until": 0.0,
-        "probe_until": 0.0,
-        "opened_count": 0,
-    }
-
-
-def allow(state: dict, now: float, cfg: Config) -> tuple[dict, Decision]:
-    """May a call go through now? Returns the new state and the decision."""
-    s = {**fresh(), **state}
-    if s["state"] == CLOSED:
-        return s, Decision(True)
-    if s["state"] == OPEN and now < s["open_until"]:
-        return s, Decision(False, wait=s["open_until"] - now)
-    # Open and cooled down, or half-open: one probe at a time.
-    if s["state"] == HALF_OPEN and now < s["probe_until"]:
-        return s, Decision(False, wait=min(s["probe_until"] - now, 5.0))
-    s.update(state=HALF_OPEN, probe_until=now + cfg.probe_lease)
-    return s, Decision(True, probe=True)
-
-
-def record(state: dict, ok: bool, now: float, cfg: Config) -> dict:
-    """The outcome of a call through the route."""
-    s = {**fresh(), **state}
-    if s["state"] == HALF_OPEN:
-        if ok:
-            return {**fresh(), "opened_count": s["opened_count"]}
-        return _open(s, now, cfg)
-    if now - s["window_start"] >= cfg.window:
-        s.update(window_start=now, calls=0, failures=0)
-    s["calls"] += 1
-    if ok:
-        s["consecutive"] = 0
-        return s
-    s["failures"] += 1
-    s["consecutive"] += 1
-    if s["state"] == CLOSED and (
-        s["consecutive"] >= cfg.consecutive
-        or (s["calls"] >= cfg.min_calls and s["failures"] >= cfg.failure_rate * s["calls"])
-    ):
-        return _open(s, now, cfg)
-    return s
-
-
-def _open(s: dict, now: float, cfg: Config) -> dict:
-    return {
-        **s,
-        "state": OPEN,
-        "open_until": now + cfg.open_seconds,
-        "probe_until": 0.0,
-        "consecutive": 0,
-        "window_start": now,
-        "calls": 0,
-        "failures": 0,
-        "opened_count": s["opened_count"] + 1,
-    }
-
-
-def describe(state: dict, now: float) -> str:
-    """For admins: "closed", "open for 42 s more", "half-open (probing)"."""
-    s = {**fresh(), **state}
-    if s["state"] == OPEN and now < s["open_until"]:
-        return f"open for {s['open_until'] - now:.0f} s more"
-    if s["state"] in (OPEN, HALF_OPEN):
-        return "half-open (probing)" if now < s["probe_until"] else "half-open"
-    return "closed"
+def state(route_id: int) -> dict:
+    return get_store().breaker_state(route_id)

@@ -11,8 +11,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from generations.models import Attempt, ProviderKey, Route
-from generations.resilience import breaker, limiter
+from generations.resilience import circuit
 from generations.resilience.store import get_store
+from generations.resilience.types import MINUTE, Limits, day_bounds
 
 
 @dataclass
@@ -50,7 +51,7 @@ class KeyHealth:
     key: ProviderKey
     status: str
     usage: dict  # minute, day, in_flight (None: not tracked)
-    limits: limiter.Limits
+    limits: Limits
     hour: CallMix
 
 
@@ -79,7 +80,7 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
         routes.append(
             RouteHealth(
                 route,
-                breaker.describe(state, wall),
+                circuit.describe(state, wall),
                 state.get("opened_count", 0),
                 by_route.get(route.pk, CallMix()),
             )
@@ -87,7 +88,7 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
     recorded = _calls_recorded(now)
     keys = []
     for key in ProviderKey.objects.select_related("provider").order_by("provider__name", "label"):
-        limits = limiter.Limits.of(key.provider)
+        limits = Limits.of(key.provider)
         # The limiter keeps permits only for keys it limits; others count recorded calls.
         usage = (
             recorded.get((key.provider_id, key.label), _NO_CALLS)
@@ -112,9 +113,9 @@ _NO_CALLS = {"minute": 0, "day": 0, "in_flight": None}
 def _calls_recorded(now) -> dict[tuple[int, str], dict]:
     """Calls made in the last minute and today (Pacific) per (provider, key label), from
     the attempts log; calls in flight are not logged until they end."""
-    minute_ago = now - timedelta(seconds=limiter.MINUTE)
+    minute_ago = now - timedelta(seconds=MINUTE)
     rows = (
-        Attempt.objects.filter(started__gte=limiter.day_bounds(now)[0])
+        Attempt.objects.filter(started__gte=day_bounds(now)[0])
         .values("route__provider_id", "key_label")
         .annotate(day=Count("id"), minute=Count("id", filter=Q(started__gt=minute_ago)))
     )

@@ -16,70 +16,16 @@ worker process and machine: the store grants atomically (see :mod:`.store`).
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, time
-from zoneinfo import ZoneInfo
-
 from django.conf import settings
-from django.utils import timezone
 
-from accounts.periods import next_midnight
-
-PACIFIC = ZoneInfo("America/Los_Angeles")  # Google's per-day quotas reset at Pacific midnight
-MINUTE = 60.0
-BUSY_RETRY = 1.0  # all concurrent slots taken: look again this soon
-
-
-@dataclass(frozen=True)
-class Limits:
-    rpm: int | None = None
-    rpd: int | None = None
-    concurrency: int | None = None
-
-    @classmethod
-    def of(cls, provider) -> Limits:
-        return cls(provider.rpm or None, provider.rpd or None, provider.max_concurrency or None)
-
-    @property
-    def unlimited(self) -> bool:
-        return not (self.rpm or self.rpd or self.concurrency)
-
-
-@dataclass(frozen=True)
-class Permit:
-    key_id: int
-    token: str
-    delay: float = 0.0  # seconds until a booked slot opens (0: now)
-
-
-@dataclass(frozen=True)
-class Wait:
-    seconds: float
-    reason: str  # "rpm" | "rpd" | "concurrency"
-
-
-def window_seconds() -> float:
-    return MINUTE + settings.NANOWEB_RPM_MARGIN_SECONDS
-
-
-def day_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The current Pacific day: [start, end)."""
-    now = now or timezone.now()
-    start = datetime.combine(now.astimezone(PACIFIC).date(), time.min, tzinfo=PACIFIC)
-    return start, next_midnight(now, zone=PACIFIC)
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex
+from generations.resilience.store import get_store
+from generations.resilience.types import Limits, Permit, Wait
 
 
 def acquire(
     key_id: int, limits: Limits, lease: float | None = None, *, ahead: float = 0.0
 ) -> Permit | Wait:
     """A permit now, or booked up to ``ahead`` seconds ahead, or how long to wait."""
-    from generations.resilience.store import get_store
-
     if limits.unlimited:
         return Permit(key_id, "")
     if limits.concurrency:
@@ -89,14 +35,10 @@ def acquire(
 
 
 def release(permit: Permit) -> None:
-    from generations.resilience.store import get_store
-
     if permit.token:
         get_store().release(permit)
 
 
 def usage(key_id: int) -> dict[str, int]:
     """Calls in the current minute window, today (Pacific), and in flight now."""
-    from generations.resilience.store import get_store
-
     return get_store().key_usage(key_id)

@@ -22,13 +22,17 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from generations.resilience import breaker
-from generations.resilience.limiter import (
+from generations.models import KeyPermit, ProviderKey, RouteCircuit
+from generations.resilience import circuit
+from generations.resilience.types import (
     BUSY_RETRY,
+    BreakerConfig,
+    Decision,
     Limits,
     Permit,
     Wait,
@@ -57,8 +61,6 @@ class DatabaseStore:
     def acquire(
         self, key_id: int, limits: Limits, lease: float, *, ahead: float = 0.0, book=True
     ) -> Permit | Wait:
-        from generations.models import KeyPermit, ProviderKey
-
         with transaction.atomic():
             if book:
                 list(ProviderKey.objects.select_for_update().filter(pk=key_id).values("pk"))
@@ -99,15 +101,11 @@ class DatabaseStore:
         return Permit(key_id, token, delay)
 
     def release(self, permit: Permit) -> None:
-        from generations.models import KeyPermit
-
         KeyPermit.objects.filter(token=permit.token, released_at__isnull=True).update(
             released_at=timezone.now()
         )
 
     def key_usage(self, key_id: int) -> dict[str, int]:
-        from generations.models import KeyPermit
-
         now = timezone.now()
         permits = KeyPermit.objects.filter(key_id=key_id)
         return {
@@ -120,33 +118,27 @@ class DatabaseStore:
 
     def prune(self) -> int:
         """Forget grants older than any window still needs (called by the reconciler)."""
-        from generations.models import KeyPermit
-
         cutoff = timezone.now() - timedelta(days=2)
         return KeyPermit.objects.filter(granted_at__lt=cutoff).delete()[0]
 
     # --- circuit breaker ---
-    def breaker_allow(self, route_id: int, cfg: breaker.Config) -> breaker.Decision:
-        with self._circuit(route_id) as circuit:
-            circuit.state, decision = breaker.allow(circuit.state, time.time(), cfg)
+    def breaker_allow(self, route_id: int, cfg: BreakerConfig) -> Decision:
+        with self._circuit(route_id) as row:
+            row.state, decision = circuit.allow(row.state, time.time(), cfg)
         return decision
 
-    def breaker_record(self, route_id: int, ok: bool, cfg: breaker.Config) -> dict:
-        with self._circuit(route_id) as circuit:
-            circuit.state = breaker.record(circuit.state, ok, time.time(), cfg)
-        return circuit.state
+    def breaker_record(self, route_id: int, ok: bool, cfg: BreakerConfig) -> dict:
+        with self._circuit(route_id) as row:
+            row.state = circuit.record(row.state, ok, time.time(), cfg)
+        return row.state
 
     def breaker_state(self, route_id: int) -> dict:
-        from generations.models import RouteCircuit
-
         row = RouteCircuit.objects.filter(route_id=route_id).first()
-        return {**breaker.fresh(), **(row.state if row else {})}
+        return {**circuit.fresh(), **(row.state if row else {})}
 
     @contextmanager
     def _circuit(self, route_id: int):
         """The route's breaker row, locked for the block and saved if it changed."""
-        from generations.models import RouteCircuit
-
         with transaction.atomic():
             RouteCircuit.objects.get_or_create(route_id=route_id)
             row = RouteCircuit.objects.select_for_update().get(route_id=route_id)
@@ -204,8 +196,6 @@ class RedisStore:
     name = "redis"
 
     def __init__(self, url: str, prefix: str = "nanoweb:") -> None:
-        import redis
-
         self.prefix = prefix
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._acquire = self.redis.register_script(ACQUIRE_LUA)
@@ -256,30 +246,28 @@ class RedisStore:
     def prune(self) -> int:
         return 0  # every key expires by itself
 
-    def breaker_allow(self, route_id: int, cfg: breaker.Config) -> breaker.Decision:
+    def breaker_allow(self, route_id: int, cfg: BreakerConfig) -> Decision:
         decision = None
 
         def step(state):
             nonlocal decision
-            state, decision = breaker.allow(state, time.time(), cfg)
+            state, decision = circuit.allow(state, time.time(), cfg)
             return state
 
         self._update(route_id, step)
         return decision
 
-    def breaker_record(self, route_id: int, ok: bool, cfg: breaker.Config) -> dict:
-        return self._update(route_id, lambda s: breaker.record(s, ok, time.time(), cfg))
+    def breaker_record(self, route_id: int, ok: bool, cfg: BreakerConfig) -> dict:
+        return self._update(route_id, lambda s: circuit.record(s, ok, time.time(), cfg))
 
     def breaker_state(self, route_id: int) -> dict:
         raw = self.redis.get(self._circuit_key(route_id))
-        return {**breaker.fresh(), **(json.loads(raw) if raw else {})}
+        return {**circuit.fresh(), **(json.loads(raw) if raw else {})}
 
     def _circuit_key(self, route_id: int) -> str:
         return f"{self.prefix}route:{route_id}:circuit"
 
     def _update(self, route_id: int, step) -> dict:
-        import redis
-
         name = self._circuit_key(route_id)
         ttl = math.ceil(settings.NANOWEB_BREAKER_OPEN_SECONDS * 10 + 3600)
         with self.redis.pipeline() as pipe:
@@ -287,7 +275,7 @@ class RedisStore:
                 try:
                     pipe.watch(name)
                     raw = pipe.get(name)
-                    before = {**breaker.fresh(), **(json.loads(raw) if raw else {})}
+                    before = {**circuit.fresh(), **(json.loads(raw) if raw else {})}
                     after = step(before)
                     pipe.multi()
                     if after != before:

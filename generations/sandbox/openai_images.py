@@ -358,6 +358,12 @@ def blocked_body(model: str) -> dict:
     return error_body(_SAFETY, "invalid_request_error", code="content_policy_violation")
 
 
+def region_refused_body() -> dict:
+    """403 for a caller in a country OpenAI does not serve."""
+    return error_body("Country, region, or territory not supported", "request_forbidden",
+                      code="unsupported_country_region_territory")
+
+
 def unavailable_body() -> dict:
     return error_body("The engine is currently overloaded, please try again later.", "server_error")
 

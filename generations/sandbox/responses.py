@@ -225,6 +225,11 @@ def duration(seconds: float) -> str:
     return f"{millis // 1000}.{millis % 1000:03d}s"
 
 
+def region_refused_body() -> dict:
+    """400 FAILED_PRECONDITION, as Google answers a project in a region it does not serve."""
+    return error_body(400, "FAILED_PRECONDITION", "User location is not supported for the API use.")
+
+
 def unavailable_body() -> dict:
     return error_body(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
 

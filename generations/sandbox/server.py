@@ -48,6 +48,7 @@ FAULTS = (
     "daily_quota",  # 429 per-day quota
     "unavailable",  # 503 overloaded
     "internal",  # 500
+    "region",  # 400 FAILED_PRECONDITION (OpenAI: 403), the account's region is not served
     "deadline",  # 504
     "timeout",  # no answer at all: the connection is held for hang_seconds, then closed
     "malformed",  # 200 whose body is not valid JSON
@@ -295,6 +296,8 @@ class SandboxServer(ThreadingHTTPServer):
                 return Reply.of(503, responses.unavailable_body(), fault)
             case "internal":
                 return Reply.of(500, responses.internal_body(), fault)
+            case "region":
+                return Reply.of(400, responses.region_refused_body(), fault)
             case "deadline":
                 return Reply.of(504, responses.deadline_body(), fault)
             case "prompt_block":
@@ -383,6 +386,8 @@ class SandboxServer(ThreadingHTTPServer):
                 return Reply.of(503, openai.unavailable_body(), fault)
             case "internal":
                 return Reply.of(500, openai.internal_body(), fault)
+            case "region":
+                return Reply.of(403, openai.region_refused_body(), fault)
             case "deadline":
                 return Reply.of(504, openai.timeout_body(), fault)
             case "prompt_block" | "image_safety":

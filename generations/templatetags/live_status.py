@@ -20,16 +20,6 @@ def live_signature(job) -> str:
 
 
 @register.filter
-def failure_title(job) -> str:
-    return live.failure(job)[0]
-
-
-@register.filter
-def failure_reason(job) -> str:
-    return live.failure(job)[1]
-
-
-@register.filter
 def ordinal(n) -> str:
     n = int(n)
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")

@@ -15,11 +15,11 @@ def main(user_id: int, model_slug: str, threads: int, start_at: float) -> None:
     from django.db import connection
 
     from accounts.models import User
-    from generations import jobs
+    from generations import jobs, queue
     from generations.models import ModelSpec
     from tests.factories import job_request
 
-    jobs.enqueue = lambda ids: None  # admission only
+    queue.enqueue = lambda ids: None  # admission only
     user, model = User.objects.get(pk=user_id), ModelSpec.objects.get(slug=model_slug)
     connection.close()
     barrier = threading.Barrier(threads)

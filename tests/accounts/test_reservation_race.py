@@ -11,7 +11,7 @@ from django.db import connection
 
 from accounts import quotas
 from accounts.models import LedgerEntry
-from generations import jobs
+from generations import jobs, queue
 from generations.jobs import SubmitError, submit
 from generations.models import Generation
 from tests.conftest import REPO, database_url, make_user
@@ -20,7 +20,7 @@ from tests.factories import job_request, make_route
 
 @pytest.mark.django_db(transaction=True)
 def test_it_admits_exactly_the_quota_when_50_submissions_race(alice, monkeypatch):
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)  # admission only; no worker here
+    monkeypatch.setattr(queue, "enqueue", lambda ids: None)  # admission only; no worker here
     model = make_route("nano-banana").model
     alice.daily_image_limit = 10
     alice.save()
@@ -82,7 +82,7 @@ def race(users, model, threads: int) -> tuple[list, list, list]:
 def test_ten_teammates_racing_a_shared_budget_never_overrun_it(team, no_broker):
     model = make_route("nano-banana").model
     people = [make_user(f"p{i}@example.com", team=team) for i in range(10)]
-    per_image = jobs.estimate_per_image(job_request(model))
+    per_image = jobs.estimate_request(job_request(model))
     team.shared_monthly_budget_micros = 7 * per_image + per_image // 2
     team.save()
     accepted, refused, errors = race(people, model, threads=40)
@@ -120,7 +120,7 @@ def test_admissions_and_settlements_racing_for_one_team_never_deadlock(alice, bo
                                                                         monkeypatch):
     """Workers settle while the web admits, touching the same person's and team's
     counters; on PostgreSQL they must queue for the rows, never deadlock."""
-    monkeypatch.setattr(jobs, "enqueue", lambda ids: None)
+    monkeypatch.setattr(queue, "enqueue", lambda ids: None)
     model = make_route("nano-banana").model
     threads, rounds = 16, 6
     barrier = threading.Barrier(threads)

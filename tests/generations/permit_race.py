@@ -12,12 +12,13 @@ def main(key_id: int, rpm: int, tries: int, start_at: float) -> None:
 
     django.setup()
     from generations.resilience import limiter
+    from generations.resilience.types import Limits, Permit
 
     time.sleep(max(0.0, start_at - time.time()))
     granted = 0
     for _ in range(tries):
-        granted += isinstance(limiter.acquire(key_id, limiter.Limits(rpm=rpm), 30),
-                              limiter.Permit)
+        granted += isinstance(limiter.acquire(key_id, Limits(rpm=rpm), 30),
+                              Permit)
     print(granted)
 
 

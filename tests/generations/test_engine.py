@@ -9,16 +9,15 @@ from PIL import Image as PILImage
 
 from accounts import quotas
 from accounts.models import LedgerEntry
-from generations import engine, jobs
+from generations import engine, jobs, queue
 from generations.models import Generation, ProviderKey
 from tests.factories import make_route, png_bytes, submit_one
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
-run = submit_one
 
 
 def test_it_makes_an_image_and_settles_its_actual_cost(alice, sandbox_model):
-    job = run(sandbox_model, alice, aspect_ratio="16:9", image_size="1K")
+    job = submit_one(sandbox_model, alice, aspect_ratio="16:9", image_size="1K")
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
     assert job.status == "succeeded"
@@ -33,7 +32,7 @@ def test_it_makes_an_image_and_settles_its_actual_cost(alice, sandbox_model):
 
 
 def test_it_sends_reference_images_upstream(alice, sandbox_model):
-    job = run(sandbox_model, alice, reference_bytes=[png_bytes(), png_bytes(color=(1, 2, 3))])
+    job = submit_one(sandbox_model, alice, reference_bytes=[png_bytes(), png_bytes(color=(1, 2, 3))])
     engine.run_generation(job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded"
@@ -42,7 +41,7 @@ def test_it_sends_reference_images_upstream(alice, sandbox_model):
 
 
 def test_it_retries_a_503_and_then_succeeds(alice, sandbox_model):
-    job = run(sandbox_model, alice, prompt="a boat [sandbox:503x1]")
+    job = submit_one(sandbox_model, alice, prompt="a boat [sandbox:503x1]")
     delay = engine.run_generation(job.pk)
     assert delay is not None
     job.refresh_from_db()
@@ -55,7 +54,7 @@ def test_it_retries_a_503_and_then_succeeds(alice, sandbox_model):
 
 
 def test_it_fails_a_blocked_prompt_at_once_and_refunds(alice, sandbox_model):
-    job = run(sandbox_model, alice, prompt="something [sandbox:blocked]")
+    job = submit_one(sandbox_model, alice, prompt="something [sandbox:blocked]")
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
     assert job.status == "failed" and job.refunded
@@ -66,7 +65,7 @@ def test_it_fails_a_blocked_prompt_at_once_and_refunds(alice, sandbox_model):
 
 
 def test_it_gives_up_after_the_retry_budget_and_releases(alice, sandbox_model):
-    job = run(sandbox_model, alice, prompt="never [sandbox:503]")
+    job = submit_one(sandbox_model, alice, prompt="never [sandbox:503]")
     for _ in range(10):
         Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
         if engine.run_generation(job.pk) is None:
@@ -79,7 +78,7 @@ def test_it_gives_up_after_the_retry_budget_and_releases(alice, sandbox_model):
 
 
 def test_it_rests_a_key_whose_daily_quota_is_gone(alice, sandbox_model):
-    job = run(sandbox_model, alice, prompt="x [sandbox:daily]")
+    job = submit_one(sandbox_model, alice, prompt="x [sandbox:daily]")
     engine.run_generation(job.pk)
     key = ProviderKey.objects.get(provider__is_sandbox=True)
     assert key.exhausted_until > timezone.now()
@@ -95,7 +94,7 @@ def test_it_disables_a_key_the_upstream_calls_invalid(alice, db):
 
     with running_sandbox(SandboxConfig(invalid_keys={"test-key-0123456789"})) as url:
         model = make_route("nano-banana", base_url=url).model
-        job = run(model, alice)
+        job = submit_one(model, alice)
         engine.run_generation(job.pk)
     key = ProviderKey.objects.get(label="primary")
     assert not key.enabled and key.disabled_reason
@@ -103,7 +102,7 @@ def test_it_disables_a_key_the_upstream_calls_invalid(alice, db):
 
 def test_it_fails_clearly_when_no_provider_has_a_key(alice, db):
     route = make_route("nano-banana")
-    job = run(route.model, alice)
+    job = submit_one(route.model, alice)
     ProviderKey.objects.update(enabled=False)
     engine.run_generation(job.pk)
     job.refresh_from_db()
@@ -112,7 +111,7 @@ def test_it_fails_clearly_when_no_provider_has_a_key(alice, db):
 
 
 def test_it_lets_only_one_worker_claim_a_job(alice, sandbox_model):
-    job = run(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     assert engine.claim(job.pk) is not None
     assert engine.claim(job.pk) is None
 
@@ -120,8 +119,8 @@ def test_it_lets_only_one_worker_claim_a_job(alice, sandbox_model):
 def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeypatch,
                                                   django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(jobs, "enqueue", sent.extend)
-    lost, stuck, overdue = (run(sandbox_model, alice) for _ in range(3))
+    monkeypatch.setattr(queue, "enqueue", sent.extend)
+    lost, stuck, overdue = (submit_one(sandbox_model, alice) for _ in range(3))
     long_ago = timezone.now() - timedelta(hours=1)
     Generation.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
     Generation.objects.filter(pk=stuck.pk).update(status="running", lease_until=long_ago)
@@ -160,7 +159,7 @@ def test_a_file_half_written_when_the_disk_fills_up_is_removed(alice, sandbox_mo
         yield from real_chunks(self, chunk_size)
 
     monkeypatch.setattr(ContentFile, "chunks", full_after_100_bytes)
-    job = run(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     before = _files_under(settings.MEDIA_ROOT)
     assert engine.run_generation(job.pk) is not None
     assert calls["n"] == 1  # the write did start
@@ -186,7 +185,7 @@ def test_an_image_that_cannot_be_stored_is_retried_then_saved(alice, sandbox_mod
         return real_save(self, name, content, *args, **kwargs)
 
     monkeypatch.setattr(Storage, "save", disk_full_once)
-    job = run(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     before = _files_under(settings.MEDIA_ROOT)
     delay = engine.run_generation(job.pk)
     assert delay is not None  # not left running until its lease runs out
@@ -214,7 +213,7 @@ def test_an_image_that_never_can_be_stored_fails_refunded(alice, sandbox_model, 
         raise DatabaseError("disk I/O error")
 
     monkeypatch.setattr(engine.quotas, "settle", broken)
-    job = run(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     before = _files_under(settings.MEDIA_ROOT)
     for _ in range(10):
         Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
@@ -226,6 +225,4 @@ def test_an_image_that_never_can_be_stored_fails_refunded(alice, sandbox_model, 
     assert not hasattr(job, "image") or job.image is None
     assert _files_under(settings.MEDIA_ROOT) == before  # nothing left behind
     assert quotas.summary(alice).reserved_month == 0 and quotas.ledger_problems() == []
-    from generations import live
-
-    assert live.failure(job)[0] == "Could not save the image"
+    assert job.failure_title == "Could not save the image"

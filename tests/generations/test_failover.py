@@ -8,15 +8,15 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts import quotas
-from generations import engine
+from generations import engine, routing
+from generations.failures import ErrorKind
 from generations.models import Generation, KeyPermit, ModelSpec, Provider, Route
-from generations.providers.base import ErrorKind
 from generations.resilience import breaker
+from generations.resilience.types import BreakerConfig, Permit
 from generations.resilience.store import get_store
 from tests.factories import make_route, png_bytes, submit_one
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
-submit = submit_one
 
 
 def again(job) -> float | None:
@@ -33,7 +33,7 @@ def relay(sandbox_model, sandbox_url) -> Route:
 
 
 def test_an_overload_fails_over_to_the_next_route_at_once(alice, sandbox_model, relay):
-    job = submit(sandbox_model, alice, prompt="a kite [sandbox:503x1]")
+    job = submit_one(sandbox_model, alice, prompt="a kite [sandbox:503x1]")
     assert engine.run_generation(job.pk) == 0  # no waiting: another route is there
     assert again(job) is None
     job.refresh_from_db()
@@ -43,12 +43,38 @@ def test_an_overload_fails_over_to_the_next_route_at_once(alice, sandbox_model, 
     assert quotas.ledger_problems() == []
 
 
+def test_a_route_that_refuses_the_region_hands_the_job_over_and_is_not_retried(
+        alice, sandbox_model, relay):
+    # 400 FAILED_PRECONDITION ("User location is not supported"): the key is fine and
+    # retrying the same route cannot help, but a relay can serve.
+    job = submit_one(sandbox_model, alice, prompt="a kite [sandbox:regionx1]")
+    assert engine.run_generation(job.pk) == 0  # the next route at once, no backoff
+    assert again(job) is None
+    job.refresh_from_db()
+    log = list(job.attempt_log.values_list("route__provider__name", "outcome"))
+    assert log == [("Sandbox (offline)", "refused"), ("Relay", "ok")]
+    assert job.status == "succeeded" and job.route == relay
+    assert sandbox_model.routes.get(provider__is_sandbox=True).provider.keys.get().enabled
+    assert quotas.ledger_problems() == []
+
+
+def test_a_refusal_with_no_other_route_fails_at_once_and_refunds(alice, sandbox_model):
+    job = submit_one(sandbox_model, alice, prompt="a kite [sandbox:region]")
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert (job.status, job.error_kind, job.refunded) == ("failed", "refused", True)
+    assert job.failure_title == "Not available through this provider"
+    assert "not available to this account or from this location" in job.error_message
+    assert job.attempt_log.count() == 1
+    assert quotas.summary(alice).reserved_month == 0 and quotas.ledger_problems() == []
+
+
 def test_an_open_breaker_sends_calls_to_the_next_route(alice, sandbox_model, relay):
     primary = sandbox_model.routes.get(provider__is_sandbox=True)
-    cfg = breaker.Config.from_settings()
+    cfg = BreakerConfig.from_settings()
     for _ in range(cfg.consecutive):
         get_store().breaker_record(primary.pk, False, cfg)
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
     assert job.route == relay and job.attempt_log.get().route == relay
@@ -57,10 +83,10 @@ def test_an_open_breaker_sends_calls_to_the_next_route(alice, sandbox_model, rel
 def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice,
                                                                            sandbox_model):
     primary = sandbox_model.routes.get()
-    cfg = breaker.Config.from_settings()
+    cfg = BreakerConfig.from_settings()
     for _ in range(cfg.consecutive):
         get_store().breaker_record(primary.pk, False, cfg)
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     delay = engine.run_generation(job.pk)
     assert 55 < delay <= cfg.open_seconds
     job.refresh_from_db()
@@ -73,7 +99,7 @@ def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(alice, s
                                                                          settings):
     settings.NANOWEB_RESILIENCE_STORE = "database"  # so the test can move time
     Provider.objects.filter(is_sandbox=True).update(rpm=1)
-    first, second = submit(sandbox_model, alice), submit(sandbox_model, alice)
+    first, second = submit_one(sandbox_model, alice), submit_one(sandbox_model, alice)
     assert engine.run_generation(first.pk) is None
     delay = engine.run_generation(second.pk)
     assert 50 < delay <= 61
@@ -94,7 +120,7 @@ def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(alice, s
 
 def test_waiting_jobs_line_up_one_slot_each(alice, sandbox_model):
     Provider.objects.filter(is_sandbox=True).update(rpm=2)
-    waits = [engine.run_generation(submit(sandbox_model, alice).pk) for _ in range(6)]
+    waits = [engine.run_generation(submit_one(sandbox_model, alice).pk) for _ in range(6)]
     assert waits[:2] == [None, None]
     # Two slots a minute: the next two jobs wake a window later, the two after that, two.
     assert all(50 < w <= 61 for w in waits[2:4]), waits
@@ -110,7 +136,7 @@ def test_a_second_key_serves_while_the_first_waits(alice, sandbox_model):
     extra = ProviderKey(provider=provider, label="second")
     extra.set_key("sandbox-second-key")
     extra.save()
-    done = [submit(sandbox_model, alice) for _ in range(2)]
+    done = [submit_one(sandbox_model, alice) for _ in range(2)]
     for job in done:
         assert engine.run_generation(job.pk) is None
     labels = {j.attempt_log.get().key_label for j in done}
@@ -123,7 +149,7 @@ def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sand
     make_route("nano-banana-pro", base_url="http://127.0.0.1:9")  # nothing listens there
     pro.fallback = sandbox_model
     pro.save()
-    job = submit(pro, alice, image_size="2K")
+    job = submit_one(pro, alice, image_size="2K")
     assert engine.run_generation(job.pk) == 0  # connection refused → fail over at once
     assert again(job) is None
     job.refresh_from_db()
@@ -137,7 +163,7 @@ def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sand
 def test_no_fallback_without_the_admin_allowing_it(alice, sandbox_model):
     pro = ModelSpec.objects.get(slug="nano-banana-pro")
     make_route("nano-banana-pro", base_url="http://127.0.0.1:9")
-    job = submit(pro, alice)
+    job = submit_one(pro, alice)
     for _ in range(6):
         if again(job) is None:
             break
@@ -153,12 +179,12 @@ def test_a_fallback_that_cannot_do_the_request_is_not_used(alice, sandbox_model)
     sandbox_model.save()
     flash.fallback = sandbox_model
     flash.save()
-    job = submit(flash, alice, aspect_ratio="16:9")
-    assert engine._candidate_routes(job) == list(flash.routes.all())
+    job = submit_one(flash, alice, aspect_ratio="16:9")
+    assert routing.candidate_routes(job) == list(flash.routes.all())
 
 
 def test_each_slow_attempt_gives_the_next_more_time(alice, sandbox_model):
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     route = sandbox_model.routes.get()
     base = engine._timeouts(job, route).read
     job.attempt_log.create(number=1, route=route, outcome=ErrorKind.SLOW)
@@ -179,7 +205,7 @@ def test_an_openai_format_route_edits_with_references_and_bills_its_usage(alice,
                                                                           sandbox_model,
                                                                           sandbox_url):
     route = openai_route(sandbox_url, priority=1)
-    job = submit(sandbox_model, alice, aspect_ratio="16:9",
+    job = submit_one(sandbox_model, alice, aspect_ratio="16:9",
                  reference_bytes=[png_bytes(), png_bytes(color=(9, 9, 9))])
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
@@ -195,7 +221,7 @@ def test_an_openai_format_route_edits_with_references_and_bills_its_usage(alice,
 def test_a_gemini_overload_fails_over_to_an_openai_format_relay(alice, sandbox_model,
                                                                 sandbox_url):
     relay = openai_route(sandbox_url)
-    job = submit(sandbox_model, alice, prompt="a lamp [sandbox:503x1]")
+    job = submit_one(sandbox_model, alice, prompt="a lamp [sandbox:503x1]")
     assert engine.run_generation(job.pk) == 0
     assert again(job) is None
     job.refresh_from_db()
@@ -206,7 +232,7 @@ def test_a_gemini_overload_fails_over_to_an_openai_format_relay(alice, sandbox_m
 def test_an_openai_rate_limit_waits_for_its_retry_after(alice, sandbox_model, sandbox_url):
     sandbox_model.routes.update(enabled=False)
     openai_route(sandbox_url)
-    job = submit(sandbox_model, alice, prompt="a lamp [sandbox:429x1]")
+    job = submit_one(sandbox_model, alice, prompt="a lamp [sandbox:429x1]")
     delay = engine.run_generation(job.pk)
     attempt = job.attempt_log.get()
     assert (attempt.outcome, attempt.http_status) == ("rate_limited", 429)
@@ -221,7 +247,7 @@ def test_a_price_change_bills_jobs_before_and_after_it_at_their_own_price(alice,
 
     route = sandbox_model.routes.get()
     old = route.price_at()
-    before, after = submit(sandbox_model, alice), submit(sandbox_model, alice)
+    before, after = submit_one(sandbox_model, alice), submit_one(sandbox_model, alice)
     assert engine.run_generation(before.pk) is None
     cheaper = Price.objects.create(
         route=route, effective_from=timezone.now(), input_per_mtok=old.input_per_mtok // 2,
@@ -243,7 +269,7 @@ def test_a_price_that_rose_after_admission_is_charged_no_more_than_reserved(alic
     from generations.models import Price
 
     route = sandbox_model.routes.get()
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     old = route.price_at()
     Price.objects.create(route=route, effective_from=timezone.now(),
                          input_per_mtok=old.input_per_mtok * 10,
@@ -261,7 +287,7 @@ def test_an_ambiguous_timeout_is_flagged_retried_and_reserved_only_once(alice, r
     from accounts.models import LedgerEntry
 
     Provider.objects.update(read_timeout=0.5)
-    job = submit(relay.model, alice, prompt="a slow one [sandbox:timeoutx1]")
+    job = submit_one(relay.model, alice, prompt="a slow one [sandbox:timeoutx1]")
     assert engine.run_generation(job.pk) is not None
     assert again(job) is None
     job.refresh_from_db()
@@ -281,10 +307,10 @@ def test_a_route_that_used_up_its_retries_hands_the_job_to_one_still_resting(
     settings.NANOWEB_BREAKER_OPEN_SECONDS = 0.5
     primary = sandbox_model.routes.get(provider__is_sandbox=True)
     Provider.objects.filter(pk=primary.provider_id).update(base_url="http://127.0.0.1:9")
-    cfg = breaker.Config.from_settings()
+    cfg = BreakerConfig.from_settings()
     for _ in range(cfg.consecutive):
         get_store().breaker_record(relay.pk, False, cfg)
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     budget = engine.resilience.RETRY_BUDGET[ErrorKind.TRANSIENT]
     for _ in range(budget + 1):
         assert again(job) is not None
@@ -294,7 +320,7 @@ def test_a_route_that_used_up_its_retries_hands_the_job_to_one_still_resting(
     job.refresh_from_db()
     assert job.status == "queued"  # not failed: the relay has not been tried
     assert set(job.attempt_log.values_list("route", "outcome")) == {(primary.pk, "transient")}
-    assert engine._spent_routes(job) == {primary.pk}
+    assert routing.spent_routes(job) == {primary.pk}
 
     time.sleep(0.6)  # the relay's breaker lets a probe through
     assert again(job) is None
@@ -305,7 +331,7 @@ def test_a_route_that_used_up_its_retries_hands_the_job_to_one_still_resting(
 
 def test_a_job_fails_once_every_route_has_used_up_its_retries(alice, sandbox_model, relay):
     Provider.objects.update(base_url="http://127.0.0.1:9")  # both down
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     for _ in range(20):
         if again(job) is None:
             break
@@ -325,7 +351,7 @@ def test_no_image_and_timeouts_get_their_retries_once_per_job_not_per_route(
     """Another route runs the same model: handing these over would only repeat the answer
     (or the bill of a call that timed out)."""
     Provider.objects.update(read_timeout=0.5)
-    job = submit(sandbox_model, alice, prompt=f"a heron [sandbox:{trigger}]")
+    job = submit_one(sandbox_model, alice, prompt=f"a heron [sandbox:{trigger}]")
     for _ in range(10):
         if again(job) is None:
             break
@@ -342,16 +368,16 @@ def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, 
     from generations.resilience import limiter
 
     primary = sandbox_model.routes.get(provider__is_sandbox=True)
-    job = submit(sandbox_model, alice)
+    job = submit_one(sandbox_model, alice)
     budget = engine.resilience.RETRY_BUDGET[ErrorKind.RATE_LIMITED]
     for n in range(1, budget + 1):  # the primary's earlier 429s on this job
         job.attempt_log.create(number=n, route=primary, outcome=ErrorKind.RATE_LIMITED)
     Generation.objects.filter(pk=job.pk).update(status="running", attempts=budget + 1)
     job.refresh_from_db()
-    choice = engine.Choice(primary, primary.provider.keys.get(), primary.price_at(),
-                           limiter.Permit(key_id=primary.provider.keys.get().pk, token="t"))
+    choice = routing.Choice(primary, primary.provider.keys.get(), primary.price_at(),
+                           Permit(key_id=primary.provider.keys.get().pk, token="t"))
     err = ProviderError(ErrorKind.RATE_LIMITED, "Slow down.", http_status=429, retry_after=600)
     delay = engine._handle_error(job, choice, err, 0.0)
     assert delay is not None and delay < 60
     job.refresh_from_db()
-    assert job.status == "queued" and engine.choose_route(job).route == relay
+    assert job.status == "queued" and routing.choose_route(job).route == relay

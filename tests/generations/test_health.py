@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from generations import jobs
 from generations.models import Attempt, ProviderKey
-from generations.resilience import breaker, health, limiter
+from generations.resilience import health, limiter
+from generations.resilience.types import BreakerConfig, Limits, day_bounds
 from generations.resilience.store import get_store
 from tests.conftest import make_user
 from tests.factories import job_request, make_route
@@ -26,11 +27,11 @@ def test_the_health_page_explains_resting_routes_and_keys(admin_client, alice, n
     route = make_route("nano-banana", provider_name="Google")
     route.provider.rpm = 10
     route.provider.save()
-    cfg = breaker.Config.from_settings()
+    cfg = BreakerConfig.from_settings()
     for _ in range(cfg.consecutive):
         get_store().breaker_record(route.pk, False, cfg)
     key = route.provider.keys.get()
-    limiter.acquire(key.pk, limiter.Limits.of(route.provider))
+    limiter.acquire(key.pk, Limits.of(route.provider))
     broken = ProviderKey(provider=route.provider, label="old", enabled=False,
                          disabled_reason="API key not valid. Please pass a valid API key.")
     broken.set_key("AIza-old-key-0000000000")
@@ -71,7 +72,7 @@ def test_a_key_without_rate_limits_counts_the_calls_it_made_this_minute_and_toda
     route = make_route("nano-banana", provider_name="Google")  # no RPM, RPD or concurrency
     job = jobs.submit(alice, job_request(route.model))[0]
     now = timezone.now()
-    day_start = limiter.day_bounds(now)[0]
+    day_start = day_bounds(now)[0]
     times = [now, now - timezone.timedelta(seconds=5), now - timezone.timedelta(minutes=5),
              day_start - timezone.timedelta(minutes=1)]  # the last one was yesterday
     for number, started in enumerate(times, 1):

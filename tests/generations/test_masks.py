@@ -92,7 +92,7 @@ def test_a_masked_job_never_fails_over_to_a_gemini_route(alice, masked_model):
     masked_model.routes.filter(provider__kind="gemini").update(enabled=True)
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
-    assert (job.status, job.error_kind, job.refunded) == ("failed", "permanent", True)
+    assert (job.status, job.error_kind, job.refunded) == ("failed", "no_route", True)
     assert "takes an edit mask" in job.error_message
 
 

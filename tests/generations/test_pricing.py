@@ -37,7 +37,7 @@ def test_it_bills_nothing_on_a_route_marked_free_and_refuses_an_unpriced_one():
 
 
 def test_it_estimates_a_worst_case_that_covers_the_real_usage():
-    est = worst_case_usage(prompt="x" * 400, references=2, image_tokens=1290, text_tokens=400)
+    est = worst_case_usage(prompt_chars=400, references=2, image_tokens=1290, text_tokens=400)
     assert cost_micros(FLASH, est) >= cost_micros(
         FLASH, Usage(input_tokens=100 + 2 * 258, output_text_tokens=46, output_image_tokens=1290))
 

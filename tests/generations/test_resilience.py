@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from generations.providers.base import ErrorKind
-from generations.resilience import backoff, breaker, limiter
+from generations.failures import ErrorKind
+from generations.resilience import backoff, circuit
+from generations.resilience.types import BreakerConfig, Limits, Permit, Wait, day_bounds, window_seconds
 from generations.resilience.store import DatabaseStore, RedisStore
 from tests.conftest import REPO, database_url
 from tests.factories import make_route
 
-CFG = breaker.Config(consecutive=10, failure_rate=0.5, min_calls=5, window=60, open_seconds=60,
+CFG = BreakerConfig(consecutive=10, failure_rate=0.5, min_calls=5, window=60, open_seconds=60,
                      probe_lease=30)
 
 
@@ -54,53 +55,53 @@ def test_the_longest_countdown_stays_below_the_brokers_visibility_timeout():
 
 def run(state, outcomes, now=0.0):
     for ok in outcomes:
-        state = breaker.record(state, ok, now, CFG)
+        state = circuit.record(state, ok, now, CFG)
     return state
 
 
 def test_ten_consecutive_failures_open_the_breaker():
-    s = run(breaker.fresh(), [True] * 20 + [False] * 9)
-    assert s["state"] == breaker.CLOSED  # 9 of 29 is neither 10 in a row nor half
+    s = run(circuit.fresh(), [True] * 20 + [False] * 9)
+    assert s["state"] == circuit.CLOSED  # 9 of 29 is neither 10 in a row nor half
     s = run(s, [False])
-    assert s["state"] == breaker.OPEN and s["open_until"] == 60
+    assert s["state"] == circuit.OPEN and s["open_until"] == 60
 
 
 def test_half_of_at_least_five_calls_in_the_window_opens_it():
-    assert run(breaker.fresh(), [False, True, False, True])["state"] == breaker.CLOSED  # 4 calls
-    assert run(breaker.fresh(), [True, True, True, False, False])["state"] == breaker.CLOSED
-    assert run(breaker.fresh(), [True, True, False, True, False, False])["state"] == breaker.OPEN
+    assert run(circuit.fresh(), [False, True, False, True])["state"] == circuit.CLOSED  # 4 calls
+    assert run(circuit.fresh(), [True, True, True, False, False])["state"] == circuit.CLOSED
+    assert run(circuit.fresh(), [True, True, False, True, False, False])["state"] == circuit.OPEN
 
 
 def test_failures_in_an_old_window_do_not_count():
-    s = run(breaker.fresh(), [False, True, False, True], now=0)
+    s = run(circuit.fresh(), [False, True, False, True], now=0)
     s = run(s, [False, True], now=61)  # a new window: 1 of 2
-    assert s["state"] == breaker.CLOSED
+    assert s["state"] == circuit.CLOSED
 
 
 def test_open_then_half_open_with_one_probe_then_closed():
-    s = run(breaker.fresh(), [False] * 10, now=100)
-    s, d = breaker.allow(s, 120, CFG)
+    s = run(circuit.fresh(), [False] * 10, now=100)
+    s, d = circuit.allow(s, 120, CFG)
     assert (d.allowed, round(d.wait)) == (False, 40)
-    s, d = breaker.allow(s, 160, CFG)
-    assert d.allowed and d.probe and s["state"] == breaker.HALF_OPEN
-    s, other = breaker.allow(s, 161, CFG)
+    s, d = circuit.allow(s, 160, CFG)
+    assert d.allowed and d.probe and s["state"] == circuit.HALF_OPEN
+    s, other = circuit.allow(s, 161, CFG)
     assert not other.allowed  # one probe at a time
-    s = breaker.record(s, True, 162, CFG)
-    assert s["state"] == breaker.CLOSED and s["opened_count"] == 1
-    assert breaker.allow(s, 163, CFG)[1].allowed
+    s = circuit.record(s, True, 162, CFG)
+    assert s["state"] == circuit.CLOSED and s["opened_count"] == 1
+    assert circuit.allow(s, 163, CFG)[1].allowed
 
 
 def test_a_failed_probe_opens_it_again_and_a_lost_probe_lets_another_through():
-    s = run(breaker.fresh(), [False] * 10, now=0)
-    s, d = breaker.allow(s, 60, CFG)
+    s = run(circuit.fresh(), [False] * 10, now=0)
+    s, d = circuit.allow(s, 60, CFG)
     assert d.probe
-    s = breaker.record(s, False, 61, CFG)
-    assert s["state"] == breaker.OPEN and s["open_until"] == 121
-    s, d = breaker.allow(s, 121, CFG)
+    s = circuit.record(s, False, 61, CFG)
+    assert s["state"] == circuit.OPEN and s["open_until"] == 121
+    s, d = circuit.allow(s, 121, CFG)
     assert d.probe
-    s, d = breaker.allow(s, 121 + CFG.probe_lease, CFG)  # the probe's worker vanished
+    s, d = circuit.allow(s, 121 + CFG.probe_lease, CFG)  # the probe's worker vanished
     assert d.allowed and d.probe
-    assert "half-open" in breaker.describe(s, 160)
+    assert "half-open" in circuit.describe(s, 160)
 
 
 # --- the stores -------------------------------------------------------------------------
@@ -124,61 +125,61 @@ def test_the_store_runs_the_breaker(store):
     route = make_route()
     for _ in range(10):
         store.breaker_record(route.pk, False, CFG)
-    assert store.breaker_state(route.pk)["state"] == breaker.OPEN
+    assert store.breaker_state(route.pk)["state"] == circuit.OPEN
     decision = store.breaker_allow(route.pk, CFG)
     assert not decision.allowed and 59 < decision.wait <= 60
 
 
 def test_the_limiter_grants_exactly_the_rpm_and_says_when_the_next_frees(store):
     key = make_route().provider.keys.get()
-    limits = limiter.Limits(rpm=3)
+    limits = Limits(rpm=3)
     granted = [store.acquire(key.pk, limits, 30) for _ in range(5)]
-    assert [isinstance(g, limiter.Permit) for g in granted] == [True] * 3 + [False] * 2
+    assert [isinstance(g, Permit) for g in granted] == [True] * 3 + [False] * 2
     wait = granted[-1]
-    assert wait.reason == "rpm" and 59 < wait.seconds <= limiter.window_seconds()
+    assert wait.reason == "rpm" and 59 < wait.seconds <= window_seconds()
     assert store.key_usage(key.pk) == {"minute": 3, "day": 3, "in_flight": 3}
 
 
 def test_full_windows_book_slots_in_order_that_keep_every_window_within_the_limit(store):
     key = make_route().provider.keys.get()
-    limits = limiter.Limits(rpm=2)
-    w = limiter.window_seconds()
+    limits = Limits(rpm=2)
+    w = window_seconds()
     now_ones = [store.acquire(key.pk, limits, 30, ahead=1000) for _ in range(2)]
     assert [p.delay for p in now_ones] == [0, 0]
     booked = [store.acquire(key.pk, limits, 30, ahead=1000).delay for _ in range(4)]
     expected = [w, w, 2 * w, 2 * w]  # less the moments the calls took (a loaded machine)
     assert all(e - 2 < d <= e for d, e in zip(booked, expected, strict=True)), booked
     late = store.acquire(key.pk, limits, 30, ahead=100)  # the next slot is too far ahead
-    assert isinstance(late, limiter.Wait) and late.seconds > 3 * w - 1
+    assert isinstance(late, Wait) and late.seconds > 3 * w - 1
 
 
 def test_concurrent_slots_free_up_on_release(store):
     key = make_route().provider.keys.get()
-    limits = limiter.Limits(concurrency=2)
+    limits = Limits(concurrency=2)
     a, b = store.acquire(key.pk, limits, 30), store.acquire(key.pk, limits, 30)
     busy = store.acquire(key.pk, limits, 30)
-    assert isinstance(busy, limiter.Wait) and busy.reason == "concurrency"
+    assert isinstance(busy, Wait) and busy.reason == "concurrency"
     store.release(a)
-    assert isinstance(store.acquire(key.pk, limits, 30), limiter.Permit)
+    assert isinstance(store.acquire(key.pk, limits, 30), Permit)
     assert store.key_usage(key.pk)["in_flight"] == 2
     store.release(b)
 
 
 def test_an_unreleased_slot_frees_itself_when_its_lease_ends(store):
     key = make_route().provider.keys.get()
-    limits = limiter.Limits(concurrency=1)
-    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Permit)
-    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Wait)
+    limits = Limits(concurrency=1)
+    assert isinstance(store.acquire(key.pk, limits, 2), Permit)
+    assert isinstance(store.acquire(key.pk, limits, 2), Wait)
     time.sleep(2.1)
-    assert isinstance(store.acquire(key.pk, limits, 2), limiter.Permit)
+    assert isinstance(store.acquire(key.pk, limits, 2), Permit)
 
 
 def test_the_daily_limit_waits_until_pacific_midnight(store):
     key = make_route().provider.keys.get()
-    limits = limiter.Limits(rpd=2)
+    limits = Limits(rpd=2)
     store.acquire(key.pk, limits, 30), store.acquire(key.pk, limits, 30)
     wait = store.acquire(key.pk, limits, 30)
-    start, end = limiter.day_bounds()
+    start, end = day_bounds()
     assert wait.reason == "rpd" and 0 < wait.seconds <= (end - start).total_seconds()
 
 
@@ -211,7 +212,7 @@ def test_the_reconciler_forgets_permits_no_window_needs(db):
     key = make_route().provider.keys.get()
     store = DatabaseStore()
     for _ in range(3):
-        store.acquire(key.pk, limiter.Limits(rpm=10), 30)
+        store.acquire(key.pk, Limits(rpm=10), 30)
     KeyPermit.objects.filter(pk__in=KeyPermit.objects.values("pk")[:2]).update(
         granted_at=timezone.now() - timedelta(days=3))
     assert store.prune() == 2

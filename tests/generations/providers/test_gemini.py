@@ -18,8 +18,8 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
+from generations.failures import ErrorKind
 from generations.providers.base import (
-    ErrorKind,
     ImageRequest,
     ProviderError,
     Reference,
@@ -641,7 +641,7 @@ HTTP_ERRORS = [
     (403, rpc_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers."),
      ErrorKind.KEY_INVALID, "The provider rejected the API key.", False),
     (400, rpc_error(400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
-     ErrorKind.PERMANENT,
+     ErrorKind.REFUSED,
      "The provider is not available to this account or from this location: User location is "
      "not supported for the API use.", False),
     (400, rpc_error(400, "INVALID_ARGUMENT", "Unsupported   aspect ratio:\n 7:3"),
@@ -677,11 +677,11 @@ FAILED_PRECONDITIONS = [
 
 @pytest.mark.parametrize("said", FAILED_PRECONDITIONS)
 def test_it_keeps_the_key_when_the_account_or_location_is_refused(said):
-    # Not the key's fault (every key of the project gets the same answer) and not
-    # fixed by retrying: no retry, the key stays enabled, the person sees Google's reason.
+    # Not the key's fault (every key of the project gets the same answer) and not fixed
+    # by retrying here: the route refused, so the job fails over (a relay may serve), the
+    # key stays enabled, and the person sees Google's reason if nothing else can serve.
     err = failure(replying(400, rpc_error(400, "FAILED_PRECONDITION", said)))
-    assert err.kind == ErrorKind.PERMANENT
-    assert err.kind != ErrorKind.KEY_INVALID and not err.retryable
+    assert err.kind == ErrorKind.REFUSED
     assert err.message.endswith(said)
     assert "HTTP 400 FAILED_PRECONDITION" in err.detail
     assert not err.may_have_been_billed
@@ -691,7 +691,7 @@ def test_it_explains_a_failed_precondition_without_a_message():
     err = classify_error(
         400, json.dumps({"error": {"code": 400, "status": "FAILED_PRECONDITION"}}), {}
     )
-    assert err.kind == ErrorKind.PERMANENT
+    assert err.kind == ErrorKind.REFUSED
     assert err.message == "The provider is not available to this account or from this location."
 
 

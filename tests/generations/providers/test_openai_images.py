@@ -15,8 +15,8 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
+from generations.failures import ErrorKind
 from generations.providers.base import (
-    ErrorKind,
     ImageRequest,
     ProviderError,
     Reference,
@@ -486,7 +486,8 @@ HTTP_ERRORS = [
     (401, b"", ErrorKind.KEY_INVALID, "The provider rejected the API key.", False),
     (403, openai_error("Country, region, or territory not supported", "request_forbidden",
                        "unsupported_country_region_territory"),
-     ErrorKind.KEY_INVALID, "The provider rejected the API key.", False),
+     ErrorKind.REFUSED, "The provider is not available from this location: Country, region, or "
+     "territory not supported", False),
     (400, openai_error(SAFETY, "image_generation_user_error", "moderation_blocked"),
      ErrorKind.BLOCKED,
      "The provider's safety system rejected this request. Rephrasing the prompt may help.", False),

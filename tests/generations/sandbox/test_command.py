@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError
-
-from generations.management.commands.sandbox_upstream import Command
+from nanoweb.management.commands.sandbox_upstream import Command
 
 
 def config_from(*argv: str):

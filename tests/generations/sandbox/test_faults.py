@@ -20,6 +20,7 @@ TRIGGERS = {
     "daily_quota": "daily",
     "unavailable": "503",
     "internal": "500",
+    "region": "region",
     "deadline": "504",
     "malformed": "malformed",
     "truncated": "truncated",
@@ -37,6 +38,7 @@ def assert_answers_with(fault: str, response: httpx.Response) -> None:
         "daily_quota": 429,
         "unavailable": 503,
         "internal": 500,
+        "region": 400,
         "deadline": 504,
     }.get(fault, 200)
     assert response.status_code == expected_status
@@ -54,6 +56,7 @@ def assert_answers_with(fault: str, response: httpx.Response) -> None:
                 429: "RESOURCE_EXHAUSTED",
                 503: "UNAVAILABLE",
                 500: "INTERNAL",
+                400: "FAILED_PRECONDITION",
                 504: "DEADLINE_EXCEEDED",
             }[expected_status]
         )

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from generations.providers.base import ErrorKind, ImageRequest, ProviderError, Reference, Timeouts
+from generations.failures import ErrorKind
+from generations.providers.base import ImageRequest, ProviderError, Reference, Timeouts
 from generations.providers.openai_images import OpenAIImagesProvider
 from generations.sandbox.server import SandboxConfig, running_sandbox
 from tests.generations.sandbox.client import KEY, generate, http
@@ -269,6 +270,7 @@ WIRE_FAULTS = {
     "503": (503, "server_error", None),
     "500": (500, "server_error", None),
     "504": (504, "server_error", "timeout"),
+    "region": (403, "request_forbidden", "unsupported_country_region_territory"),
     "blocked": (400, "image_generation_user_error", "moderation_blocked"),
     "image_safety": (400, "image_generation_user_error", "moderation_blocked"),
 }
@@ -342,6 +344,7 @@ PROVIDER_FAULTS = {
     "503": (ErrorKind.TRANSIENT, False),
     "500": (ErrorKind.TRANSIENT, False),
     "504": (ErrorKind.SLOW, True),
+    "region": (ErrorKind.REFUSED, False),
     "malformed": (ErrorKind.CORRUPT, True),
     "truncated": (ErrorKind.CORRUPT, True),
     "blocked": (ErrorKind.BLOCKED, False),

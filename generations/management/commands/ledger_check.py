@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts import quotas
+from generations.engine import release_stale_reservations
 
 
 class Command(BaseCommand):
@@ -20,8 +21,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if options["release_stale"]:
-            from generations.engine import release_stale_reservations
-
             self.stdout.write(f"Released {release_stale_reservations()} stale reservation(s).")
         problems = quotas.ledger_problems()
         cutoff = timezone.now() - timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -19,6 +19,7 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from generations import gallery, zips
 from generations.models import Image
+from generations.views.access import get_own_image, get_visible_image
 
 
 def _image_base() -> str:
@@ -30,22 +31,6 @@ def _image_base() -> str:
 
 def _render(request, template: str, ctx: dict, status: int = 200):
     return render(request, template, {**ctx, "img_base": _image_base()}, status=status)
-
-
-def _get_visible_image(request, pk) -> Image:
-    """An image this person may see: their own, or one a teammate shared."""
-    return get_object_or_404(
-        Image.objects.visible_to(request.user).select_related("generation__model", "user"),
-        generation_id=pk,
-    )
-
-
-def _get_own_image(request, pk) -> Image:
-    """An image this person may change (star, share, delete): their own, not deleted."""
-    return get_object_or_404(
-        Image.objects.owned_by(request.user).select_related("generation__model"),
-        generation_id=pk,
-    )
 
 
 def _query_without_cursor(request) -> str:
@@ -89,12 +74,12 @@ def _settings_query(image: Image, *, with_prompt: bool) -> dict:
     return values
 
 
-def edit_url(image: Image) -> str:
+def _edit_url(image: Image) -> str:
     query = {"edit": str(image.generation_id), **_settings_query(image, with_prompt=False)}
     return reverse("generations:studio") + "?" + urlencode(query)
 
 
-def reuse_url(image: Image) -> str:
+def _reuse_url(image: Image) -> str:
     return reverse("generations:studio") + "?" + urlencode(
         _settings_query(image, with_prompt=True))
 
@@ -102,7 +87,7 @@ def reuse_url(image: Image) -> str:
 @login_required
 @require_GET
 def image_page(request, pk):
-    image = _get_visible_image(request, pk)
+    image = get_visible_image(request, pk)
     newer, older = gallery.neighbours(image, request.user)
     ctx = {
         "image": image,
@@ -111,8 +96,8 @@ def image_page(request, pk):
         "children": gallery.children(image, request.user),
         "newer": newer,
         "older": older,
-        "edit_url": edit_url(image),
-        "reuse_url": reuse_url(image),
+        "edit_url": _edit_url(image),
+        "reuse_url": _reuse_url(image),
     }
     return _render(request, "generations/image.html", ctx)
 
@@ -131,7 +116,7 @@ def image_share(request, pk):
 
 def _toggle(request, pk, field: str, partial: str):
     """Flip one of the owner's yes/no choices and answer with its button."""
-    image = _get_own_image(request, pk)
+    image = get_own_image(request, pk)
     setattr(image, field, not getattr(image, field))
     image.save(update_fields=[field])
     return _render(request, f"generations/gallery.html#{partial}", {"image": image})
@@ -140,7 +125,7 @@ def _toggle(request, pk, field: str, partial: str):
 @login_required
 @require_POST
 def image_delete(request, pk):
-    image = _get_own_image(request, pk)
+    image = get_own_image(request, pk)
     gallery.soft_delete(request.user, [image.generation_id])
     if not request.htmx:
         messages.success(request, "Image deleted. It can be restored from its page link for "
@@ -155,7 +140,7 @@ def image_delete(request, pk):
 def image_restore(request, pk):
     if not gallery.restore(request.user, [pk]):
         raise Http404("This image can no longer be restored.")
-    image = _get_own_image(request, pk)
+    image = get_own_image(request, pk)
     if not request.htmx:
         return redirect("generations:image", pk=pk)
     return _render(request, "generations/gallery.html#tile", {"image": image})

@@ -13,6 +13,7 @@ RATE_FLAGS = {
     "daily": "daily_quota",
     "503": "unavailable",
     "500": "internal",
+    "region": "region",
     "504": "deadline",
     "timeout": "timeout",
     "malformed": "malformed",
