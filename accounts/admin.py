@@ -21,22 +21,31 @@ from accounts.models import (
 )
 from accounts.periods import month_start, quota_day
 
-LIMITS_HELP = ("Empty means unlimited. Budgets are in US dollars. While “uses team limits” is "
-               "ticked, the team's member limits apply instead of these.")
-LIMIT_FIELDS = ["daily_image_limit", "monthly_budget_micros", "max_concurrent_jobs",
-                "max_image_size", "max_images_per_request", "max_reference_images",
-                "allowed_models"]
+LIMITS_HELP = (
+    "Empty means unlimited. Budgets are in US dollars. While “uses team limits” is "
+    "ticked, the team's member limits apply instead of these."
+)
+LIMIT_FIELDS = [
+    "daily_image_limit",
+    "monthly_budget_micros",
+    "max_concurrent_jobs",
+    "max_image_size",
+    "max_images_per_request",
+    "max_reference_images",
+    "allowed_models",
+]
 
 
 def _month_spend(**owner) -> Subquery:
     """This month's spending (settled, net of grants) for the row's user or team."""
-    rows = QuotaCounter.objects.filter(period=QuotaCounter.MONTH,
-                                       period_start=month_start(quota_day()), **owner)
+    rows = QuotaCounter.objects.filter(
+        period=QuotaCounter.MONTH, period_start=month_start(quota_day()), **owner
+    )
     return Subquery(rows.values("micros_spent")[:1])
 
 
 def _room_line(label: str, room: quotas.Room, show) -> str:
-    """"Left this month: $12.00 under team Design's shared monthly budget of $20.00"."""
+    """ "Left this month: $12.00 under team Design's shared monthly budget of $20.00"."""
     if room.left is None:
         return f"{label}: unlimited"
     return f"{label}: {show(room.left)} under {room.by} of {show(room.limit)}"
@@ -72,8 +81,14 @@ class UserAdmin(BaseUserAdmin):
     ordering = ["email"]
     # Six short columns fit beside the filters at 1280 px: the name goes under the email,
     # team admins are marked in the team column (both have filters).
-    list_display = ["person", "team_and_role", "daily_images", "budget", "spent_this_month",
-                    "active"]
+    list_display = [
+        "person",
+        "team_and_role",
+        "daily_images",
+        "budget",
+        "spent_this_month",
+        "active",
+    ]
     list_filter = ["is_staff", "is_active", "is_team_admin", "team"]
     search_fields = ["email", "name"]
     readonly_fields = ["money", "last_login", "date_joined"]
@@ -82,17 +97,26 @@ class UserAdmin(BaseUserAdmin):
         (None, {"fields": ["email", "password", "name", "team", "is_team_admin"]}),
         ("Limits", {"description": LIMITS_HELP, "fields": ["uses_team_limits", *LIMIT_FIELDS]}),
         ("This month", {"fields": ["money"]}),
-        ("Permissions", {"classes": ["collapse"],
-                         "fields": ["is_active", "is_staff", "is_superuser", "groups",
-                                    "user_permissions"]}),
+        (
+            "Permissions",
+            {
+                "classes": ["collapse"],
+                "fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"],
+            },
+        ),
         ("Dates", {"classes": ["collapse"], "fields": ["last_login", "date_joined"]}),
     ]
-    add_fieldsets = [(None, {"classes": ["wide"],
-                             "fields": ["email", "password1", "password2", "team"]})]
+    add_fieldsets = [
+        (None, {"classes": ["wide"], "fields": ["email", "password1", "password2", "team"]})
+    ]
 
     def get_queryset(self, request):
-        return (super().get_queryset(request).select_related("team")
-                .annotate(month_spent=_month_spend(user=OuterRef("pk"))))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("team")
+            .annotate(month_spent=_month_spend(user=OuterRef("pk")))
+        )
 
     @admin.display(description="Person", ordering="email")
     def person(self, obj):
@@ -104,8 +128,11 @@ class UserAdmin(BaseUserAdmin):
     def team_and_role(self, obj):
         if obj.team_id is None:
             return "—"
-        return format_html("{} <small>(admin)</small>", obj.team) if obj.is_team_admin \
+        return (
+            format_html("{} <small>(admin)</small>", obj.team)
+            if obj.is_team_admin
             else str(obj.team)
+        )
 
     @admin.display(description="Images / day")
     def daily_images(self, obj):
@@ -131,11 +158,14 @@ class UserAdmin(BaseUserAdmin):
         return format_html(
             "{} spent and {} in progress this month · {} images today<br>{}<br>{}<br>"
             '<a href="{}">Grant or adjust…</a> · <a href="{}">Ledger</a>',
-            format_usd(s.spent_month), format_usd(s.reserved_month), s.images_today,
+            format_usd(s.spent_month),
+            format_usd(s.reserved_month),
+            s.images_today,
             _room_line("Left this month", s.budget_room, format_usd),
             _room_line("Left today", s.images_room, lambda n: f"{n} images"),
             reverse("admin:accounts_user_grant", args=[obj.pk]),
-            reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}")
+            reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}",
+        )
 
     def get_urls(self):
         grant = self.admin_site.admin_view(self.grant_view)
@@ -150,32 +180,45 @@ class UserAdmin(BaseUserAdmin):
             data = form.cleaned_data
             move = quotas.grant if data["kind"] == GrantForm.GRANT else quotas.adjust
             try:
-                entry = move(person, micros=data["amount"], images=data["images"],
-                             actor=request.user, reason=data["reason"])
+                entry = move(
+                    person,
+                    micros=data["amount"],
+                    images=data["images"],
+                    actor=request.user,
+                    reason=data["reason"],
+                )
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(request, f"{entry.kind.capitalize()} recorded for {person}: "
-                                  f"{format_usd(data['amount'])}, {data['images']} image(s).",
-                                  messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"{entry.kind.capitalize()} recorded for {person}: "
+                    f"{format_usd(data['amount'])}, {data['images']} image(s).",
+                    messages.SUCCESS,
+                )
                 return redirect("admin:accounts_user_change", person.pk)
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
-                   "person": person, "summary": quotas.summary(person),
-                   "title": f"Grant or adjust — {person}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "form": form,
+            "person": person,
+            "summary": quotas.summary(person),
+            "title": f"Grant or adjust — {person}",
+        }
         return TemplateResponse(request, "admin/accounts/user/grant.html", context)
 
 
 class TeamForm(forms.ModelForm):
     # Prefilled on Add team like the other member limits (a declared field does not
     # take the model field's default by itself).
-    monthly_budget_micros = UsdField(label="Member monthly budget (USD)", required=False,
-                                     initial=default_monthly_budget)
+    monthly_budget_micros = UsdField(
+        label="Member monthly budget (USD)", required=False, initial=default_monthly_budget
+    )
     shared_monthly_budget_micros = UsdField(label="Shared team budget (USD)", required=False)
 
     class Meta:
         model = Team
-        fields = ["name", "shared_daily_image_limit", "shared_monthly_budget_micros",
-                  *LIMIT_FIELDS]
+        fields = ["name", "shared_daily_image_limit", "shared_monthly_budget_micros", *LIMIT_FIELDS]
 
 
 class MemberInline(admin.TabularInline):
@@ -201,17 +244,29 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = [MemberInline]
     fieldsets = [
         (None, {"fields": ["name"]}),
-        ("Shared by the whole team", {
-            "description": "Totals for all members together, checked with each member's own "
-                           "limits in the same admission. Empty means unlimited.",
-            "fields": ["shared_daily_image_limit", "shared_monthly_budget_micros"]}),
-        ("Member limits", {"description": "Apply to members who use the team's limits. "
-                                          "Empty means unlimited.", "fields": LIMIT_FIELDS}),
+        (
+            "Shared by the whole team",
+            {
+                "description": "Totals for all members together, checked with each member's own "
+                "limits in the same admission. Empty means unlimited.",
+                "fields": ["shared_daily_image_limit", "shared_monthly_budget_micros"],
+            },
+        ),
+        (
+            "Member limits",
+            {
+                "description": "Apply to members who use the team's limits. Empty means unlimited.",
+                "fields": LIMIT_FIELDS,
+            },
+        ),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            month_spent=_month_spend(team=OuterRef("pk")), n_members=Count("members"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(month_spent=_month_spend(team=OuterRef("pk")), n_members=Count("members"))
+        )
 
     @admin.display(description="Members", ordering="n_members")
     def members_count(self, obj):
@@ -241,8 +296,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created", "user", "team", "kind", "reserved", "spent", "images_used_delta",
-                    "job", "actor", "reason"]
+    list_display = [
+        "created",
+        "user",
+        "team",
+        "kind",
+        "reserved",
+        "spent",
+        "images_used_delta",
+        "job",
+        "actor",
+        "reason",
+    ]
     list_filter = ["kind", "quota_day", "team", ("user", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user", "team", "actor", "generation"]
     search_fields = ["user__email", "reason"]
@@ -275,23 +340,37 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             report = billing.build(d["start"], d["end"], group=d["group"], period=d["period"])
             net = billing.ledger_net(d["start"], d["end"])
             if request.GET.get("format") == "csv":
-                response = HttpResponse(billing.to_csv(report), content_type="text/csv; "
-                                        "charset=utf-8")
+                response = HttpResponse(
+                    billing.to_csv(report), content_type="text/csv; charset=utf-8"
+                )
                 name = f"nanoweb-billing-{d['start']}-{d['end']}-{d['group']}.csv"
                 response["Content-Disposition"] = f'attachment; filename="{name}"'
                 return response
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
-                   "report": report, "ledger_net": net, "title": "Billing report",
-                   "no_team_note": billing.NO_TEAM_NOTE,
-                   "csv_query": request.GET.copy().urlencode() if request.GET else ""}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "form": form,
+            "report": report,
+            "ledger_net": net,
+            "title": "Billing report",
+            "no_team_note": billing.NO_TEAM_NOTE,
+            "csv_query": request.GET.copy().urlencode() if request.GET else "",
+        }
         status = 200 if form.is_valid() else 400
         return TemplateResponse(request, "admin/accounts/billing.html", context, status=status)
 
 
 @admin.register(QuotaCounter)
 class QuotaCounterAdmin(ReadOnlyAdmin):
-    list_display = ["owner", "period", "period_start", "images_used", "images_reserved",
-                    "spent", "reserved"]
+    list_display = [
+        "owner",
+        "period",
+        "period_start",
+        "images_used",
+        "images_reserved",
+        "spent",
+        "reserved",
+    ]
     list_filter = ["period", "team"]
     list_select_related = ["user", "team"]
     search_fields = ["user__email", "team__name"]

@@ -39,8 +39,9 @@ def check(user: User) -> list[BudgetAlert]:
 def _fire(month, budget: int | None, **owner) -> list[BudgetAlert]:
     if not budget:
         return []
-    counter = QuotaCounter.objects.filter(period=QuotaCounter.MONTH, period_start=month,
-                                          **owner).first()
+    counter = QuotaCounter.objects.filter(
+        period=QuotaCounter.MONTH, period_start=month, **owner
+    ).first()
     spent = counter.micros_spent if counter else 0
     fired = []
     for threshold in BudgetAlert.THRESHOLDS:
@@ -48,9 +49,15 @@ def _fire(month, budget: int | None, **owner) -> list[BudgetAlert]:
             break
         try:
             with transaction.atomic():
-                fired.append(BudgetAlert.objects.create(
-                    period_start=month, threshold=threshold, spent_micros=spent,
-                    budget_micros=budget, **owner))
+                fired.append(
+                    BudgetAlert.objects.create(
+                        period_start=month,
+                        threshold=threshold,
+                        spent_micros=spent,
+                        budget_micros=budget,
+                        **owner,
+                    )
+                )
         except IntegrityError:
             continue  # fired before, or by a concurrent settle
     return fired
@@ -94,15 +101,20 @@ def body(alert: BudgetAlert) -> str:
 def current_for(user: User) -> BudgetAlert | None:
     """The most serious alert of this month for ``user`` or their team, for the banner."""
     owner = Q(user=user) | (Q(team_id=user.team_id) if user.team_id else Q(pk__in=[]))
-    return (BudgetAlert.objects.filter(owner, period_start=month_start(quota_day()))
-            .select_related("team").order_by("-threshold", "-created").first())
+    return (
+        BudgetAlert.objects.filter(owner, period_start=month_start(quota_day()))
+        .select_related("team")
+        .order_by("-threshold", "-created")
+        .first()
+    )
 
 
 def check_all() -> int:
     """Beat: catch grants, adjustments and budget edits, and resend failed emails."""
     month = month_start(quota_day())
-    counters = QuotaCounter.objects.filter(period=QuotaCounter.MONTH, period_start=month,
-                                           micros_spent__gt=0)
+    counters = QuotaCounter.objects.filter(
+        period=QuotaCounter.MONTH, period_start=month, micros_spent__gt=0
+    )
     fired = 0
     for user in User.objects.filter(pk__in=counters.values("user_id")).select_related("team"):
         fired += len(check(user))

@@ -80,14 +80,13 @@ def build(start: dt.date, end: dt.date, *, group: str = "user", period: str = "m
     column, missing = GROUPS[group]
     trunc = TruncMonth if period == "month" else TruncDay
     spending = entries(start, end).filter(
-        kind__in=[LedgerEntry.SETTLE, LedgerEntry.ADJUST, LedgerEntry.GRANT])
+        kind__in=[LedgerEntry.SETTLE, LedgerEntry.ADJUST, LedgerEntry.GRANT]
+    )
     rows = (
-        spending
-        .annotate(bucket=trunc("quota_day"), label=F(column))
+        spending.annotate(bucket=trunc("quota_day"), label=F(column))
         .values("label", "bucket")
         .annotate(
-            images=Coalesce(
-                Sum("images_used_delta", filter=Q(kind=LedgerEntry.SETTLE)), Value(0)),
+            images=Coalesce(Sum("images_used_delta", filter=Q(kind=LedgerEntry.SETTLE)), Value(0)),
             charged=_sum_spent(LedgerEntry.SETTLE),
             adjusted=_sum_spent(LedgerEntry.ADJUST),
             granted=_sum_spent(LedgerEntry.GRANT),
@@ -100,8 +99,10 @@ def build(start: dt.date, end: dt.date, *, group: str = "user", period: str = "m
         line = Line(
             label=row["label"] or missing,
             period=bucket.date() if isinstance(bucket, dt.datetime) else bucket,
-            images=row["images"], charged=row["charged"],
-            adjusted=row["adjusted"], granted=row["granted"],
+            images=row["images"],
+            charged=row["charged"],
+            adjusted=row["adjusted"],
+            granted=row["granted"],
         )
         report.lines.append(line)
         report.total.add(line)
@@ -113,8 +114,16 @@ def ledger_net(start: dt.date, end: dt.date) -> int:
     return entries(start, end).aggregate(s=Coalesce(Sum("spent_delta"), Value(0)))["s"]
 
 
-CSV_HEADER = ["period", "group", "images", "charged_usd", "adjusted_usd", "granted_usd",
-              "net_usd", "average_per_image_usd"]
+CSV_HEADER = [
+    "period",
+    "group",
+    "images",
+    "charged_usd",
+    "adjusted_usd",
+    "granted_usd",
+    "net_usd",
+    "average_per_image_usd",
+]
 
 
 def to_csv(report: Report) -> str:
@@ -123,11 +132,18 @@ def to_csv(report: Report) -> str:
     writer.writerow([*CSV_HEADER[:1], report.group_label.lower(), *CSV_HEADER[2:]])
     fmt = "%Y-%m" if report.period == "month" else "%Y-%m-%d"
     for line in [*report.lines, report.total]:
-        writer.writerow([
-            line.period.strftime(fmt) if line.period else "total", line.label, line.images,
-            csv_usd(line.charged), csv_usd(line.adjusted), csv_usd(line.granted), csv_usd(line.net),
-            csv_usd(line.average),
-        ])
+        writer.writerow(
+            [
+                line.period.strftime(fmt) if line.period else "total",
+                line.label,
+                line.images,
+                csv_usd(line.charged),
+                csv_usd(line.adjusted),
+                csv_usd(line.granted),
+                csv_usd(line.net),
+                csv_usd(line.average),
+            ]
+        )
     return out.getvalue()
 
 

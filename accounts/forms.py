@@ -40,11 +40,13 @@ class UsdField(forms.CharField):
     field says what empty means with its own ``placeholder``.
     """
 
-    def __init__(self, *, allow_negative: bool = False, placeholder: str = "unlimited",
-                 **kwargs) -> None:
+    def __init__(
+        self, *, allow_negative: bool = False, placeholder: str = "unlimited", **kwargs
+    ) -> None:
         self.allow_negative = allow_negative
-        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal",
-                                                          "placeholder": placeholder}))
+        kwargs.setdefault(
+            "widget", forms.TextInput(attrs={"inputmode": "decimal", "placeholder": placeholder})
+        )
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
@@ -59,8 +61,9 @@ class UsdField(forms.CharField):
         try:
             usd = Decimal(text)
         except InvalidOperation:
-            raise ValidationError(f"“{value}” is not an amount in US dollars, e.g. 20 or 12.50.",
-                                  code="invalid") from None
+            raise ValidationError(
+                f"“{value}” is not an amount in US dollars, e.g. 20 or 12.50.", code="invalid"
+            ) from None
         return checked_micros(usd, allow_negative=self.allow_negative)
 
 
@@ -69,12 +72,17 @@ class GrantForm(forms.Form):
 
     GRANT, ADJUST = "grant", "adjust"
     kind = forms.ChoiceField(
-        choices=[(GRANT, "Grant extra room (budget and/or images)"),
-                 (ADJUST, "Adjust what was spent (positive charges, negative refunds)")],
-        widget=forms.RadioSelect, initial=GRANT)
+        choices=[
+            (GRANT, "Grant extra room (budget and/or images)"),
+            (ADJUST, "Adjust what was spent (positive charges, negative refunds)"),
+        ],
+        widget=forms.RadioSelect,
+        initial=GRANT,
+    )
     amount = UsdField(label="Amount (USD)", required=False, allow_negative=True, placeholder="0")
-    images = forms.IntegerField(label="Images today", required=False, initial=0,
-                                min_value=-10_000, max_value=10_000)
+    images = forms.IntegerField(
+        label="Images today", required=False, initial=0, min_value=-10_000, max_value=10_000
+    )
     reason = forms.CharField(max_length=300, help_text="Kept in the ledger, shown to the person.")
 
     def clean(self):
@@ -83,8 +91,9 @@ class GrantForm(forms.Form):
         if not micros and not images and not self.errors:
             raise ValidationError("Enter an amount, a number of images, or both.")
         if data.get("kind") == self.GRANT and (micros < 0 or images < 0):
-            raise ValidationError("A grant gives room: use positive numbers, or choose "
-                                  "“Adjust” to refund or charge.")
+            raise ValidationError(
+                "A grant gives room: use positive numbers, or choose “Adjust” to refund or charge."
+            )
         data["amount"], data["images"] = micros, images
         return data
 
@@ -94,8 +103,9 @@ class BillingForm(forms.Form):
 
     start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    group = forms.ChoiceField(choices=[("user", "Person"), ("team", "Team"), ("model", "Model")],
-                              initial="user")
+    group = forms.ChoiceField(
+        choices=[("user", "Person"), ("team", "Team"), ("model", "Model")], initial="user"
+    )
     period = forms.ChoiceField(choices=[("month", "Month"), ("day", "Day")], initial="month")
 
     MAX_DAYS = 3 * 366

@@ -62,24 +62,41 @@ class Limits(models.Model):
     """What one person may do. Empty means unlimited — set on purpose by an admin."""
 
     daily_image_limit = models.PositiveIntegerField(
-        null=True, blank=True, default=default_daily_images,
-        help_text="Images per day (quota time zone). Empty = unlimited.")
+        null=True,
+        blank=True,
+        default=default_daily_images,
+        help_text="Images per day (quota time zone). Empty = unlimited.",
+    )
     monthly_budget_micros = models.PositiveBigIntegerField(
-        null=True, blank=True, default=default_monthly_budget,
-        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.")
+        null=True,
+        blank=True,
+        default=default_monthly_budget,
+        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.",
+    )
     max_concurrent_jobs = models.PositiveSmallIntegerField(
-        null=True, blank=True, default=default_max_concurrent_jobs,
-        help_text="Images in progress at once. Empty = unlimited.")
+        null=True,
+        blank=True,
+        default=default_max_concurrent_jobs,
+        help_text="Images in progress at once. Empty = unlimited.",
+    )
     max_image_size = models.CharField(
-        max_length=2, blank=True, choices=SIZES,
-        help_text="Largest size allowed on models that offer sizes. Empty = any.")
+        max_length=2,
+        blank=True,
+        choices=SIZES,
+        help_text="Largest size allowed on models that offer sizes. Empty = any.",
+    )
     max_images_per_request = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Empty = as many as the model allows.")
+        null=True, blank=True, help_text="Empty = as many as the model allows."
+    )
     max_reference_images = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Empty = as many as the model allows.")
+        null=True, blank=True, help_text="Empty = as many as the model allows."
+    )
     allowed_models = models.ManyToManyField(
-        "generations.ModelSpec", blank=True, related_name="+",
-        help_text="Models allowed. None selected = all.")
+        "generations.ModelSpec",
+        blank=True,
+        related_name="+",
+        help_text="Models allowed. None selected = all.",
+    )
 
     class Meta:
         abstract = True
@@ -95,10 +112,13 @@ class Team(Limits):
 
     name = models.CharField(max_length=100, unique=True)
     shared_daily_image_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Images per day for the whole team. Empty = unlimited.")
+        null=True, blank=True, help_text="Images per day for the whole team. Empty = unlimited."
+    )
     shared_monthly_budget_micros = models.PositiveBigIntegerField(
-        null=True, blank=True,
-        help_text="Monthly budget shared by all members, in micro-USD. Empty = unlimited.")
+        null=True,
+        blank=True,
+        help_text="Monthly budget shared by all members, in micro-USD. Empty = unlimited.",
+    )
     created = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -137,17 +157,20 @@ class User(AbstractBaseUser, PermissionsMixin, Limits):
 
     email = models.EmailField(unique=True)
     name = models.CharField(max_length=150, blank=True)
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="members")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
+    )
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
     uses_team_limits = models.BooleanField(
         default=True,
-        help_text="Use the team's member limits. Untick to give this person their own.")
+        help_text="Use the team's member limits. Untick to give this person their own.",
+    )
     is_team_admin = models.BooleanField(
         default=False,
-        help_text="Sees the whole team's usage and spend, and receives the team's budget alerts.")
+        help_text="Sees the whole team's usage and spend, and receives the team's budget alerts.",
+    )
 
     objects = UserManager()
 
@@ -175,10 +198,16 @@ class QuotaCounter(models.Model):
     PERIODS = [(DAY, "day"), (MONTH, "month"), (LIVE, "in progress")]
     LIVE_START = dt.date(2000, 1, 1)  # the one "live" row per user counts jobs in progress
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.CASCADE, related_name="quota_counters")
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE,
-                             related_name="quota_counters")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="quota_counters",
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="quota_counters"
+    )
     period = models.CharField(max_length=5, choices=PERIODS)
     period_start = models.DateField()
     images_reserved = models.IntegerField(default=0)
@@ -188,14 +217,20 @@ class QuotaCounter(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "period", "period_start"],
-                                    condition=Q(user__isnull=False),
-                                    name="one_counter_per_user_period"),
-            models.UniqueConstraint(fields=["team", "period", "period_start"],
-                                    condition=Q(team__isnull=False),
-                                    name="one_counter_per_team_period"),
-            models.CheckConstraint(condition=Q(user__isnull=True) ^ Q(team__isnull=True),
-                                   name="counter_for_a_user_or_a_team"),
+            models.UniqueConstraint(
+                fields=["user", "period", "period_start"],
+                condition=Q(user__isnull=False),
+                name="one_counter_per_user_period",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "period", "period_start"],
+                condition=Q(team__isnull=False),
+                name="one_counter_per_team_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) ^ Q(team__isnull=True),
+                name="counter_for_a_user_or_a_team",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -213,19 +248,26 @@ class LedgerEntry(models.Model):
     KINDS = [(k, k) for k in (RESERVE, SETTLE, RELEASE, GRANT, ADJUST)]
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                             related_name="ledger_entries")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT)
-    generation = models.ForeignKey("generations.Generation", null=True, blank=True,
-                                   on_delete=models.PROTECT, related_name="ledger_entries")
+    generation = models.ForeignKey(
+        "generations.Generation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+    )
     kind = models.CharField(max_length=8, choices=KINDS)
     quota_day = models.DateField()
     reserved_delta = models.BigIntegerField(default=0)
     spent_delta = models.BigIntegerField(default=0)
     images_reserved_delta = models.IntegerField(default=0)
     images_used_delta = models.IntegerField(default=0)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                              on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
@@ -234,7 +276,8 @@ class LedgerEntry(models.Model):
         constraints = [
             # A redelivered task can never reserve, settle or release a job twice.
             models.UniqueConstraint(
-                fields=["generation", "kind"], name="one_entry_per_generation_and_kind",
+                fields=["generation", "kind"],
+                name="one_entry_per_generation_and_kind",
                 condition=Q(kind__in=["reserve", "settle", "release"]),
             ),
         ]
@@ -242,9 +285,13 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {format_usd(self.spent_delta or self.reserved_delta)} {self.user}"
 
-    PLAIN_KINDS = {RESERVE: "Held while the image is made", SETTLE: "Charged",
-                   RELEASE: "Returned, nothing charged", GRANT: "Extra room granted",
-                   ADJUST: "Corrected by an admin"}
+    PLAIN_KINDS = {
+        RESERVE: "Held while the image is made",
+        SETTLE: "Charged",
+        RELEASE: "Returned, nothing charged",
+        GRANT: "Extra room granted",
+        ADJUST: "Corrected by an admin",
+    }
 
     @property
     def plain_kind(self) -> str:
@@ -269,10 +316,16 @@ class BudgetAlert(models.Model):
 
     THRESHOLDS = (80, 100)
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.CASCADE, related_name="budget_alerts")
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE,
-                             related_name="budget_alerts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="budget_alerts",
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts"
+    )
     period_start = models.DateField(help_text="First day of the budget month.")
     threshold = models.PositiveSmallIntegerField(help_text="Percent of the monthly budget.")
     spent_micros = models.BigIntegerField(help_text="Spent and reserved when the alert fired.")
@@ -283,14 +336,20 @@ class BudgetAlert(models.Model):
     class Meta:
         ordering = ["-created"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "period_start", "threshold"],
-                                    condition=Q(user__isnull=False),
-                                    name="one_alert_per_user_month_threshold"),
-            models.UniqueConstraint(fields=["team", "period_start", "threshold"],
-                                    condition=Q(team__isnull=False),
-                                    name="one_alert_per_team_month_threshold"),
-            models.CheckConstraint(condition=Q(user__isnull=True) ^ Q(team__isnull=True),
-                                   name="alert_for_a_user_or_a_team"),
+            models.UniqueConstraint(
+                fields=["user", "period_start", "threshold"],
+                condition=Q(user__isnull=False),
+                name="one_alert_per_user_month_threshold",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "period_start", "threshold"],
+                condition=Q(team__isnull=False),
+                name="one_alert_per_team_month_threshold",
+            ),
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) ^ Q(team__isnull=True),
+                name="alert_for_a_user_or_a_team",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -302,12 +361,16 @@ class BudgetAlert(models.Model):
         who = "Your" if self.user_id else f"Team {self.team.name}'s shared"
         resets = next_month_start(self.period_start)
         if self.threshold >= 100:
-            return (f"{who} monthly budget of {format_usd(self.budget_micros)} is used up "
-                    f"({format_usd(self.spent_micros)} charged). New images are refused until "
-                    f"it resets on {resets:%B} 1, or an admin raises it.")
+            return (
+                f"{who} monthly budget of {format_usd(self.budget_micros)} is used up "
+                f"({format_usd(self.spent_micros)} charged). New images are refused until "
+                f"it resets on {resets:%B} 1, or an admin raises it."
+            )
         percent = self.spent_micros * 100 // self.budget_micros
-        return (f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros)} "
-                f"of {format_usd(self.budget_micros)}. It resets on {resets:%B} 1.")
+        return (
+            f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros)} "
+            f"of {format_usd(self.budget_micros)}. It resets on {resets:%B} 1."
+        )
 
 
 class ApiToken(models.Model):
@@ -318,8 +381,9 @@ class ApiToken(models.Model):
     compared in constant time.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=32, unique=True)
     digest = models.CharField(max_length=64)

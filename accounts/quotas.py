@@ -79,21 +79,34 @@ class QuotaSummary:
     def images_room(self) -> Room:
         """Images left today under whichever daily limit leaves fewer: the person's or
         the team's shared one."""
-        shared = (None if self.team_daily_limit is None
-                  else max(0, self.team_daily_limit - self.team_images_today))
-        return _tighter(Room(self.images_left, self.daily_limit, self._own("daily image limit")),
-                        Room(shared, self.team_daily_limit,
-                             f"team {self.team}'s shared daily image limit", shared=True))
+        shared = (
+            None
+            if self.team_daily_limit is None
+            else max(0, self.team_daily_limit - self.team_images_today)
+        )
+        return _tighter(
+            Room(self.images_left, self.daily_limit, self._own("daily image limit")),
+            Room(
+                shared,
+                self.team_daily_limit,
+                f"team {self.team}'s shared daily image limit",
+                shared=True,
+            ),
+        )
 
     @property
     def budget_room(self) -> Room:
         """Money left this month under whichever budget leaves less: the person's or the
         team's shared one."""
-        shared = (None if self.team_budget is None
-                  else max(0, self.team_budget - self.team_month_used))
-        return _tighter(Room(self.budget_left, self.monthly_budget, self._own("monthly budget")),
-                        Room(shared, self.team_budget, f"team {self.team}'s shared monthly budget",
-                             shared=True))
+        shared = (
+            None if self.team_budget is None else max(0, self.team_budget - self.team_month_used)
+        )
+        return _tighter(
+            Room(self.budget_left, self.monthly_budget, self._own("monthly budget")),
+            Room(
+                shared, self.team_budget, f"team {self.team}'s shared monthly budget", shared=True
+            ),
+        )
 
     def _own(self, limit: str) -> str:
         if self.limits_source == "own":
@@ -112,8 +125,9 @@ def _counter_keys(day: dt.date) -> list[tuple[str, dt.date]]:
 def _ensure_counters(user: User, team: Team | None, day: dt.date) -> None:
     keys = _counter_keys(day)
     rows = [QuotaCounter(user=user, period=p, period_start=s) for p, s in keys]
-    rows.append(QuotaCounter(user=user, period=QuotaCounter.LIVE,
-                             period_start=QuotaCounter.LIVE_START))
+    rows.append(
+        QuotaCounter(user=user, period=QuotaCounter.LIVE, period_start=QuotaCounter.LIVE_START)
+    )
     if team is not None:
         rows += [QuotaCounter(team=team, period=p, period_start=s) for p, s in keys]
     QuotaCounter.objects.bulk_create(rows, ignore_conflicts=True)
@@ -143,23 +157,30 @@ def _lock_counters(user_id, team_id, day: dt.date, *, live: bool = True) -> None
         rows |= Q(user=user_id, period=QuotaCounter.LIVE, period_start=QuotaCounter.LIVE_START)
     if team_id is not None:
         rows |= Q(team=team_id) & _period_filter(day)
-    list(QuotaCounter.objects.select_for_update().filter(rows).order_by("pk")
-         .values_list("pk", flat=True))
+    list(
+        QuotaCounter.objects.select_for_update()
+        .filter(rows)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _row(period: str, start: dt.date, *, user=None, team=None):
     return QuotaCounter.objects.filter(period=period, period_start=start, user=user, team=team)
 
 
-def summary(user: User, now: dt.datetime | None = None,
-            mine: limits.EffectiveLimits | None = None) -> QuotaSummary:
+def summary(
+    user: User, now: dt.datetime | None = None, mine: limits.EffectiveLimits | None = None
+) -> QuotaSummary:
     """What is used and left today and this month. ``mine``: the person's limits, when
     the caller has read them already (they are read once per request)."""
     day = quota_day(now)
     team = user.team if user.team_id else None
     owners = Q(user=user) | Q(team=team) if team else Q(user=user)
-    rows = {(c.team_id is not None, c.period): c
-            for c in QuotaCounter.objects.filter(_period_filter(day)).filter(owners)}
+    rows = {
+        (c.team_id is not None, c.period): c
+        for c in QuotaCounter.objects.filter(_period_filter(day)).filter(owners)
+    }
     d, m = rows.get((False, QuotaCounter.DAY)), rows.get((False, QuotaCounter.MONTH))
     td, tm = rows.get((True, QuotaCounter.DAY)), rows.get((True, QuotaCounter.MONTH))
     mine = mine or limits.for_user(user)
@@ -179,8 +200,12 @@ def summary(user: User, now: dt.datetime | None = None,
     )
 
 
-def reserve(user: User, generations: Sequence, per_image_micros: int,
-            mine: limits.EffectiveLimits | None = None) -> None:
+def reserve(
+    user: User,
+    generations: Sequence,
+    per_image_micros: int,
+    mine: limits.EffectiveLimits | None = None,
+) -> None:
     """Admit ``generations`` (saved, one image each, same quota day and team) or raise.
 
     Every limit is a conditional UPDATE in the caller's transaction, which also
@@ -195,25 +220,45 @@ def reserve(user: User, generations: Sequence, per_image_micros: int,
     mine = mine or limits.for_user(user)
     _ensure_counters(user, team, day)
     _lock_counters(user.pk, team.pk if team is not None else None, day)
-    add = {"images_reserved": F("images_reserved") + images,
-           "micros_reserved": F("micros_reserved") + micros}
+    add = {
+        "images_reserved": F("images_reserved") + images,
+        "micros_reserved": F("micros_reserved") + micros,
+    }
 
     checks = [
-        (_row(QuotaCounter.DAY, day, user=user), QuotaExceeded.IMAGES, mine.daily_images,
-         lambda: _daily_message(user, images, mine.daily_images)),
-        (_row(QuotaCounter.MONTH, month_start(day), user=user), QuotaExceeded.BUDGET,
-         mine.monthly_budget,
-         lambda: _budget_message(user, micros, mine.monthly_budget)),
-        (_row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=user), QuotaExceeded.IN_PROGRESS,
-         mine.max_concurrent, lambda: _concurrency_message(images, mine.max_concurrent)),
+        (
+            _row(QuotaCounter.DAY, day, user=user),
+            QuotaExceeded.IMAGES,
+            mine.daily_images,
+            lambda: _daily_message(user, images, mine.daily_images),
+        ),
+        (
+            _row(QuotaCounter.MONTH, month_start(day), user=user),
+            QuotaExceeded.BUDGET,
+            mine.monthly_budget,
+            lambda: _budget_message(user, micros, mine.monthly_budget),
+        ),
+        (
+            _row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=user),
+            QuotaExceeded.IN_PROGRESS,
+            mine.max_concurrent,
+            lambda: _concurrency_message(images, mine.max_concurrent),
+        ),
     ]
     if team is not None:
         checks += [
-            (_row(QuotaCounter.DAY, day, team=team), QuotaExceeded.IMAGES,
-             team.shared_daily_image_limit, lambda: _team_daily_message(team, images, day)),
-            (_row(QuotaCounter.MONTH, month_start(day), team=team), QuotaExceeded.BUDGET,
-             team.shared_monthly_budget_micros,
-             lambda: _team_budget_message(team, micros, day)),
+            (
+                _row(QuotaCounter.DAY, day, team=team),
+                QuotaExceeded.IMAGES,
+                team.shared_daily_image_limit,
+                lambda: _team_daily_message(team, images, day),
+            ),
+            (
+                _row(QuotaCounter.MONTH, month_start(day), team=team),
+                QuotaExceeded.BUDGET,
+                team.shared_monthly_budget_micros,
+                lambda: _team_budget_message(team, micros, day),
+            ),
         ]
     for rows, measure, limit, message in checks:
         if limit is not None:
@@ -223,12 +268,21 @@ def reserve(user: User, generations: Sequence, per_image_micros: int,
         if not rows.update(**change):
             raise QuotaExceeded(message(), limit=measure)
 
-    LedgerEntry.objects.bulk_create([
-        LedgerEntry(user=user, team=team, generation=g, kind=LedgerEntry.RESERVE,
-                    quota_day=day, reserved_delta=per_image_micros, images_reserved_delta=1,
-                    reason=f"reserved up to {format_usd(per_image_micros)}")
-        for g in generations
-    ])
+    LedgerEntry.objects.bulk_create(
+        [
+            LedgerEntry(
+                user=user,
+                team=team,
+                generation=g,
+                kind=LedgerEntry.RESERVE,
+                quota_day=day,
+                reserved_delta=per_image_micros,
+                images_reserved_delta=1,
+                reason=f"reserved up to {format_usd(per_image_micros)}",
+            )
+            for g in generations
+        ]
+    )
 
 
 def _room(measure: str, limit: int, images: int, micros: int) -> Q:
@@ -250,8 +304,7 @@ def settle(generation, actual_micros: int, *, images: int = 1, reason: str = "")
         reason = f"charged {format_usd(actual_micros)} of {format_usd(reserved)} reserved"
         if reserved > actual_micros:
             reason += f"; {format_usd(reserved - actual_micros)} returned"
-    return _close(generation, LedgerEntry.SETTLE, spent=actual_micros, images=images,
-                  reason=reason)
+    return _close(generation, LedgerEntry.SETTLE, spent=actual_micros, images=images, reason=reason)
 
 
 def release(generation, *, reason: str) -> bool:
@@ -265,15 +318,23 @@ def _close(generation, kind: str, *, spent: int, images: int, reason: str) -> bo
     ).exists():
         return False
     entry = LedgerEntry(
-        user_id=generation.user_id, team_id=generation.team_id, generation=generation,
-        kind=kind, quota_day=generation.quota_day,
-        reserved_delta=-generation.reserved_micros, spent_delta=spent,
-        images_reserved_delta=-1, images_used_delta=images, reason=reason[:300],
+        user_id=generation.user_id,
+        team_id=generation.team_id,
+        generation=generation,
+        kind=kind,
+        quota_day=generation.quota_day,
+        reserved_delta=-generation.reserved_micros,
+        spent_delta=spent,
+        images_reserved_delta=-1,
+        images_used_delta=images,
+        reason=reason[:300],
     )
-    change = {"micros_reserved": F("micros_reserved") - generation.reserved_micros,
-              "micros_spent": F("micros_spent") + spent,
-              "images_reserved": F("images_reserved") - 1,
-              "images_used": F("images_used") + images}
+    change = {
+        "micros_reserved": F("micros_reserved") - generation.reserved_micros,
+        "micros_spent": F("micros_spent") + spent,
+        "images_reserved": F("images_reserved") - 1,
+        "images_used": F("images_used") + images,
+    }
     day = generation.quota_day
     try:
         with transaction.atomic():
@@ -281,17 +342,26 @@ def _close(generation, kind: str, *, spent: int, images: int, reason: str) -> bo
             _lock_counters(generation.user_id, generation.team_id, day)
             _counters(generation.user_id, day).update(**change)
             _row(QuotaCounter.LIVE, QuotaCounter.LIVE_START, user=generation.user_id).update(
-                images_reserved=F("images_reserved") - 1)
+                images_reserved=F("images_reserved") - 1
+            )
             if generation.team_id:
                 QuotaCounter.objects.filter(_period_filter(day), team=generation.team_id).update(
-                    **change)
+                    **change
+                )
     except IntegrityError:
         return False  # a concurrent settle/release won; ours changed nothing
     return True
 
 
-def grant(user: User, *, micros: int = 0, images: int = 0, actor: User | None,
-          reason: str, now: dt.datetime | None = None) -> LedgerEntry:
+def grant(
+    user: User,
+    *,
+    micros: int = 0,
+    images: int = 0,
+    actor: User | None,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
     """Give ``user`` extra room this month (``micros``) and today (``images``).
 
     Recorded as negative spending, so the person's counters and the ledger stay
@@ -302,8 +372,15 @@ def grant(user: User, *, micros: int = 0, images: int = 0, actor: User | None,
     return _adjust_counters(user, LedgerEntry.GRANT, -micros, -images, actor, reason, now)
 
 
-def adjust(user: User, *, micros: int = 0, images: int = 0, actor: User | None,
-           reason: str, now: dt.datetime | None = None) -> LedgerEntry:
+def adjust(
+    user: User,
+    *,
+    micros: int = 0,
+    images: int = 0,
+    actor: User | None,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
     """Correct what ``user`` spent this month (positive charges, negative refunds)."""
     if not (micros or images):
         raise ValueError("An adjustment changes money or images.")
@@ -318,10 +395,18 @@ def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, no
         _ensure_counters(user, None, day)
         _lock_counters(user.pk, None, day, live=False)
         entry = LedgerEntry.objects.create(
-            user=user, team=None, kind=kind, quota_day=day, spent_delta=spent,
-            images_used_delta=images, actor=actor, reason=reason.strip()[:300])
-        _counters(user, day).update(micros_spent=F("micros_spent") + spent,
-                                    images_used=F("images_used") + images)
+            user=user,
+            team=None,
+            kind=kind,
+            quota_day=day,
+            spent_delta=spent,
+            images_used_delta=images,
+            actor=actor,
+            reason=reason.strip()[:300],
+        )
+        _counters(user, day).update(
+            micros_spent=F("micros_spent") + spent, images_used=F("images_used") + images
+        )
     return entry
 
 
@@ -347,16 +432,26 @@ def ledger_problems(counters=None) -> list[str]:
         if counter.period == QuotaCounter.DAY:
             entries = entries.filter(quota_day=counter.period_start)
         elif counter.period == QuotaCounter.MONTH:
-            entries = entries.filter(quota_day__gte=counter.period_start,
-                                     quota_day__lt=next_month_start(counter.period_start))
-        sums = entries.aggregate(r=Sum("reserved_delta"), s=Sum("spent_delta"),
-                                 ir=Sum("images_reserved_delta"), iu=Sum("images_used_delta"))
+            entries = entries.filter(
+                quota_day__gte=counter.period_start,
+                quota_day__lt=next_month_start(counter.period_start),
+            )
+        sums = entries.aggregate(
+            r=Sum("reserved_delta"),
+            s=Sum("spent_delta"),
+            ir=Sum("images_reserved_delta"),
+            iu=Sum("images_used_delta"),
+        )
         if counter.period == QuotaCounter.LIVE:  # counts only the jobs in progress
             expected = (0, 0, sums["ir"] or 0, 0)
         else:
             expected = (sums["r"] or 0, sums["s"] or 0, sums["ir"] or 0, sums["iu"] or 0)
-        actual = (counter.micros_reserved, counter.micros_spent, counter.images_reserved,
-                  counter.images_used)
+        actual = (
+            counter.micros_reserved,
+            counter.micros_spent,
+            counter.images_reserved,
+            counter.images_used,
+        )
         if expected != actual:
             problems.append(f"{counter}: counter {actual} != ledger {expected}")
     return problems
@@ -364,38 +459,48 @@ def ledger_problems(counters=None) -> list[str]:
 
 def _daily_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
-    return (f"Daily image limit reached: {s.images_today} of {limit} images used or in "
-            f"progress today, and this request needs {wanted}. {_resets_at_midnight()}")
+    return (
+        f"Daily image limit reached: {s.images_today} of {limit} images used or in "
+        f"progress today, and this request needs {wanted}. {_resets_at_midnight()}"
+    )
 
 
 def _budget_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
-    return (f"Monthly budget reached: this request may cost up to {format_usd(wanted)}, and "
-            f"{format_usd(s.budget_left)} of your {format_usd(limit)} budget is left. "
-            f"It resets on {s.month_resets_on:%B} 1.")
+    return (
+        f"Monthly budget reached: this request may cost up to {format_usd(wanted)}, and "
+        f"{format_usd(s.budget_left)} of your {format_usd(limit)} budget is left. "
+        f"It resets on {s.month_resets_on:%B} 1."
+    )
 
 
 def _concurrency_message(wanted: int, limit: int) -> str:
-    return (f"Too many images in progress: you may have {limit} at once, and this request "
-            f"needs {wanted} more. Try again when some have finished.")
+    return (
+        f"Too many images in progress: you may have {limit} at once, and this request "
+        f"needs {wanted} more. Try again when some have finished."
+    )
 
 
 def _team_daily_message(team: Team, wanted: int, day: dt.date) -> str:
     row = _row(QuotaCounter.DAY, day, team=team).first()
     used = (row.images_used + row.images_reserved) if row else 0
-    return (f"Team {team.name}'s daily image limit reached: {used} of "
-            f"{team.shared_daily_image_limit} images used or in progress today, and this "
-            f"request needs {wanted}. {_resets_at_midnight()}")
+    return (
+        f"Team {team.name}'s daily image limit reached: {used} of "
+        f"{team.shared_daily_image_limit} images used or in progress today, and this "
+        f"request needs {wanted}. {_resets_at_midnight()}"
+    )
 
 
 def _team_budget_message(team: Team, wanted: int, day: dt.date) -> str:
     row = _row(QuotaCounter.MONTH, month_start(day), team=team).first()
     used = (row.micros_spent + row.micros_reserved) if row else 0
     left = max(0, team.shared_monthly_budget_micros - used)
-    return (f"Team {team.name}'s shared monthly budget reached: this request may cost up to "
-            f"{format_usd(wanted)}, and {format_usd(left)} of the team's "
-            f"{format_usd(team.shared_monthly_budget_micros)} is left. It resets on "
-            f"{next_month_start(day):%B} 1.")
+    return (
+        f"Team {team.name}'s shared monthly budget reached: this request may cost up to "
+        f"{format_usd(wanted)}, and {format_usd(left)} of the team's "
+        f"{format_usd(team.shared_monthly_budget_micros)} is left. It resets on "
+        f"{next_month_start(day):%B} 1."
+    )
 
 
 def _resets_at_midnight() -> str:

@@ -53,8 +53,9 @@ def create(user: User, name: str, *, expires_in_days: int | None = None) -> Issu
         public = secrets.token_urlsafe(12).replace("-", "").replace("_", "")[:8]
     raw = f"{PREFIX}{public}_{secrets.token_urlsafe(32)}"
     expires = timezone.now() + dt.timedelta(days=expires_in_days) if expires_in_days else None
-    token = ApiToken.objects.create(user=user, name=name[:100], prefix=PREFIX + public,
-                                    digest=_digest(raw), expires_at=expires)
+    token = ApiToken.objects.create(
+        user=user, name=name[:100], prefix=PREFIX + public, digest=_digest(raw), expires_at=expires
+    )
     return Issued(token=token, secret=raw)
 
 
@@ -65,20 +66,24 @@ def authenticate(raw: str | None, *, ip: str | None = None) -> User:
     match = TOKEN_RE.match(raw.strip())
     if not match:
         raise TokenRefused("That is not a nanoweb API token (they start with 'nw_').")
-    token = (ApiToken.objects.select_related("user")
-             .filter(prefix=PREFIX + match.group(1)).first())
+    token = ApiToken.objects.select_related("user").filter(prefix=PREFIX + match.group(1)).first()
     if token is None or not hmac.compare_digest(token.digest, _digest(raw.strip())):
         raise TokenRefused("Unknown API token; create one on the API page of your instance.")
     now = timezone.now()
     if token.revoked_at:
         raise TokenRefused(f"The API token '{token.name}' was revoked.")
     if token.expires_at and token.expires_at <= now:
-        raise TokenRefused(f"The API token '{token.name}' expired on "
-                           f"{timezone.localtime(token.expires_at):%Y-%m-%d}.")
+        raise TokenRefused(
+            f"The API token '{token.name}' expired on "
+            f"{timezone.localtime(token.expires_at):%Y-%m-%d}."
+        )
     if not token.user.is_active:
         raise TokenRefused("The account this token belongs to is disabled.")
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY \
-            or token.last_used_ip != ip:
+    if (
+        token.last_used_at is None
+        or now - token.last_used_at >= LAST_USED_EVERY
+        or token.last_used_ip != ip
+    ):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
     token.user.api_token = token
     return token.user

@@ -91,49 +91,66 @@ def parse_month(text: str | None) -> dt.date:
     return start
 
 
-def month(start: dt.date, *, user: User | None = None, team: Team | None = None,
-          budget: int | None) -> Month:
+def month(
+    start: dt.date, *, user: User | None = None, team: Team | None = None, budget: int | None
+) -> Month:
     entries = _entries(start, user=user, team=team)
-    per_day = dict(entries.filter(CHARGES).values_list("quota_day").annotate(s=Sum("spent_delta"))
-                   .order_by())
+    per_day = dict(
+        entries.filter(CHARGES).values_list("quota_day").annotate(s=Sum("spent_delta")).order_by()
+    )
     granted = entries.filter(kind=LedgerEntry.GRANT).aggregate(s=Sum("spent_delta"))["s"] or 0
-    days = [start + dt.timedelta(days=i)
-            for i in range(calendar.monthrange(start.year, start.month)[1])]
+    days = [
+        start + dt.timedelta(days=i) for i in range(calendar.monthrange(start.year, start.month)[1])
+    ]
     spent = sum(per_day.values())
     today = quota_day()
     is_current = start == month_start(today)
     projection = None
     if is_current:
         projection = round(spent * len(days) / today.day)
-    return Month(start, spent, -granted, budget,
-                 chart([Bar(d, per_day.get(d, 0)) for d in days]), projection, is_current)
+    return Month(
+        start,
+        spent,
+        -granted,
+        budget,
+        chart([Bar(d, per_day.get(d, 0)) for d in days]),
+        projection,
+        is_current,
+    )
 
 
 def _entries(start: dt.date, *, user=None, team=None):
     owner = {"user": user} if user is not None else {"team": team}
-    return LedgerEntry.objects.filter(quota_day__gte=start,
-                                      quota_day__lt=next_month_start(start), **owner)
+    return LedgerEntry.objects.filter(
+        quota_day__gte=start, quota_day__lt=next_month_start(start), **owner
+    )
 
 
 def ledger(start: dt.date, *, user=None, team=None):
     return _entries(start, user=user, team=team).select_related(
-        "user", "actor", "generation__model", "generation__image")
+        "user", "actor", "generation__model", "generation__image"
+    )
 
 
 def members(team: Team, start: dt.date) -> list[tuple[User, int, int]]:
     """(member, charged this month, images made) for every member, biggest spender first."""
     rows = dict(
-        (uid, (s or 0, n or 0)) for uid, s, n in
-        _entries(start, team=team).filter(CHARGES).values("user_id")
+        (uid, (s or 0, n or 0))
+        for uid, s, n in _entries(start, team=team)
+        .filter(CHARGES)
+        .values("user_id")
         .annotate(s=Sum("spent_delta"), n=Sum("images_used_delta"))
-        .values_list("user_id", "s", "n").order_by())
+        .values_list("user_id", "s", "n")
+        .order_by()
+    )
     people = [(m, *rows.get(m.pk, (0, 0))) for m in team.members.order_by("email")]
     return sorted(people, key=lambda row: -row[1])
 
 
 def team_counter(team: Team, start: dt.date) -> QuotaCounter | None:
-    return QuotaCounter.objects.filter(team=team, period=QuotaCounter.MONTH,
-                                       period_start=start).first()
+    return QuotaCounter.objects.filter(
+        team=team, period=QuotaCounter.MONTH, period_start=start
+    ).first()
 
 
 def nice_ceiling(micros: int) -> int:

@@ -53,8 +53,13 @@ PROMPT = "a lighthouse on a cliff at dusk, benchmark request"
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer requests per level")
-    p.add_argument("--latencies", type=float, nargs="+", default=[0.0, 2.0],
-                   help="sandbox seconds per call (default 0 2)")
+    p.add_argument(
+        "--latencies",
+        type=float,
+        nargs="+",
+        default=[0.0, 2.0],
+        help="sandbox seconds per call (default 0 2)",
+    )
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 20, 50])
     p.add_argument("--rounds", type=int, help="requests per client per level (default 4, quick 2)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
@@ -123,28 +128,33 @@ def direct_sender(sandbox_url: str, upstream_model: str):
     from generations.providers_setup import SANDBOX_KEY
 
     url = f"{sandbox_url}/v1beta/models/{upstream_model}:generateContent"
-    body = build_request_body(ImageRequest(upstream_model=upstream_model, prompt=PROMPT,
-                                           aspect_ratio="1:1", image_size="1K"))
+    body = build_request_body(
+        ImageRequest(
+            upstream_model=upstream_model, prompt=PROMPT, aspect_ratio="1:1", image_size="1K"
+        )
+    )
     headers = {"x-goog-api-key": SANDBOX_KEY}
 
     async def send(client: httpx.AsyncClient) -> str:
         r = await client.post(url, json=body, headers=headers)
-        return "ok" if r.status_code == 200 and b'"inlineData"' in r.content else str(
-            r.status_code)
+        return "ok" if r.status_code == 200 and b'"inlineData"' in r.content else str(r.status_code)
 
     return send
 
 
 def api_sender(web_url: str, token: str):
     url = f"{web_url}/v1/images/generations"
-    body = {"model": "sandbox", "prompt": PROMPT, "size": "1024x1024",
-            "response_format": "b64_json"}
+    body = {
+        "model": "sandbox",
+        "prompt": PROMPT,
+        "size": "1024x1024",
+        "response_format": "b64_json",
+    }
     headers = {"Authorization": f"Bearer {token}"}
 
     async def send(client: httpx.AsyncClient) -> str:
         r = await client.post(url, json=body, headers=headers)
-        return "ok" if r.status_code == 200 and b'"b64_json"' in r.content else str(
-            r.status_code)
+        return "ok" if r.status_code == 200 and b'"b64_json"' in r.content else str(r.status_code)
 
     return send
 
@@ -165,8 +175,12 @@ def run(args: argparse.Namespace) -> dict:
     os.environ["NANOWEB_SANDBOX_URL"] = sandbox_url
     configure_providers()
     upstream_model = Route.objects.filter(model__slug="sandbox").first().upstream_model
-    user = User.objects.create_user(email="bench@example.com", daily_image_limit=None,
-                                    monthly_budget_micros=None, max_concurrent_jobs=None)
+    user = User.objects.create_user(
+        email="bench@example.com",
+        daily_image_limit=None,
+        monthly_budget_micros=None,
+        max_concurrent_jobs=None,
+    )
     token = tokens.create(user, "benchmark").secret
 
     worker = web = sandbox = None
@@ -174,31 +188,59 @@ def run(args: argparse.Namespace) -> dict:
     try:
         worker = start_worker(var, max(args.concurrency))
         web = start_process(
-            [sys.executable, "-m", "gunicorn", "nanoweb.asgi:application",
-             "-k", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{web_port}",
-             "--workers", str(args.web_workers), "--timeout", "120"],
-            var / "web.log", lambda: answers(web_url + "/healthz"), what="web server")
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "nanoweb.asgi:application",
+                "-k",
+                "uvicorn_worker.UvicornWorker",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                "--workers",
+                str(args.web_workers),
+                "--timeout",
+                "120",
+            ],
+            var / "web.log",
+            lambda: answers(web_url + "/healthz"),
+            what="web server",
+        )
         for latency in args.latencies:
             sandbox = start_process(
-                [sys.executable, "manage.py", "sandbox_upstream", "--port", str(sandbox_port),
-                 "--latency", f"{latency:g}"],
-                var / f"sandbox-{latency:g}.log", lambda: answers(sandbox_url + "/"),
-                what="sandbox upstream")
+                [
+                    sys.executable,
+                    "manage.py",
+                    "sandbox_upstream",
+                    "--port",
+                    str(sandbox_port),
+                    "--latency",
+                    f"{latency:g}",
+                ],
+                var / f"sandbox-{latency:g}.log",
+                lambda: answers(sandbox_url + "/"),
+                what="sandbox upstream",
+            )
             direct, api = direct_sender(sandbox_url, upstream_model), api_sender(web_url, token)
             # Warm up: every Celery process and web worker handles a first request slowly
             # (imports, database connection), which is not what a running instance does.
             warm = max(args.concurrency)
             asyncio.run(load(api, warm, warm * 2))
             for concurrency in args.concurrency:
-                total = concurrency * args.rounds if concurrency > 1 else (
-                    10 if latency else 30)
+                total = concurrency * args.rounds if concurrency > 1 else (10 if latency else 30)
                 d = asyncio.run(load(direct, concurrency, total))
                 a = asyncio.run(load(api, concurrency, total))
-                levels.append({
-                    "latency_s": latency, "concurrency": concurrency, "direct": d, "api": a,
-                    "added_ms": {q: round(a[f"{q}_ms"] - d[f"{q}_ms"], 1)
-                                 for q in ("p50", "p95", "p99")},
-                })
+                levels.append(
+                    {
+                        "latency_s": latency,
+                        "concurrency": concurrency,
+                        "direct": d,
+                        "api": a,
+                        "added_ms": {
+                            q: round(a[f"{q}_ms"] - d[f"{q}_ms"], 1) for q in ("p50", "p95", "p99")
+                        },
+                    }
+                )
                 print_level(levels[-1])
             stop(sandbox)
             sandbox = None
@@ -226,27 +268,39 @@ def run(args: argparse.Namespace) -> dict:
 def print_level(level: dict) -> None:
     d, a, added = level["direct"], level["api"], level["added_ms"]
     errors = sum(d["errors"].values()) + sum(a["errors"].values())
-    print(f"{level['latency_s']:>7g} s {level['concurrency']:>5}  "
-          f"{d['p50_ms']:>7.0f} {d['p95_ms']:>7.0f} {d['p99_ms']:>7.0f}   "
-          f"{a['p50_ms']:>7.0f} {a['p95_ms']:>7.0f} {a['p99_ms']:>7.0f}   "
-          f"{added['p50']:>7.0f} {added['p95']:>7.0f} {added['p99']:>7.0f}   "
-          f"{a['req_per_s']:>6.1f} {d['req_per_s']:>6.1f}  {errors:>6}", flush=True)
+    print(
+        f"{level['latency_s']:>7g} s {level['concurrency']:>5}  "
+        f"{d['p50_ms']:>7.0f} {d['p95_ms']:>7.0f} {d['p99_ms']:>7.0f}   "
+        f"{a['p50_ms']:>7.0f} {a['p95_ms']:>7.0f} {a['p99_ms']:>7.0f}   "
+        f"{added['p50']:>7.0f} {added['p95']:>7.0f} {added['p99']:>7.0f}   "
+        f"{a['req_per_s']:>6.1f} {d['req_per_s']:>6.1f}  {errors:>6}",
+        flush=True,
+    )
 
 
 def print_header(args: argparse.Namespace) -> None:
-    print(f"\nnanoweb API benchmark{' (quick)' if args.quick else ''}: sandbox 1024×1024 "
-          f"images as b64_json; gunicorn × {args.web_workers} uvicorn workers, "
-          f"{max(args.concurrency)} Celery processes, {os.cpu_count()} CPUs")
-    print(f"{'':>9} {'':>5}  {'direct (ms)':^23}   {'API (ms)':^23}   {'added (ms)':^23}   "
-          f"{'req/s':^13}")
-    print(f"{'latency':>9} {'conc.':>5}  " + "   ".join(
-        f"{'p50':>7} {'p95':>7} {'p99':>7}" for _ in range(3))
-        + f"   {'API':>6} {'direct':>6}  {'errors':>6}", flush=True)
+    print(
+        f"\nnanoweb API benchmark{' (quick)' if args.quick else ''}: sandbox 1024×1024 "
+        f"images as b64_json; gunicorn × {args.web_workers} uvicorn workers, "
+        f"{max(args.concurrency)} Celery processes, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'':>9} {'':>5}  {'direct (ms)':^23}   {'API (ms)':^23}   {'added (ms)':^23}   "
+        f"{'req/s':^13}"
+    )
+    print(
+        f"{'latency':>9} {'conc.':>5}  "
+        + "   ".join(f"{'p50':>7} {'p95':>7} {'p99':>7}" for _ in range(3))
+        + f"   {'API':>6} {'direct':>6}  {'errors':>6}",
+        flush=True,
+    )
 
 
 def report(result: dict, args: argparse.Namespace) -> bool:
-    print(f"\n{result['database']} + {result['broker']} broker; {result['jobs']} jobs, "
-          f"{result['jobs_not_succeeded']} not succeeded\n")
+    print(
+        f"\n{result['database']} + {result['broker']} broker; {result['jobs']} jobs, "
+        f"{result['jobs_not_succeeded']} not succeeded\n"
+    )
     checks = []
     for level in result["levels"]:
         if level["concurrency"] != max(args.concurrency):
@@ -260,13 +314,21 @@ def report(result: dict, args: argparse.Namespace) -> bool:
             (f"errors ({tag})", str(errors), "0", errors == 0),
         ]
     drift = f"{result['ledger_drift_micros']} + {result['ledger_problems']}"
-    checks.append(("ledger drift (µ$) + problems", drift, "0 + 0",
-                   result["ledger_drift_micros"] == 0 and result["ledger_problems"] == 0))
+    checks.append(
+        (
+            "ledger drift (µ$) + problems",
+            drift,
+            "0 + 0",
+            result["ledger_drift_micros"] == 0 and result["ledger_problems"] == 0,
+        )
+    )
     passed = print_checks(checks)
-    services = "" if result["database"] == "sqlite3" else f"-{result['database']}-" \
-        f"{result['broker']}"
-    write_results(f"api{'-quick' if args.quick else ''}{services}",
-                  {**result, "passed": passed}, args.output)
+    services = (
+        "" if result["database"] == "sqlite3" else f"-{result['database']}-{result['broker']}"
+    )
+    write_results(
+        f"api{'-quick' if args.quick else ''}{services}", {**result, "passed": passed}, args.output
+    )
     return passed
 
 

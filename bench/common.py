@@ -53,12 +53,19 @@ def describe_services() -> dict:
     }
 
 
-def start_process(args: list[str], log: Path, ready, *, what: str,
-                  timeout: float = 90) -> subprocess.Popen:
+def start_process(
+    args: list[str], log: Path, ready, *, what: str, timeout: float = 90
+) -> subprocess.Popen:
     """Start ``args`` in its own session, logging to ``log``; wait until ``ready()``."""
     with log.open("w") as out:
-        proc = subprocess.Popen(args, cwd=REPO, env=os.environ.copy(), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=os.environ.copy(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -72,10 +79,28 @@ def start_worker(var: Path, concurrency: int) -> subprocess.Popen:
     """A real Celery worker (prefork, as in production) on the scratch instance."""
     log = var / "worker.log"
     return start_process(
-        [sys.executable, "-m", "celery", "-A", "nanoweb", "worker", "--pool", "prefork",
-         "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
-         "--without-mingle", "--without-heartbeat", "--purge"],
-        log, lambda: " ready." in log.read_text(), what="Celery worker")
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "nanoweb",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--purge",
+        ],
+        log,
+        lambda: " ready." in log.read_text(),
+        what="Celery worker",
+    )
 
 
 def stop(proc: subprocess.Popen | None) -> None:

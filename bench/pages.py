@@ -53,11 +53,15 @@ def populate(images: int):
 
     configure_providers()  # the sandbox routes, so the studio has a model
     team = Team.objects.create(name="Bench team")
-    person = User.objects.create(email="bench@example.com", name="Bench", team=team,
-                                 password="!", monthly_budget_micros=None)
+    person = User.objects.create(
+        email="bench@example.com", name="Bench", team=team, password="!", monthly_budget_micros=None
+    )
     others = User.objects.bulk_create(
-        [User(email=f"other{i}@example.com", name=f"Other {i}", team=team, password="!")
-         for i in range(100)])
+        [
+            User(email=f"other{i}@example.com", name=f"Other {i}", team=team, password="!")
+            for i in range(100)
+        ]
+    )
     start = timezone.now() - timedelta(days=400)
     for i, other in enumerate(others):
         make_images(other, 20, prompt=f"other {i} image {{i}}", start=start, shared=i % 4 == 0)
@@ -70,8 +74,7 @@ def add_images(person, count: int, *, days_back: int) -> None:
     from tests.factories import make_images
 
     start = timezone.now() - timedelta(days=days_back)
-    make_images(person, count, prompt="a study of light, number {i}", start=start,
-                step_seconds=30)
+    make_images(person, count, prompt="a study of light, number {i}", start=start, step_seconds=30)
 
 
 def add_in_flight_jobs(person, count: int = 20) -> None:
@@ -82,15 +85,27 @@ def add_in_flight_jobs(person, count: int = 20) -> None:
 
     model = ModelSpec.objects.get(slug="sandbox")
     now = timezone.now()
-    Generation.objects.bulk_create([
-        Generation(user=person, team=person.team, model=model, request_id=uuid.uuid4(),
-                   prompt=f"in flight {i}", aspect_ratio="1:1", image_size="1K",
-                   status=Generation.RUNNING if i % 2 else Generation.QUEUED,
-                   stage="generating" if i % 2 else "queued", quota_day=quota_day(now),
-                   reserved_micros=40_000, deadline=now + timedelta(minutes=10),
-                   started=now if i % 2 else None, created=now)
-        for i in range(count)
-    ])
+    Generation.objects.bulk_create(
+        [
+            Generation(
+                user=person,
+                team=person.team,
+                model=model,
+                request_id=uuid.uuid4(),
+                prompt=f"in flight {i}",
+                aspect_ratio="1:1",
+                image_size="1K",
+                status=Generation.RUNNING if i % 2 else Generation.QUEUED,
+                stage="generating" if i % 2 else "queued",
+                quota_day=quota_day(now),
+                reserved_micros=40_000,
+                deadline=now + timedelta(minutes=10),
+                started=now if i % 2 else None,
+                created=now,
+            )
+            for i in range(count)
+        ]
+    )
 
 
 def poller_url() -> str | None:
@@ -120,8 +135,9 @@ def pages(client) -> dict[str, tuple[str, dict]]:
     if url := poller_url():
         from generations.models import Generation
 
-        cards = ",".join(f"{pk}:stale" for pk in Generation.objects.in_flight()
-                         .values_list("pk", flat=True)[:20])
+        cards = ",".join(
+            f"{pk}:stale" for pk in Generation.objects.in_flight().values_list("pk", flat=True)[:20]
+        )
         found["poller, 20 in flight"] = (f"{url}?cards={cards}&quota=1", htmx)
     return found
 
@@ -160,11 +176,13 @@ def main() -> None:
     var = scratch_instance("pages")
     from django.test import Client, override_settings
 
-    plain_static = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-                    "staticfiles": {
-                        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-    with override_settings(STORAGES=plain_static, ALLOWED_HOSTS=["*"],
-                           MEDIA_ROOT=str(var / "media")):
+    plain_static = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(
+        STORAGES=plain_static, ALLOWED_HOSTS=["*"], MEDIA_ROOT=str(var / "media")
+    ):
         person = populate(args.images)
         add_in_flight_jobs(person)
         client = Client()
@@ -172,8 +190,9 @@ def main() -> None:
 
         first_batch = min(1000, args.images)
         add_images(person, first_batch, days_back=2)
-        queries_small = {name: count_queries(client, url, h)
-                         for name, (url, h) in pages(client).items()}
+        queries_small = {
+            name: count_queries(client, url, h) for name, (url, h) in pages(client).items()
+        }
         add_images(person, args.images - first_batch, days_back=200)
         targets = pages(client)
         queries_large = {name: count_queries(client, url, h) for name, (url, h) in targets.items()}
@@ -181,31 +200,59 @@ def main() -> None:
         timings = {}
         for name, (url, headers) in targets.items():
             times = time_page(client, url, headers, args.requests)
-            timings[name] = {"p50_ms": round(statistics.median(times), 2),
-                             "p95_ms": round(percentile(times, 95), 2),
-                             "max_ms": round(max(times), 2)}
+            timings[name] = {
+                "p50_ms": round(statistics.median(times), 2),
+                "p95_ms": round(percentile(times, 95), 2),
+                "max_ms": round(max(times), 2),
+            }
 
-    print(f"\n{args.images:,} images for one person, 100 others; {args.requests} requests "
-          f"per page; {describe_services()}\n")
+    print(
+        f"\n{args.images:,} images for one person, 100 others; {args.requests} requests "
+        f"per page; {describe_services()}\n"
+    )
     big = "@" + format(args.images, ",")
     print(f"{'page':<22} {'p50 ms':>8} {'p95 ms':>8} {'queries @1k':>12} {big:>8}")
     for name, t in timings.items():
-        print(f"{name:<22} {t['p50_ms']:>8.1f} {t['p95_ms']:>8.1f} "
-              f"{queries_small[name]:>12} {queries_large[name]:>8}")
+        print(
+            f"{name:<22} {t['p50_ms']:>8.1f} {t['p95_ms']:>8.1f} "
+            f"{queries_small[name]:>12} {queries_large[name]:>8}"
+        )
     if poller_url() is None:
         print(f"\n(poller not measured: no URL named {POLLER_URL_NAME!r} in this tree)")
     print()
-    checks = [(f"{name} p95", f"{t['p95_ms']:.1f} ms", f"≤ {TARGET_P95_MS:.0f} ms",
-               t["p95_ms"] <= TARGET_P95_MS) for name, t in timings.items()]
-    checks += [(f"{name} queries", f"{queries_small[name]} → {queries_large[name]}", "equal",
-                queries_small[name] == queries_large[name]) for name in timings]
+    checks = [
+        (
+            f"{name} p95",
+            f"{t['p95_ms']:.1f} ms",
+            f"≤ {TARGET_P95_MS:.0f} ms",
+            t["p95_ms"] <= TARGET_P95_MS,
+        )
+        for name, t in timings.items()
+    ]
+    checks += [
+        (
+            f"{name} queries",
+            f"{queries_small[name]} → {queries_large[name]}",
+            "equal",
+            queries_small[name] == queries_large[name],
+        )
+        for name in timings
+    ]
     ok = print_checks(checks)
-    write_results("pages", {
-        "images": args.images, "other_users": 100, "requests_per_page": args.requests,
-        "services": describe_services(), "timings": timings,
-        "queries": {"at_1000": queries_small, f"at_{args.images}": queries_large},
-        "poller_measured": poller_url() is not None, "all_targets_met": ok,
-    }, args.output)
+    write_results(
+        "pages",
+        {
+            "images": args.images,
+            "other_users": 100,
+            "requests_per_page": args.requests,
+            "services": describe_services(),
+            "timings": timings,
+            "queries": {"at_1000": queries_small, f"at_{args.images}": queries_large},
+            "poller_measured": poller_url() is not None,
+            "all_targets_met": ok,
+        },
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> dict:
             key.save()
         model = ModelSpec.objects.get(slug="sandbox")
         user = User.objects.create_user(
-            email="bench@example.com", daily_image_limit=None, monthly_budget_micros=None,
+            email="bench@example.com",
+            daily_image_limit=None,
+            monthly_budget_micros=None,
             max_concurrent_jobs=None,
         )
         os.environ["NANOWEB_SANDBOX_URL"] = url
@@ -92,8 +94,16 @@ def run(args: argparse.Namespace) -> dict:
             left = args.images
             while left:
                 n = min(4, left)
-                jobs.submit(user, jobs.JobRequest(model=model, prompt=f"bench {left}",
-                                                  aspect_ratio="1:1", image_size="1K", count=n))
+                jobs.submit(
+                    user,
+                    jobs.JobRequest(
+                        model=model,
+                        prompt=f"bench {left}",
+                        aspect_ratio="1:1",
+                        image_size="1K",
+                        count=n,
+                    ),
+                )
                 left -= n
             give_up = started + ideal * 3 + 60
             while Generation.objects.in_flight().exists() and time.monotonic() < give_up:
@@ -134,22 +144,37 @@ def run(args: argparse.Namespace) -> dict:
 
 def report(result: dict, quick: bool, output: Path | None) -> bool:
     checks = [
-        ("makespan ÷ ideal", f"{result['makespan_ratio']:.3f}", "≤ 1.10",
-         result["makespan_ratio"] <= 1.10),
-        ("upstream 429s / calls", f"{result['share_429']:.2%}", "≤ 2 %",
-         result["share_429"] <= 0.02),
+        (
+            "makespan ÷ ideal",
+            f"{result['makespan_ratio']:.3f}",
+            "≤ 1.10",
+            result["makespan_ratio"] <= 1.10,
+        ),
+        (
+            "upstream 429s / calls",
+            f"{result['share_429']:.2%}",
+            "≤ 2 %",
+            result["share_429"] <= 0.02,
+        ),
         ("lost jobs", str(result["lost_jobs"]), "0", result["lost_jobs"] == 0),
-        ("ledger drift (µ$) + problems",
-         f"{result['ledger_drift_micros']} + {result['ledger_problems']}", "0 + 0",
-         result["ledger_drift_micros"] == 0 and result["ledger_problems"] == 0),
+        (
+            "ledger drift (µ$) + problems",
+            f"{result['ledger_drift_micros']} + {result['ledger_problems']}",
+            "0 + 0",
+            result["ledger_drift_micros"] == 0 and result["ledger_problems"] == 0,
+        ),
     ]
-    print(f"\nnanoweb rate-limit benchmark{' (quick)' if quick else ''}: "
-          f"{result['images']} images, {result['keys']} keys × {result['rpm_per_key']} RPM, "
-          f"{result['latency_s']} s latency, {result['error_rate']:.0%} 503s; "
-          f"{result['database']} + {result['broker']} broker, {result['store']} limiter")
-    print(f"ideal {result['ideal_s']} s, makespan {result['makespan_s']} s; "
-          f"{result['upstream_calls']} upstream calls ({result['upstream_503']} × 503), "
-          f"{result['succeeded']} succeeded, {result['failed']} failed\n")
+    print(
+        f"\nnanoweb rate-limit benchmark{' (quick)' if quick else ''}: "
+        f"{result['images']} images, {result['keys']} keys × {result['rpm_per_key']} RPM, "
+        f"{result['latency_s']} s latency, {result['error_rate']:.0%} 503s; "
+        f"{result['database']} + {result['broker']} broker, {result['store']} limiter"
+    )
+    print(
+        f"ideal {result['ideal_s']} s, makespan {result['makespan_s']} s; "
+        f"{result['upstream_calls']} upstream calls ({result['upstream_503']} × 503), "
+        f"{result['succeeded']} succeeded, {result['failed']} failed\n"
+    )
     passed = print_checks(checks)
     write_results(f"rate_limit{'-quick' if quick else ''}", {**result, "passed": passed}, output)
     return passed

@@ -121,8 +121,10 @@ class PerImageUsdField(forms.Field):
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("initial", dict)
-        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "placeholder": "none",
-                                                          "spellcheck": "false"}))
+        kwargs.setdefault(
+            "widget",
+            forms.Textarea(attrs={"rows": 2, "placeholder": "none", "spellcheck": "false"}),
+        )
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
@@ -130,8 +132,9 @@ class PerImageUsdField(forms.Field):
             return value  # the text as typed, shown again with its error
         if not value:
             return ""
-        prices = ", ".join(f'"{size}": {micros_to_usd_text(micros)}'
-                           for size, micros in value.items())
+        prices = ", ".join(
+            f'"{size}": {micros_to_usd_text(micros)}' for size, micros in value.items()
+        )
         return f"{{{prices}}}"
 
     def to_python(self, value) -> dict[str, int]:
@@ -143,12 +146,16 @@ class PerImageUsdField(forms.Field):
         except json.JSONDecodeError:
             prices = None
         if not isinstance(prices, dict):
-            raise ValidationError(f"Per-image prices are US dollars per image by size, like "
-                                  f"{PER_IMAGE_EXAMPLE}.", code="invalid")
+            raise ValidationError(
+                f"Per-image prices are US dollars per image by size, like {PER_IMAGE_EXAMPLE}.",
+                code="invalid",
+            )
         unknown = [size for size in prices if size not in PER_IMAGE_KEYS]
         if unknown:
-            raise ValidationError(f"Unknown size {unknown[0]!r}: use "
-                                  f"{', '.join(PER_IMAGE_KEYS)}.", code="unknown_size")
+            raise ValidationError(
+                f"Unknown size {unknown[0]!r}: use {', '.join(PER_IMAGE_KEYS)}.",
+                code="unknown_size",
+            )
         return {size: self._micros(size, usd) for size, usd in prices.items()}
 
     @staticmethod
@@ -158,8 +165,9 @@ class PerImageUsdField(forms.Field):
                 raise ValidationError("not a number", code="invalid")
             return checked_micros(Decimal(usd))
         except ValidationError as exc:
-            message = PER_IMAGE_MESSAGES[exc.code].format(size=size,
-                                                          value=json.dumps(usd, default=str))
+            message = PER_IMAGE_MESSAGES[exc.code].format(
+                size=size, value=json.dumps(usd, default=str)
+            )
             raise ValidationError(message, code=exc.code) from None
 
 
@@ -167,29 +175,41 @@ class PriceForm(forms.ModelForm):
     """Rates typed in US dollars per million tokens; flat prices in US dollars per image."""
 
     input_per_mtok = UsdField(label="Input (USD / 1M tokens)", required=False, placeholder="0")
-    text_output_per_mtok = UsdField(label="Text + thinking output (USD / 1M tokens)",
-                                    required=False, placeholder="0")
-    image_output_per_mtok = UsdField(label="Image output (USD / 1M tokens)", required=False,
-                                     placeholder="0")
+    text_output_per_mtok = UsdField(
+        label="Text + thinking output (USD / 1M tokens)", required=False, placeholder="0"
+    )
+    image_output_per_mtok = UsdField(
+        label="Image output (USD / 1M tokens)", required=False, placeholder="0"
+    )
     per_image = PerImageUsdField(
         label="Per image (USD by size)",
         help_text=f"Flat US dollars per image by size ({', '.join(PER_IMAGE_KEYS)}), e.g. "
-                  f"{PER_IMAGE_EXAMPLE}. Used instead of token prices for those sizes.")
+        f"{PER_IMAGE_EXAMPLE}. Used instead of token prices for those sizes.",
+    )
 
     class Meta:
         model = Price
-        fields = ["effective_from", "input_per_mtok", "text_output_per_mtok",
-                  "image_output_per_mtok", "per_image", "note"]
+        fields = [
+            "effective_from",
+            "input_per_mtok",
+            "text_output_per_mtok",
+            "image_output_per_mtok",
+            "per_image",
+            "note",
+        ]
 
     def clean(self):
         data = super().clean()
         for name in ("input_per_mtok", "text_output_per_mtok", "image_output_per_mtok"):
             data[name] = data.get(name) or 0
-        rates = [data[n] for n in ("input_per_mtok", "text_output_per_mtok",
-                                   "image_output_per_mtok")]
+        rates = [
+            data[n] for n in ("input_per_mtok", "text_output_per_mtok", "image_output_per_mtok")
+        ]
         if not self.errors and not any(rates) and not any((data.get("per_image") or {}).values()):
-            raise ValidationError("This price charges nothing. Enter token or per-image prices, "
-                                  "or mark the route free instead.")
+            raise ValidationError(
+                "This price charges nothing. Enter token or per-image prices, "
+                "or mark the route free instead."
+            )
         return data
 
 

@@ -35,11 +35,21 @@ MAX_ROWS = settings.NANOWEB_BATCH_MAX_ROWS
 MAX_CSV_BYTES = settings.NANOWEB_BATCH_MAX_CSV_BYTES
 
 CSV_COLUMNS = ("prompt", "model", "aspect_ratio", "size", "count")
-CSV_ALIASES = {"aspect": "aspect_ratio", "ratio": "aspect_ratio", "image_size": "size",
-               "n": "count", "images": "count"}
+CSV_ALIASES = {
+    "aspect": "aspect_ratio",
+    "ratio": "aspect_ratio",
+    "image_size": "size",
+    "n": "count",
+    "images": "count",
+}
 # jobs.SubmitError fields → the column a person wrote them in
-FIELD_COLUMNS = {"prompt": "prompt", "model": "model", "aspect_ratio": "aspect_ratio",
-                 "image_size": "size", "count": "count"}
+FIELD_COLUMNS = {
+    "prompt": "prompt",
+    "model": "model",
+    "aspect_ratio": "aspect_ratio",
+    "image_size": "size",
+    "count": "count",
+}
 
 
 class BatchError(Exception):
@@ -81,8 +91,18 @@ def parse_lines(text: str, defaults: Defaults) -> list[Row]:
     rows = []
     for number, line in enumerate((text or "").splitlines(), start=1):
         if line.strip():
-            rows.append(Row(number, _request(defaults.model, line.strip(), defaults.aspect_ratio,
-                                             defaults.image_size, defaults.count)))
+            rows.append(
+                Row(
+                    number,
+                    _request(
+                        defaults.model,
+                        line.strip(),
+                        defaults.aspect_ratio,
+                        defaults.image_size,
+                        defaults.count,
+                    ),
+                )
+            )
     return rows
 
 
@@ -90,8 +110,12 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
     """A header row (prompt, and optionally model, aspect_ratio, size, count), then one
     prompt per row; empty cells take the form's settings. Raises BatchError."""
     if len(data) > MAX_CSV_BYTES:
-        raise BatchError([f"The CSV file is {len(data) // 1024:,} KB; the limit is "
-                          f"{MAX_CSV_BYTES // 1024:,} KB."])
+        raise BatchError(
+            [
+                f"The CSV file is {len(data) // 1024:,} KB; the limit is "
+                f"{MAX_CSV_BYTES // 1024:,} KB."
+            ]
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -100,12 +124,16 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
     header = [_column(h) for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown or "prompt" not in header:
-        raise BatchError([
-            f"Unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(u) for u in unknown)}"
-            if unknown else "The CSV has no “prompt” column",
-            f"The first row must name the columns: {', '.join(CSV_COLUMNS)} "
-            "(only prompt is required).",
-        ])
+        names = ", ".join(repr(u) for u in unknown)
+        raise BatchError(
+            [
+                f"Unknown column{'s' if len(unknown) > 1 else ''} {names}"
+                if unknown
+                else "The CSV has no “prompt” column",
+                f"The first row must name the columns: {', '.join(CSV_COLUMNS)} "
+                "(only prompt is required).",
+            ]
+        )
     by_slug = {m.slug: m for m in models} | {m.name.lower(): m for m in models}
     rows, errors = [], []
     for number, cells in enumerate(reader, start=2):
@@ -135,25 +163,38 @@ def _csv_request(values: dict, defaults: Defaults, by_slug: dict) -> jobs.JobReq
         model = by_slug.get(values["model"].lower())
         if model is None:
             slugs = ", ".join(sorted({m.slug for m in by_slug.values()}))
-            raise jobs.SubmitError(f"“{values['model']}” is not a model you can use here "
-                                   f"(try {slugs}).", field="model")
+            raise jobs.SubmitError(
+                f"“{values['model']}” is not a model you can use here (try {slugs}).", field="model"
+            )
     size = values.get("size") or (defaults.image_size if model == defaults.model else None)
     if model.sizes and not size:
         size = model.default_size()
     try:
         count = int(values.get("count") or defaults.count)
     except ValueError:
-        raise jobs.SubmitError(f"“{values['count']}” is not a whole number.",
-                               field="count") from None
+        raise jobs.SubmitError(
+            f"“{values['count']}” is not a whole number.", field="count"
+        ) from None
     if not values.get("prompt"):
         raise jobs.SubmitError("The prompt is empty.", field="prompt")
-    return _request(model, values["prompt"], values.get("aspect_ratio") or defaults.aspect_ratio,
-                    size.upper() if size else None, count)
+    return _request(
+        model,
+        values["prompt"],
+        values.get("aspect_ratio") or defaults.aspect_ratio,
+        size.upper() if size else None,
+        count,
+    )
 
 
 def _request(model, prompt, aspect_ratio, image_size, count) -> jobs.JobRequest:
-    return jobs.JobRequest(model=model, prompt=prompt, aspect_ratio=aspect_ratio,
-                           image_size=image_size, count=count, source="batch")
+    return jobs.JobRequest(
+        model=model,
+        prompt=prompt,
+        aspect_ratio=aspect_ratio,
+        image_size=image_size,
+        count=count,
+        source="batch",
+    )
 
 
 def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
@@ -195,12 +236,16 @@ def over_limit(user, images: int, micros: int) -> str | None:
         return f"team {quota.team}'s shared" if room.shared else "your"
 
     if day.left is not None and images > day.left:
-        return (f"This batch needs {images} images but {whose(day)} daily limit of "
-                f"{day.limit} images leaves {day.left} today. Nothing was started.")
+        return (
+            f"This batch needs {images} images but {whose(day)} daily limit of "
+            f"{day.limit} images leaves {day.left} today. Nothing was started."
+        )
     if month.left is not None and micros > month.left:
-        return (f"This batch may cost up to {format_usd(micros)} but {whose(month)} monthly "
-                f"budget of {format_usd(month.limit)} has {format_usd(month.left)} left. "
-                "Nothing was started.")
+        return (
+            f"This batch may cost up to {format_usd(micros)} but {whose(month)} monthly "
+            f"budget of {format_usd(month.limit)} has {format_usd(month.left)} left. "
+            "Nothing was started."
+        )
     return None
 
 
@@ -249,9 +294,13 @@ def _jobs_in_progress_full(exc: jobs.SubmitError) -> bool:
 
 
 def _as_row(request: jobs.JobRequest) -> dict:
-    return {"model": request.model.slug, "prompt": request.prompt,
-            "aspect_ratio": request.aspect_ratio, "image_size": request.image_size,
-            "count": request.count}
+    return {
+        "model": request.model.slug,
+        "prompt": request.prompt,
+        "aspect_ratio": request.aspect_ratio,
+        "image_size": request.image_size,
+        "count": request.count,
+    }
 
 
 def _from_row(row: dict) -> jobs.JobRequest:
@@ -264,8 +313,7 @@ def _from_row(row: dict) -> jobs.JobRequest:
 def feed(batch_pk) -> int:
     """Start what fits of one batch's waiting rows; how many rows started."""
     with transaction.atomic():
-        batch = (Batch.objects.select_for_update().select_related("user")
-                 .filter(pk=batch_pk).first())
+        batch = Batch.objects.select_for_update().select_related("user").filter(pk=batch_pk).first()
         if batch is None or not batch.waiting:
             return 0
         try:
@@ -299,7 +347,8 @@ def feed_after(generation_id) -> None:
 def _default_name(plan: Plan) -> str:
     first = plan.rows[0].request.prompt
     return (first[:60] + "…" if len(first) > 60 else first) + (
-        f" and {len(plan.rows) - 1} more" if len(plan.rows) > 1 else "")
+        f" and {len(plan.rows) - 1} more" if len(plan.rows) > 1 else ""
+    )
 
 
 @dataclass
@@ -346,8 +395,13 @@ def progress(batch: Batch) -> Progress:
 
 def _progress_of(batch: Batch, get) -> Progress:
     """Counts from the aggregates (``get(name)``); rows still waiting count as queued."""
-    return Progress(queued=get("n_queued") + batch.waiting_images, running=get("n_running"),
-                    done=get("n_done"), failed=get("n_failed"), spent=get("n_spent") or 0)
+    return Progress(
+        queued=get("n_queued") + batch.waiting_images,
+        running=get("n_running"),
+        done=get("n_done"),
+        failed=get("n_failed"),
+        spent=get("n_spent") or 0,
+    )
 
 
 def batches_for(user):
@@ -368,8 +422,11 @@ def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
         locked.waiting, locked.stalled = [], ""
         locked.save(update_fields=["waiting", "stalled"])
     batch.waiting, batch.stalled = [], ""
-    request_ids = set(batch.generations.filter(status=Generation.QUEUED, started__isnull=True)
-                      .values_list("request_id", flat=True))
+    request_ids = set(
+        batch.generations.filter(status=Generation.QUEUED, started__isnull=True).values_list(
+            "request_id", flat=True
+        )
+    )
     cancelled = []
     for request_id in request_ids:
         cancelled += jobs.cancel(user, request_id)
@@ -377,8 +434,11 @@ def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
 
 
 def retry_failed(user, batch: Batch) -> list[Generation]:
-    failed = list(batch.generations.filter(status__in=[Generation.FAILED, Generation.CANCELLED])
-                  .select_related("model", "parent_image").prefetch_related("references"))
+    failed = list(
+        batch.generations.filter(status__in=[Generation.FAILED, Generation.CANCELLED])
+        .select_related("model", "parent_image")
+        .prefetch_related("references")
+    )
     if not failed:
         raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
     try:
@@ -397,7 +457,7 @@ def retry_failed(user, batch: Batch) -> list[Generation]:
 
 def zip_members(batch: Batch) -> list[tuple[Generation, str]]:
     """Each generation of the batch with its file name in the zip ("" without an image)."""
-    gens = (batch.generations.select_related("model", "image").order_by("created", "pk"))
+    gens = batch.generations.select_related("model", "image").order_by("created", "pk")
     members = []
     for n, gen in enumerate(gens, start=1):
         name = ""
@@ -417,8 +477,17 @@ def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"])
     for gen, name in members:
-        writer.writerow([gen.prompt, gen.model.label, gen.aspect_ratio, gen.image_size,
-                         csv_usd(gen.actual_micros), name, gen.status])
+        writer.writerow(
+            [
+                gen.prompt,
+                gen.model.label,
+                gen.aspect_ratio,
+                gen.image_size,
+                csv_usd(gen.actual_micros),
+                name,
+                gen.status,
+            ]
+        )
     return out.getvalue().encode()
 
 

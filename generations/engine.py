@@ -64,8 +64,11 @@ def run_generation(generation_id) -> float | None:
     if gen is None:
         return None
     if gen.attempts > settings.NANOWEB_JOB_MAX_ATTEMPTS or timezone.now() > gen.deadline:
-        fail(gen, ErrorKind.TRANSIENT,
-             _("No image could be made after several attempts; the provider kept failing."))
+        fail(
+            gen,
+            ErrorKind.TRANSIENT,
+            _("No image could be made after several attempts; the provider kept failing."),
+        )
         return None
     try:
         choice = next_choice(gen)
@@ -137,8 +140,9 @@ def _attempt(gen: Generation, choice: Choice) -> float | None:
         clean = images.clean_image(result.images[0].data, name="generated image", thumbnail=True)
         thumb = clean.thumbnail
     except KeyDecryptionError as exc:
-        err = ProviderError(ErrorKind.KEY_INVALID, _("A provider key is unusable."),
-                            detail=str(exc))
+        err = ProviderError(
+            ErrorKind.KEY_INVALID, _("A provider key is unusable."), detail=str(exc)
+        )
     except ProviderError as exc:
         err = exc
     except images.ImageRejected as exc:
@@ -194,8 +198,9 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
     charged, reason = cost, ""
     if cost > gen.reserved_micros:
         charged = gen.reserved_micros
-        reason = _("charged the %(reserved)s reserved; the upstream's price for this image "
-                   "was %(cost)s") % {"reserved": format_usd(charged), "cost": format_usd(cost)}
+        reason = _(
+            "charged the %(reserved)s reserved; the upstream's price for this image was %(cost)s"
+        ) % {"reserved": format_usd(charged), "cost": format_usd(cost)}
     image = Image(
         generation=gen,
         user_id=gen.user_id,
@@ -206,8 +211,10 @@ def _succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb:
     # Names of this run's own (a random part): a file half-written when the disk filled up
     # is known by its path, and removing it can never touch another run's image.
     stem = f"{gen.pk.hex}-{secrets.token_hex(3)}"
-    files = [(image.file, f"{stem}.{clean.extension}", clean.data),
-             (image.thumbnail, f"{stem}.webp", thumb)]
+    files = [
+        (image.file, f"{stem}.{clean.extension}", clean.data),
+        (image.thumbnail, f"{stem}.webp", thumb),
+    ]
     paths = [field.field.generate_filename(image, name) for field, name, _data in files]
     won = False
     try:
@@ -296,30 +303,44 @@ def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: 
 
 def _requeue(gen: Generation, stage: str, delay: float) -> float:
     at = timezone.now() + timedelta(seconds=delay)
-    _fenced(gen).update(status=Generation.QUEUED, lease_until=None, stage=stage,
-                        next_attempt_at=at, enqueued_at=at)
+    _fenced(gen).update(
+        status=Generation.QUEUED, lease_until=None, stage=stage, next_attempt_at=at, enqueued_at=at
+    )
     return delay
 
 
-def _not_saved(gen: Generation, choice: Choice, result: ImageResult, exc: Exception,
-               started: float) -> float | None:
+def _not_saved(
+    gen: Generation, choice: Choice, result: ImageResult, exc: Exception, started: float
+) -> float | None:
     """The provider made the image but it could not be stored (a full disk, a database
     error): try again a few times with backoff instead of leaving the job running until
     its lease runs out; if it keeps failing, the job fails and the person is refunded.
     The attempt is flagged as possibly billed, so the admin sees what it cost upstream."""
-    log.exception("generation %s attempt %s: the image arrived but could not be saved",
-                  gen.pk, gen.attempts)
+    log.exception(
+        "generation %s attempt %s: the image arrived but could not be saved", gen.pk, gen.attempts
+    )
     earlier = gen.attempt_log.filter(outcome=ErrorKind.NOT_SAVED).count()
     delay = None
     if earlier < SAVE_RETRIES and gen.attempts < settings.NANOWEB_JOB_MAX_ATTEMPTS:
         delay = resilience.backoff_delay(earlier + 1)
         if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
             delay = None
-    _record(gen, choice, started, outcome=ErrorKind.NOT_SAVED, http_status=result.http_status,
-            detail=f"{type(exc).__name__}: {exc}", retry_delay=delay, billed=True)
+    _record(
+        gen,
+        choice,
+        started,
+        outcome=ErrorKind.NOT_SAVED,
+        http_status=result.http_status,
+        detail=f"{type(exc).__name__}: {exc}",
+        retry_delay=delay,
+        billed=True,
+    )
     if delay is None:
-        fail(gen, ErrorKind.NOT_SAVED,
-             _("The image arrived but could not be stored, even after retries."))
+        fail(
+            gen,
+            ErrorKind.NOT_SAVED,
+            _("The image arrived but could not be stored, even after retries."),
+        )
         return None
     return _requeue(gen, "queued", delay)
 
@@ -332,8 +353,11 @@ def _postpone(gen: Generation, wait: NotYet) -> float | None:
     if now + timedelta(seconds=seconds) >= gen.deadline:
         if wait.booked:
             limiter.release(wait.booked.permit)
-        fail(gen, ErrorKind.RATE_LIMITED,
-             _("The providers stayed busy until the deadline; no image was made."))
+        fail(
+            gen,
+            ErrorKind.RATE_LIMITED,
+            _("The providers stayed busy until the deadline; no image was made."),
+        )
         return None
     booked = wait.booked
     _fenced(gen).update(
@@ -390,13 +414,15 @@ def fail(gen: Generation, kind: ErrorKind, message: str) -> bool:
             refunded=True,
         )
         if won:
-            quotas.release(gen, reason=_("no image (%(kind)s); reservation released")
-                           % {"kind": kind})
+            quotas.release(
+                gen, reason=_("no image (%(kind)s); reservation released") % {"kind": kind}
+            )
     return bool(won)
 
 
 DEADLINE_MESSAGE = gettext_lazy(
-    "No image arrived before the deadline; the reservation was released.")
+    "No image arrived before the deadline; the reservation was released."
+)
 
 
 def reconcile(now=None) -> dict[str, int]:

@@ -37,10 +37,18 @@ class ErrorKind(models.TextChoices):
 
 
 # Kinds after which another attempt may succeed (on this route, another key, another route).
-RETRYABLE = frozenset({
-    ErrorKind.RATE_LIMITED, ErrorKind.KEY_EXHAUSTED, ErrorKind.TRANSIENT, ErrorKind.SLOW,
-    ErrorKind.KEY_INVALID, ErrorKind.NO_IMAGE, ErrorKind.CORRUPT, ErrorKind.REFUSED,
-})
+RETRYABLE = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.KEY_EXHAUSTED,
+        ErrorKind.TRANSIENT,
+        ErrorKind.SLOW,
+        ErrorKind.KEY_INVALID,
+        ErrorKind.NO_IMAGE,
+        ErrorKind.CORRUPT,
+        ErrorKind.REFUSED,
+    }
+)
 
 # An Attempt is "ok" or the kind of its failure.
 OK = "ok"
@@ -61,22 +69,23 @@ REASONS: dict[str, Promise] = {
     ErrorKind.SLOW: _("The provider did not answer in time, even after retries."),
     ErrorKind.RATE_LIMITED: _("The provider stayed at its rate limit until the job's deadline."),
     ErrorKind.KEY_EXHAUSTED: _("Every provider key for this model has used its daily quota."),
-    ErrorKind.KEY_INVALID: _(
-        "The provider refused the instance's keys; an admin has been told."),
-    ErrorKind.PERMANENT: _(
-        "The provider refused the request as invalid; retrying will not help."),
+    ErrorKind.KEY_INVALID: _("The provider refused the instance's keys; an admin has been told."),
+    ErrorKind.PERMANENT: _("The provider refused the request as invalid; retrying will not help."),
     ErrorKind.REFUSED: _(
         "The provider will not serve this account or region, and no other provider for "
-        "this model could take the job."),
+        "this model could take the job."
+    ),
     ErrorKind.NO_ROUTE: _("No provider can make images with this model right now."),
     ErrorKind.NOT_SAVED: _(
         "The image arrived but this instance could not store it (a full disk or a database "
-        "problem), even after retries. An admin can see why in the logs."),
+        "problem), even after retries. An admin can see why in the logs."
+    ),
     ErrorKind.DEADLINE: _("No image arrived before the job's deadline."),
     ErrorKind.CANCELLED: _("You cancelled it before it started."),
 }
-UNKNOWN = Explanation(_("No image this time"),
-                      _("Something went wrong on the way to the provider."))
+UNKNOWN = Explanation(
+    _("No image this time"), _("Something went wrong on the way to the provider.")
+)
 
 
 def explain(kind: str) -> Explanation:

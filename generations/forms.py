@@ -69,8 +69,12 @@ class StudioForm(forms.Form):
             pk = uuid.UUID(str(pk))
         except ValueError:
             return None
-        return (Image.objects.visible_to(self.user).select_related("generation")
-                .filter(generation_id=pk).first())
+        return (
+            Image.objects.visible_to(self.user)
+            .select_related("generation")
+            .filter(generation_id=pk)
+            .first()
+        )
 
     def clean_parent(self):
         if self.cleaned_data.get("parent") and self.parent_image is None:
@@ -134,19 +138,31 @@ class StudioForm(forms.Form):
 
 
 class BatchForm(forms.Form):
-    name = forms.CharField(max_length=200, required=False,
-                           widget=forms.TextInput(attrs={"placeholder": "e.g. Spring catalogue"}))
-    prompts = forms.CharField(required=False, widget=forms.Textarea(attrs={
-        "rows": 8, "placeholder": "A red fox in the snow\nA lighthouse at dusk\n…"}))
+    name = forms.CharField(
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Spring catalogue"}),
+    )
+    prompts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 8, "placeholder": "A red fox in the snow\nA lighthouse at dusk\n…"}
+        ),
+    )
     csv_file = forms.FileField(required=False, label="or a CSV file")
     csv_text = forms.CharField(required=False, widget=forms.HiddenInput)
-    model = forms.ModelChoiceField(queryset=ModelSpec.objects.none(), to_field_name="slug",
-                                   empty_label=None)
+    model = forms.ModelChoiceField(
+        queryset=ModelSpec.objects.none(), to_field_name="slug", empty_label=None
+    )
     aspect_ratio = forms.ChoiceField(choices=[(a, a) for a in ASPECT_RATIOS], initial="1:1")
-    image_size = forms.ChoiceField(required=False, label="Size", choices=[
-        ("", "Model default"), ("1K", "1K"), ("2K", "2K"), ("4K", "4K")])
-    count = forms.TypedChoiceField(coerce=int, initial=1, label="Images per prompt",
-                                   choices=[(n, str(n)) for n in range(1, 5)])
+    image_size = forms.ChoiceField(
+        required=False,
+        label="Size",
+        choices=[("", "Model default"), ("1K", "1K"), ("2K", "2K"), ("4K", "4K")],
+    )
+    count = forms.TypedChoiceField(
+        coerce=int, initial=1, label="Images per prompt", choices=[(n, str(n)) for n in range(1, 5)]
+    )
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -161,7 +177,8 @@ class BatchForm(forms.Form):
         if upload and upload.size > batches.MAX_CSV_BYTES:
             raise forms.ValidationError(
                 f"The CSV file is {upload.size // 1024:,} KB; the limit is "
-                f"{batches.MAX_CSV_BYTES // 1024:,} KB.")
+                f"{batches.MAX_CSV_BYTES // 1024:,} KB."
+            )
         return upload
 
     def plan(self, user) -> batches.Plan:
@@ -169,11 +186,17 @@ class BatchForm(forms.Form):
         data = self.cleaned_data
         model = data["model"]
         size = data.get("image_size") or model.default_size()
-        defaults = batches.Defaults(model=model, aspect_ratio=data["aspect_ratio"],
-                                    image_size=size if model.sizes else None,
-                                    count=data["count"])
-        raw = data["csv_file"].read() if data.get("csv_file") else (
-            data.get("csv_text") or "").encode()
+        defaults = batches.Defaults(
+            model=model,
+            aspect_ratio=data["aspect_ratio"],
+            image_size=size if model.sizes else None,
+            count=data["count"],
+        )
+        raw = (
+            data["csv_file"].read()
+            if data.get("csv_file")
+            else (data.get("csv_text") or "").encode()
+        )
         if raw:
             self.csv_source = raw.decode("utf-8-sig", errors="replace")
             models = list(self.fields["model"].queryset)

@@ -30,8 +30,11 @@ class BadCursor(ValueError):
 class GalleryFilters(forms.Form):
     q = forms.CharField(required=False, max_length=200, label="Search prompts")
     model = forms.ModelChoiceField(
-        queryset=ModelSpec.objects.all(), to_field_name="slug", required=False,
-        empty_label="All models", label="Model",
+        queryset=ModelSpec.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="All models",
+        label="Model",
     )
     starred = forms.BooleanField(required=False, label="Starred")
     shared = forms.ChoiceField(choices=SCOPES, required=False, label="Show")
@@ -45,7 +48,8 @@ class GalleryFilters(forms.Form):
         made = Generation.objects.filter(model=OuterRef("pk"))
         chosen = Q(slug=self.data.get("model") or "")
         return ModelSpec.objects.filter(
-            Q(pk__in=ModelSpec.objects.available().values("pk")) | Exists(made) | chosen)
+            Q(pk__in=ModelSpec.objects.available().values("pk")) | Exists(made) | chosen
+        )
 
     def clean(self):
         data = super().clean()
@@ -72,9 +76,21 @@ FILTERS: dict[str, Callable[[QuerySet, object], QuerySet]] = {
 
 # What a tile shows: loading only these halves the time spent building the page's objects.
 TILE_FIELDS = (
-    "id", "generation_id", "user_id", "width", "height", "starred", "shared_with_team",
-    "created", "deleted_at", "generation__prompt", "generation__actual_micros",
-    "generation__model__name", "generation__model__is_sandbox", "user__name", "user__email",
+    "id",
+    "generation_id",
+    "user_id",
+    "width",
+    "height",
+    "starred",
+    "shared_with_team",
+    "created",
+    "deleted_at",
+    "generation__prompt",
+    "generation__actual_micros",
+    "generation__model__name",
+    "generation__model__is_sandbox",
+    "user__name",
+    "user__email",
 )
 
 

@@ -142,8 +142,9 @@ def clean_mask(data: bytes, *, name: str = "The mask") -> CleanImage:
         raise ImageRejected(f"{name} must be a PNG with an alpha channel.")
     with Image.open(io.BytesIO(clean.data)) as im:  # the header is enough
         if im.mode != "RGBA":  # what clean_image makes of any PNG with transparency
-            raise ImageRejected(f"{name} has no alpha channel; its transparent pixels "
-                                "mark where to edit.")
+            raise ImageRejected(
+                f"{name} has no alpha channel; its transparent pixels mark where to edit."
+            )
     return clean
 
 
@@ -275,6 +276,9 @@ def _thumbnail_of(im: Image.Image, max_side: int | None = None) -> bytes:
     im.thumbnail((max_side, max_side), reducing_gap=1.0)
     buf = io.BytesIO()
     im.convert("RGBA" if im.mode in ("RGBA", "LA") else "RGB").save(
-        buf, "WEBP", quality=80, method=2  # as small as the default, three times faster
+        buf,
+        "WEBP",
+        quality=80,
+        method=2,  # as small as the default, three times faster
     )
     return buf.getvalue()

@@ -25,8 +25,7 @@ class SubmitError(Exception):
     ``limit`` says which quota refused it (``quotas.QuotaExceeded``'s constants), or is
     None for a request that is wrong in itself."""
 
-    def __init__(self, message: str, *, field: str | None = None,
-                 limit: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, limit: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
@@ -85,8 +84,10 @@ def validate(req: JobRequest) -> None:
 
 
 def no_mask(model: ModelSpec) -> str:
-    return (f"{model.name} edits from the prompt and reference images and takes no mask; "
-            "describe the change in the prompt instead.")
+    return (
+        f"{model.name} edits from the prompt and reference images and takes no mask; "
+        "describe the change in the prompt instead."
+    )
 
 
 def _validate_mask(req: JobRequest) -> None:
@@ -96,8 +97,11 @@ def _validate_mask(req: JobRequest) -> None:
         raise SubmitError("A mask needs the image it applies to.", field="mask")
     first, mask = req.references[0], req.mask
     if (mask.width, mask.height) != (first.width, first.height):
-        raise SubmitError(f"The mask is {mask.width}×{mask.height} pixels; it must be the size "
-                          f"of the first image ({first.width}×{first.height}).", field="mask")
+        raise SubmitError(
+            f"The mask is {mask.width}×{mask.height} pixels; it must be the size "
+            f"of the first image ({first.width}×{first.height}).",
+            field="mask",
+        )
 
 
 def validate_for(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) -> None:
@@ -106,25 +110,37 @@ def validate_for(user, req: JobRequest, mine: limits.EffectiveLimits | None = No
     mine = mine or limits.for_user(user)
     whose = "your" if mine.source == "own" else f"{mine.source}'s"
     if not mine.allows_model(req.model):
-        raise SubmitError(f"{req.model.name} is not among the models {whose} limits allow.",
-                          field="model")
+        raise SubmitError(
+            f"{req.model.name} is not among the models {whose} limits allow.", field="model"
+        )
     if not mine.allows_size(req.image_size):
-        raise SubmitError(f"The largest size {whose} limits allow is {mine.max_size}.",
-                          field="image_size")
+        raise SubmitError(
+            f"The largest size {whose} limits allow is {mine.max_size}.", field="image_size"
+        )
     if mine.max_per_request is not None and req.count > mine.max_per_request:
-        raise SubmitError(f"{whose.capitalize()} limits allow {mine.max_per_request} "
-                          f"image{'s' if mine.max_per_request != 1 else ''} per request.",
-                          field="count")
+        raise SubmitError(
+            f"{whose.capitalize()} limits allow {mine.max_per_request} "
+            f"image{'s' if mine.max_per_request != 1 else ''} per request.",
+            field="count",
+        )
     if mine.max_references is not None and len(req.references) > mine.max_references:
-        raise SubmitError(f"{whose.capitalize()} limits allow {mine.max_references} reference "
-                          f"image{'s' if mine.max_references != 1 else ''}; you attached "
-                          f"{len(req.references)}.", field="references")
+        raise SubmitError(
+            f"{whose.capitalize()} limits allow {mine.max_references} reference "
+            f"image{'s' if mine.max_references != 1 else ''}; you attached "
+            f"{len(req.references)}.",
+            field="references",
+        )
 
 
 def fingerprint(req: JobRequest) -> str:
     """What makes two requests the same: model, prompt, parameters, reference images."""
-    parts = [req.model.slug, " ".join(req.prompt.split()), req.aspect_ratio,
-             req.image_size or "", *sorted(r.sha256 for r in req.references)]
+    parts = [
+        req.model.slug,
+        " ".join(req.prompt.split()),
+        req.aspect_ratio,
+        req.image_size or "",
+        *sorted(r.sha256 for r in req.references),
+    ]
     if req.mask:
         parts.append(f"mask:{req.mask.sha256}")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
@@ -138,15 +154,21 @@ def recent_duplicates(user, req: JobRequest) -> list[Generation]:
         return []
     latest = (
         Generation.objects.for_user(user)
-        .filter(fingerprint=fingerprint(req), status=Generation.SUCCEEDED,
-                created__gte=timezone.now() - timedelta(seconds=window))
+        .filter(
+            fingerprint=fingerprint(req),
+            status=Generation.SUCCEEDED,
+            created__gte=timezone.now() - timedelta(seconds=window),
+        )
         .order_by("-created")
         .first()
     )
     if latest is None:
         return []
-    return list(Generation.objects.filter(request_id=latest.request_id,
-                                          status=Generation.SUCCEEDED).select_related("image"))
+    return list(
+        Generation.objects.filter(
+            request_id=latest.request_id, status=Generation.SUCCEEDED
+        ).select_related("image")
+    )
 
 
 def too_many_references(model: ModelSpec, attached: int) -> str:
@@ -156,8 +178,9 @@ def too_many_references(model: ModelSpec, attached: int) -> str:
     )
 
 
-def estimate_per_image(model: ModelSpec, *, image_size: str | None, prompt_chars: int,
-                       references: int) -> int:
+def estimate_per_image(
+    model: ModelSpec, *, image_size: str | None, prompt_chars: int, references: int
+) -> int:
     """Worst case over the model's routes, so any route that serves is covered."""
     worst = None
     usage = pricing.worst_case_usage(
@@ -183,8 +206,12 @@ def estimate_per_image(model: ModelSpec, *, image_size: str | None, prompt_chars
 
 def estimate_request(req: JobRequest) -> int:
     """:func:`estimate_per_image` for what ``req`` asks."""
-    return estimate_per_image(req.model, image_size=req.image_size,
-                              prompt_chars=len(req.prompt), references=len(req.references))
+    return estimate_per_image(
+        req.model,
+        image_size=req.image_size,
+        prompt_chars=len(req.prompt),
+        references=len(req.references),
+    )
 
 
 def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) -> list[Generation]:
@@ -241,14 +268,21 @@ def cancel(user, request_id) -> list[Generation]:
     the conditional update makes cancel and claim race safely.
     """
     cancelled = []
-    for gen in Generation.objects.filter(user=user, request_id=request_id,
-                                         status=Generation.QUEUED, started__isnull=True):
+    for gen in Generation.objects.filter(
+        user=user, request_id=request_id, status=Generation.QUEUED, started__isnull=True
+    ):
         with transaction.atomic():
             won = Generation.objects.filter(
                 pk=gen.pk, status=Generation.QUEUED, started__isnull=True
-            ).update(status=Generation.CANCELLED, stage="", finished=timezone.now(),
-                     actual_micros=0, refunded=True, error_kind=ErrorKind.CANCELLED,
-                     error_message="Cancelled before it started.")
+            ).update(
+                status=Generation.CANCELLED,
+                stage="",
+                finished=timezone.now(),
+                actual_micros=0,
+                refunded=True,
+                error_kind=ErrorKind.CANCELLED,
+                error_message="Cancelled before it started.",
+            )
             if won:
                 quotas.release(gen, reason="cancelled before it started")
                 cancelled.append(gen)
@@ -285,6 +319,7 @@ def _discard_new_uploads(uploads: list[Upload]) -> None:
 
 def request_like(gen: Generation) -> JobRequest:
     """One more image with the same settings (and reference images) as ``gen``."""
+
     def reread(upload: Upload, clean=clean_image, what="reference image") -> CleanImage:
         try:
             with upload.file.open("rb") as handle:
@@ -294,16 +329,22 @@ def request_like(gen: Generation) -> JobRequest:
             raise SubmitError(f"The {named} is no longer available.") from exc
 
     uploads = gen.ordered_references()
-    return JobRequest(model=gen.model, prompt=gen.prompt, aspect_ratio=gen.aspect_ratio,
-                      image_size=gen.image_size or None, count=1,
-                      references=[reread(u) for u in uploads],
-                      reference_names=[u.original_name for u in uploads],
-                      mask=reread(gen.mask, clean_mask, "edit mask") if gen.mask_id else None,
-                      parent_image=gen.parent_image)
+    return JobRequest(
+        model=gen.model,
+        prompt=gen.prompt,
+        aspect_ratio=gen.aspect_ratio,
+        image_size=gen.image_size or None,
+        count=1,
+        references=[reread(u) for u in uploads],
+        reference_names=[u.original_name for u in uploads],
+        mask=reread(gen.mask, clean_mask, "edit mask") if gen.mask_id else None,
+        parent_image=gen.parent_image,
+    )
 
 
-def retry(user, failed: list[Generation],
-          requests: list[JobRequest] | None = None) -> list[Generation]:
+def retry(
+    user, failed: list[Generation], requests: list[JobRequest] | None = None
+) -> list[Generation]:
     """Start every job in ``failed`` again as a new job, charged like any other; all or
     none (a refusal changes nothing). A batch item moves to its new job, so the batch
     counts what it has now, not each earlier try. ``requests`` are the jobs'

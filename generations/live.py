@@ -19,6 +19,7 @@ from generations.models import Generation
 
 MAX_CARDS = 200  # a page never shows more in-flight cards than a batch has rows
 
+
 def signature(job: Generation) -> str:
     """What a card shows that can change while the page is open."""
     position = getattr(job, "queue_position", None)
@@ -41,7 +42,10 @@ def annotate_positions(jobs) -> list[Generation]:
                 Q(next_attempt_at__lt=OuterRef("next_attempt_at"))
                 | Q(next_attempt_at=OuterRef("next_attempt_at"), created__lt=OuterRef("created"))
             )
-            .order_by().values("status").annotate(n=Count("pk")).values("n")
+            .order_by()
+            .values("status")
+            .annotate(n=Count("pk"))
+            .values("n")
         )
         positions = dict(
             Generation.objects.filter(pk__in=queued)
@@ -88,8 +92,9 @@ def parse_ids(raw: str | None) -> set[uuid.UUID]:
     return {pk for part in (raw or "").split(",")[:MAX_CARDS] if (pk := parse_id(part))}
 
 
-def started_since(batch, after: uuid.UUID | None,
-                  shown: set[uuid.UUID] = frozenset()) -> list[Generation]:
+def started_since(
+    batch, after: uuid.UUID | None, shown: set[uuid.UUID] = frozenset()
+) -> list[Generation]:
     """A batch's jobs the page does not show yet: those made after its last card.
 
     Rows that waited for a free slot become jobs while the page is open; the
@@ -97,12 +102,14 @@ def started_since(batch, after: uuid.UUID | None,
     every job of the batch is new. ``shown`` are newer cards the page has
     already (a failed card's Retry swaps its new job in where the old one was).
     """
-    jobs = batch.generations.select_related("model", "image", "route__model").exclude(
-        pk__in=shown)
+    jobs = batch.generations.select_related("model", "image", "route__model").exclude(pk__in=shown)
     if after is not None:
         # The owner's job, though perhaps no longer in the batch (retried in another tab).
-        last = (Generation.objects.filter(pk=after, user_id=batch.user_id)
-                .values_list("created", flat=True).first())
+        last = (
+            Generation.objects.filter(pk=after, user_id=batch.user_id)
+            .values_list("created", flat=True)
+            .first()
+        )
         if last is None:
             return []  # not this person's card: nothing to append safely
         jobs = jobs.filter(Q(created__gt=last) | Q(created=last, pk__gt=after))

@@ -43,7 +43,8 @@ class ModelSpec(models.Model):
         default=False,
         help_text="Takes an edit mask (a PNG whose transparent pixels mark what to change). "
         "Only for a model whose every route is an OpenAI Images provider that accepts "
-        "masks (gpt-image-*, dall-e-2); masked jobs never fail over to other kinds.")
+        "masks (gpt-image-*, dall-e-2); masked jobs never fail over to other kinds.",
+    )
     max_images_per_request = models.PositiveSmallIntegerField(default=4)
     # Output tokens one image costs at each size ("default" when the model has no size).
     image_tokens = models.JSONField(default=dict)
@@ -298,9 +299,14 @@ class Generation(models.Model):
     aspect_ratio = models.CharField(max_length=5)
     image_size = models.CharField(max_length=3, blank=True)
     references = models.ManyToManyField(Upload, blank=True, related_name="generations")
-    mask = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT,
-                             related_name="masked_generations",
-                             help_text="Edit mask for the first reference image.")
+    mask = models.ForeignKey(
+        Upload,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="masked_generations",
+        help_text="Edit mask for the first reference image.",
+    )
     parent_image = models.ForeignKey(
         "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
@@ -322,7 +328,9 @@ class Generation(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
     fingerprint = models.CharField(
-        max_length=64, blank=True, db_index=True,
+        max_length=64,
+        blank=True,
+        db_index=True,
         help_text="Same model, prompt, parameters and references → same fingerprint.",
     )
     booked_slot = models.JSONField(
@@ -350,7 +358,8 @@ class Generation(models.Model):
             # "Generating (N)" on every page: a person's jobs in flight, however many
             # images they have made.
             models.Index(
-                fields=["user"], name="generation_in_flight_idx",
+                fields=["user"],
+                name="generation_in_flight_idx",
                 condition=models.Q(status__in=["queued", "running"]),
             ),
         ]
@@ -480,8 +489,9 @@ class Attempt(models.Model):
     started = models.DateTimeField(default=timezone.now)
     latency_ms = models.PositiveIntegerField(default=0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=20, choices=ATTEMPT_OUTCOMES,
-                               help_text='"ok" or an error class.')
+    outcome = models.CharField(
+        max_length=20, choices=ATTEMPT_OUTCOMES, help_text='"ok" or an error class.'
+    )
     detail = models.CharField(max_length=500, blank=True)
     retry_delay = models.FloatField(null=True, blank=True)
     may_have_been_billed = models.BooleanField(default=False)

@@ -28,5 +28,4 @@ def check_budget_alerts(user_id: int) -> None:
     try:
         current_app.send_task(CHECK_BUDGET_ALERTS, args=(user_id,))
     except Exception:
-        log.warning("could not queue the budget alert check for user %s", user_id,
-                    exc_info=True)
+        log.warning("could not queue the budget alert check for user %s", user_id, exc_info=True)

@@ -67,8 +67,13 @@ def choose_route(gen: Generation) -> Choice:
     """The first route that can serve now, with a key that has a permit (see the module)."""
     routes = candidate_routes(gen)
     if gen.mask_id and not routes:
-        raise NoRoute(_("No provider for %(model)s takes an edit mask: masks need an OpenAI "
-                        "Images provider. An admin needs to add one.") % {"model": gen.model.name})
+        raise NoRoute(
+            _(
+                "No provider for %(model)s takes an edit mask: masks need an OpenAI "
+                "Images provider. An admin needs to add one."
+            )
+            % {"model": gen.model.name}
+        )
     spent = spent_routes(gen)
     if spent:  # a route that used up its budget only when nothing else can serve
         routes = [r for r in routes if r.pk not in spent and servable(r)] or routes
@@ -82,8 +87,9 @@ def choose_route(gen: Generation) -> Choice:
         price = route.price_at()
         if not route.is_priced(price):
             continue
-        keys = list(route.provider.keys.usable()
-                    .order_by(F("last_used").asc(nulls_first=True), "id"))
+        keys = list(
+            route.provider.keys.usable().order_by(F("last_used").asc(nulls_first=True), "id")
+        )
         if not keys:
             exhausted = exhausted or route.provider.keys.filter(enabled=True).exists()
             continue
@@ -101,20 +107,32 @@ def choose_route(gen: Generation) -> Choice:
                 bookable.append((permit.seconds, route.priority, key.pk, route, key, price))
     if bookable:  # book the soonest slot, so this job wakes exactly when it opens
         _wait, _priority, _key, route, key, price = min(bookable, key=lambda b: b[:3])
-        permit = limiter.acquire(key.pk, Limits.of(route.provider),
-                                 ahead=resilience.MAX_COUNTDOWN_SECONDS)
+        permit = limiter.acquire(
+            key.pk, Limits.of(route.provider), ahead=resilience.MAX_COUNTDOWN_SECONDS
+        )
         if isinstance(permit, Permit):
-            raise NotYet(permit.delay, "waiting for rate limit",
-                         booked=Choice(route, key, price, permit))
+            raise NotYet(
+                permit.delay, "waiting for rate limit", booked=Choice(route, key, price, permit)
+            )
     if waits:
         seconds, stage = min(waits)
         raise NotYet(seconds, stage)
     if exhausted:
-        raise NoRoute(_("Every provider key for %(model)s has used up its daily quota. Quotas "
-                        "reset at midnight Pacific time.") % {"model": gen.model.name},
-                      ErrorKind.KEY_EXHAUSTED)
-    raise NoRoute(_("No provider is available for %(model)s right now. An admin needs to add "
-                    "or enable a provider key.") % {"model": gen.model.name})
+        raise NoRoute(
+            _(
+                "Every provider key for %(model)s has used up its daily quota. Quotas "
+                "reset at midnight Pacific time."
+            )
+            % {"model": gen.model.name},
+            ErrorKind.KEY_EXHAUSTED,
+        )
+    raise NoRoute(
+        _(
+            "No provider is available for %(model)s right now. An admin needs to add "
+            "or enable a provider key."
+        )
+        % {"model": gen.model.name}
+    )
 
 
 def booked_choice(gen: Generation) -> Choice | None:
@@ -124,12 +142,17 @@ def booked_choice(gen: Generation) -> Choice | None:
         return None
     Generation.objects.filter(pk=gen.pk).update(booked_slot=None)
     permit = Permit(slot["key"], slot["token"])
-    route = (Route.objects.usable().filter(pk=slot["route"])
-             .select_related("provider", "model").first())
+    route = (
+        Route.objects.usable().filter(pk=slot["route"]).select_related("provider", "model").first()
+    )
     key = ProviderKey.objects.usable().filter(pk=slot["key"]).first()
     price = route.price_at() if route else None
-    if (route is None or key is None or not route.is_priced(price)
-            or not breaker.allow(route.pk).allowed):
+    if (
+        route is None
+        or key is None
+        or not route.is_priced(price)
+        or not breaker.allow(route.pk).allowed
+    ):
         limiter.release(permit)
         return None
     return Choice(route, key, price, permit)
@@ -178,10 +201,17 @@ def _fallback_cost(gen: Generation, route: Route) -> int:
 
 def spent_routes(gen: Generation) -> set[int]:
     """Routes that have used up a retry budget (per error class) on this job."""
-    counts = (gen.attempt_log.filter(outcome__in=ROUTE_BUDGETS)
-              .values("route", "outcome").annotate(n=Count("pk")).order_by())
-    return {row["route"] for row in counts
-            if row["n"] > resilience.RETRY_BUDGET[ErrorKind(row["outcome"])]}
+    counts = (
+        gen.attempt_log.filter(outcome__in=ROUTE_BUDGETS)
+        .values("route", "outcome")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {
+        row["route"]
+        for row in counts
+        if row["n"] > resilience.RETRY_BUDGET[ErrorKind(row["outcome"])]
+    }
 
 
 def servable(route: Route) -> bool:

@@ -13,6 +13,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nanoweb.settings")
 os.environ.setdefault("CONN_MAX_AGE", "0")
 # Static files (whitenoise) and private images are served from files, which Django
 # streams from a thread under ASGI; that is intended, not worth a warning per request.
-warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous",
-                        module="django.core.handlers.asgi")
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous",
+    module="django.core.handlers.asgi",
+)
 application = get_asgi_application()

@@ -98,9 +98,7 @@ TEMPLATES = [
 # transactions so two writers queue on the busy timeout instead of failing with
 # "database is locked" when a read transaction tries to upgrade.
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nanoweb.sqlite3'}"
-    )
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nanoweb.sqlite3'}")
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
@@ -130,11 +128,16 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Cache ----------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
-                          "LOCATION": "nanoweb_cache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "nanoweb_cache",
+        }
+    }
 
 # --- Files ------------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -163,8 +166,9 @@ USE_TZ = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool(
-    "BEHIND_PROXY", default=False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+)
 X_FRAME_OPTIONS = "DENY"
 
 # --- Celery -----------------------------------------------------------------------
@@ -208,13 +212,13 @@ NANOWEB_BASE_URL = env.str("NANOWEB_BASE_URL", default=f"http://{HOST}:{PORT}")
 NANOWEB_ADMIN_EMAIL = env.str("NANOWEB_ADMIN_EMAIL", default="admin@example.com")
 NANOWEB_ADMIN_PASSWORD = env.str("NANOWEB_ADMIN_PASSWORD", default="")
 GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")
-GEMINI_BASE_URL = env.str(
-    "GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
 # "auto": run and route to the sandbox upstream only while no real key is configured.
 NANOWEB_SANDBOX = env.str("NANOWEB_SANDBOX", default="auto")
 NANOWEB_SANDBOX_PORT = env.int("NANOWEB_SANDBOX_PORT", default=8765)
 NANOWEB_SANDBOX_URL = env.str(
-    "NANOWEB_SANDBOX_URL", default=f"http://127.0.0.1:{NANOWEB_SANDBOX_PORT}")
+    "NANOWEB_SANDBOX_URL", default=f"http://127.0.0.1:{NANOWEB_SANDBOX_PORT}"
+)
 
 NANOWEB_QUOTA_TIMEZONE = env.str("NANOWEB_QUOTA_TIMEZONE", default="America/Los_Angeles")
 NANOWEB_DEFAULT_DAILY_IMAGES = env.int("NANOWEB_DEFAULT_DAILY_IMAGES", default=50)
@@ -260,7 +264,8 @@ NANOWEB_BREAKER_WINDOW_SECONDS = env.float("NANOWEB_BREAKER_WINDOW_SECONDS", def
 NANOWEB_BREAKER_OPEN_SECONDS = env.float("NANOWEB_BREAKER_OPEN_SECONDS", default=60.0)
 # Where breaker and rate-limit state lives: "redis" when REDIS_URL is set, else "database".
 NANOWEB_RESILIENCE_STORE = env.str(
-    "NANOWEB_RESILIENCE_STORE", default="redis" if REDIS_URL else "database")
+    "NANOWEB_RESILIENCE_STORE", default="redis" if REDIS_URL else "database"
+)
 NANOWEB_REDIS_PREFIX = env.str("NANOWEB_REDIS_PREFIX", default="nanoweb:")
 # Added to the 60 s rate window so a call granted just as an old one leaves it
 # cannot reach the upstream a few milliseconds too early.

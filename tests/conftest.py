@@ -12,13 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
-from accounts.models import Team, User, usd_to_micros
-
-REPO = Path(__file__).resolve().parent.parent
-# Real recorded Gemini image responses (large base64 bodies, thought signatures, usage).
-GEMINI_FIXTURES = REPO / "tests" / "fixtures" / "gemini"
+from accounts.models import Team
+from tests.factories import REPO, database_url, make_user, route_sandbox
 
 
 @pytest.fixture(autouse=True)
@@ -59,14 +55,6 @@ def no_broker(monkeypatch):
 @pytest.fixture
 def team(db):
     return Team.objects.create(name="Acme")
-
-
-def make_user(email: str, *, team=None, password="correct horse battery", **limits) -> User:
-    limits.setdefault("daily_image_limit", 50)
-    limits.setdefault("monthly_budget_micros", usd_to_micros(20))
-    limits.setdefault("max_concurrent_jobs", None)
-    limits.setdefault("uses_team_limits", False)  # tests set a person's own limits
-    return User.objects.create_user(email=email, password=password, team=team, **limits)
 
 
 @pytest.fixture
@@ -122,30 +110,10 @@ def _catalog(request):
         seed_models(ModelSpec)
 
 
-def route_sandbox(url: str, settings):
-    """Point the Sandbox model at a running sandbox upstream, as start-up would."""
-    from generations.models import ModelSpec
-    from generations.providers_setup import configure_providers
-
-    settings.NANOWEB_SANDBOX = "on"
-    settings.NANOWEB_SANDBOX_URL = url
-    settings.GEMINI_API_KEY = ""
-    configure_providers()
-    return ModelSpec.objects.get(slug="sandbox")
-
-
 @pytest.fixture
 def sandbox_model(db, sandbox_url, settings):
     """The Sandbox model routed to a real sandbox upstream server on loopback."""
     return route_sandbox(sandbox_url, settings)
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{s['NAME']}"
-    host, port = s["HOST"] or "localhost", s["PORT"] or 5432
-    return f"postgres://{s['USER']}:{s['PASSWORD']}@{host}:{port}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -222,13 +190,3 @@ def celery_worker(start_worker, request):
     """One real worker (``@pytest.mark.worker(concurrency=N)`` for more than 2 processes)."""
     marker = request.node.get_closest_marker("worker")
     return start_worker(marker.kwargs.get("concurrency", 2) if marker else 2)
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(message or "condition not met in time")

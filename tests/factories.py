@@ -3,35 +3,98 @@
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
+from django.conf import settings
+from django.db import connection
 from PIL import Image as PILImage
 
+from accounts.models import User, usd_to_micros
 from generations.catalog import GEMINI_PRICES
 from generations.images import clean_image
 from generations.jobs import JobRequest
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
-from generations.providers_setup import LIST_PRICES_FROM
+from generations.providers_setup import LIST_PRICES_FROM, configure_providers
+
+REPO = Path(__file__).resolve().parent.parent
+# Real recorded Gemini image responses (large base64 bodies, thought signatures, usage).
+GEMINI_FIXTURES = REPO / "tests" / "fixtures" / "gemini"
 
 
-def make_route(model_slug: str = "nano-banana", *, base_url: str = "http://127.0.0.1:9",
-               upstream: str | None = None, priority: int = 10, price: bool = True,
-               provider_name: str = "Test upstream", key: str = "test-key-0123456789",
-               kind: str = "gemini", prices: dict | None = None) -> Route:
+def make_user(email: str, *, team=None, password="correct horse battery", **limits) -> User:
+    limits.setdefault("daily_image_limit", 50)
+    limits.setdefault("monthly_budget_micros", usd_to_micros(20))
+    limits.setdefault("max_concurrent_jobs", None)
+    limits.setdefault("uses_team_limits", False)  # tests set a person's own limits
+    return User.objects.create_user(email=email, password=password, team=team, **limits)
+
+
+def route_sandbox(url: str, settings):
+    """Point the Sandbox model at a running sandbox upstream, as start-up would."""
+    settings.NANOWEB_SANDBOX = "on"
+    settings.NANOWEB_SANDBOX_URL = url
+    settings.GEMINI_API_KEY = ""
+    configure_providers()
+    return ModelSpec.objects.get(slug="sandbox")
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    host, port = s["HOST"] or "localhost", s["PORT"] or 5432
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{host}:{port}/{s['NAME']}"
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or "condition not met in time")
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of what the browser shows, in var/test/screenshots/."""
+    folder = Path(settings.VAR_DIR) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / f"{name}.png")
+
+
+def make_route(
+    model_slug: str = "nano-banana",
+    *,
+    base_url: str = "http://127.0.0.1:9",
+    upstream: str | None = None,
+    priority: int = 10,
+    price: bool = True,
+    provider_name: str = "Test upstream",
+    key: str = "test-key-0123456789",
+    kind: str = "gemini",
+    prices: dict | None = None,
+) -> Route:
     model = ModelSpec.objects.get(slug=model_slug)
-    upstream = upstream or {"nano-banana": "gemini-2.5-flash-image",
-                            "nano-banana-pro": "gemini-3-pro-image-preview"}.get(
-        model_slug, "gemini-3.1-flash-image-preview")
+    upstream = upstream or {
+        "nano-banana": "gemini-2.5-flash-image",
+        "nano-banana-pro": "gemini-3-pro-image-preview",
+    }.get(model_slug, "gemini-3.1-flash-image-preview")
     provider, _ = Provider.objects.get_or_create(
-        name=provider_name, defaults={"kind": kind, "base_url": base_url})
+        name=provider_name, defaults={"kind": kind, "base_url": base_url}
+    )
     if not provider.keys.exists():
         k = ProviderKey(provider=provider, label="primary")
         k.set_key(key)
         k.save()
-    route = Route.objects.create(model=model, provider=provider, upstream_model=upstream,
-                                 priority=priority)
+    route = Route.objects.create(
+        model=model, provider=provider, upstream_model=upstream, priority=priority
+    )
     if price:
-        Price.objects.create(route=route, effective_from=LIST_PRICES_FROM,
-                             **(prices or GEMINI_PRICES[upstream]))
+        Price.objects.create(
+            route=route, effective_from=LIST_PRICES_FROM, **(prices or GEMINI_PRICES[upstream])
+        )
     return route
 
 
@@ -59,28 +122,57 @@ def submit_one(model: ModelSpec, user, **kwargs):
 
 # --- Gallery: finished images made directly in the database (no upstream call) ---
 
+
 def _gallery_model() -> ModelSpec:
     return ModelSpec.objects.get(slug="sandbox")
 
 
-def _succeeded_generation(user, *, prompt: str, model: ModelSpec, created, parent=None,
-                          actual_micros: int = 38_820, aspect_ratio: str = "1:1"):
+def _succeeded_generation(
+    user,
+    *,
+    prompt: str,
+    model: ModelSpec,
+    created,
+    parent=None,
+    actual_micros: int = 38_820,
+    aspect_ratio: str = "1:1",
+):
     import uuid
 
     from accounts.periods import quota_day
     from generations.models import Generation
 
     return Generation(
-        user=user, team=user.team, model=model, request_id=uuid.uuid4(), prompt=prompt,
-        aspect_ratio=aspect_ratio, image_size=model.default_size() or "",
-        parent_image=parent, status=Generation.SUCCEEDED, quota_day=quota_day(created),
-        reserved_micros=actual_micros, actual_micros=actual_micros, deadline=created,
-        created=created, started=created, finished=created,
+        user=user,
+        team=user.team,
+        model=model,
+        request_id=uuid.uuid4(),
+        prompt=prompt,
+        aspect_ratio=aspect_ratio,
+        image_size=model.default_size() or "",
+        parent_image=parent,
+        status=Generation.SUCCEEDED,
+        quota_day=quota_day(created),
+        reserved_micros=actual_micros,
+        actual_micros=actual_micros,
+        deadline=created,
+        created=created,
+        started=created,
+        finished=created,
     )
 
 
-def make_image(user, prompt: str = "a lighthouse at dusk", *, model: ModelSpec | None = None,
-               created=None, parent=None, starred=False, shared=False, color=(200, 80, 40)):
+def make_image(
+    user,
+    prompt: str = "a lighthouse at dusk",
+    *,
+    model: ModelSpec | None = None,
+    created=None,
+    parent=None,
+    starred=False,
+    shared=False,
+    color=(200, 80, 40),
+):
     """One succeeded generation with its image (a small real PNG and WebP thumbnail)."""
     from django.core.files.base import ContentFile
     from django.utils import timezone
@@ -89,13 +181,21 @@ def make_image(user, prompt: str = "a lighthouse at dusk", *, model: ModelSpec |
     from generations.models import Image
 
     created = created or timezone.now()
-    gen = _succeeded_generation(user, prompt=prompt, model=model or _gallery_model(),
-                                created=created, parent=parent)
+    gen = _succeeded_generation(
+        user, prompt=prompt, model=model or _gallery_model(), created=created, parent=parent
+    )
     gen.save()
     data = png_bytes(64, 64, color)
-    image = Image(generation=gen, user=user, mime_type="image/png", bytes=len(data),
-                  sha256=clean_image(data).sha256, starred=starred, shared_with_team=shared,
-                  created=created)
+    image = Image(
+        generation=gen,
+        user=user,
+        mime_type="image/png",
+        bytes=len(data),
+        sha256=clean_image(data).sha256,
+        starred=starred,
+        shared_with_team=shared,
+        created=created,
+    )
     image.file.save(f"{gen.pk.hex}.png", ContentFile(data), save=False)
     image.thumbnail.save(f"{gen.pk.hex}.webp", ContentFile(make_thumbnail(data)), save=False)
     image.width, image.height = 64, 64
@@ -103,8 +203,16 @@ def make_image(user, prompt: str = "a lighthouse at dusk", *, model: ModelSpec |
     return image
 
 
-def make_images(user, count: int, *, prompt: str = "image number {i}", model=None,
-                start=None, step_seconds: int = 60, shared=False) -> None:
+def make_images(
+    user,
+    count: int,
+    *,
+    prompt: str = "image number {i}",
+    model=None,
+    start=None,
+    step_seconds: int = 60,
+    shared=False,
+) -> None:
     """Many images in bulk (benchmarks, infinite scroll): rows share one tiny file each."""
     from datetime import timedelta
 
@@ -119,17 +227,34 @@ def make_images(user, count: int, *, prompt: str = "image number {i}", model=Non
     start = start or timezone.now() - timedelta(seconds=step_seconds * count)
     data = png_bytes(32, 32)
     file_name = default_storage.save("images/bulk/shared.png", ContentFile(data))
-    thumb_name = default_storage.save("thumbs/bulk/shared.webp",
-                                      ContentFile(make_thumbnail(data)))
+    thumb_name = default_storage.save("thumbs/bulk/shared.webp", ContentFile(make_thumbnail(data)))
     for offset in range(0, count, 1000):
         batch = range(offset, min(count, offset + 1000))
-        gens = [_succeeded_generation(user, prompt=prompt.format(i=i + 1), model=model,
-                                      created=start + timedelta(seconds=step_seconds * i))
-                for i in batch]
+        gens = [
+            _succeeded_generation(
+                user,
+                prompt=prompt.format(i=i + 1),
+                model=model,
+                created=start + timedelta(seconds=step_seconds * i),
+            )
+            for i in batch
+        ]
         Generation.objects.bulk_create(gens)
-        Image.objects.bulk_create([
-            Image(generation=g, user=user, file=file_name, thumbnail=thumb_name, width=32,
-                  height=32, mime_type="image/png", bytes=len(data), sha256="0" * 64,
-                  shared_with_team=shared, created=g.created)
-            for g in gens
-        ])
+        Image.objects.bulk_create(
+            [
+                Image(
+                    generation=g,
+                    user=user,
+                    file=file_name,
+                    thumbnail=thumb_name,
+                    width=32,
+                    height=32,
+                    mime_type="image/png",
+                    bytes=len(data),
+                    sha256="0" * 64,
+                    shared_with_team=shared,
+                    created=g.created,
+                )
+                for g in gens
+            ]
+        )

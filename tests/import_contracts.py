@@ -47,11 +47,13 @@ class NoFunctionLevelImports(Contract):
 
     def render_broken_contract(self, check: ContractCheck) -> None:
         for module, line, imported in check.metadata["found"]:
-            output.print_error(f"{module}:{line} imports {imported} inside a function",
-                               bold=False)
+            output.print_error(f"{module}:{line} imports {imported} inside a function", bold=False)
         output.new_line()
-        output.print_error("Import at the top of the module; if that makes a loop, the loop "
-                           "is the problem to solve.", bold=False)
+        output.print_error(
+            "Import at the top of the module; if that makes a loop, the loop "
+            "is the problem to solve.",
+            bold=False,
+        )
 
 
 def _function_level_imports(tree: ast.AST, package: str):

@@ -17,7 +17,7 @@ def test_favicon_ico_leads_to_the_sites_icon(client):
 
 @pytest.mark.django_db
 def test_admin_pages_link_the_icon(client):
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     assert ICON_LINK in client.get("/admin/login/").content.decode()
     client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))

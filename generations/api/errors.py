@@ -46,8 +46,14 @@ GRPC_STATUS = {
 }
 
 # Form fields of the job request → the parameter names API clients sent.
-OPENAI_PARAMS = {"aspect_ratio": "size", "image_size": "quality", "count": "n",
-                 "references": "image", "model": "model", "prompt": "prompt"}
+OPENAI_PARAMS = {
+    "aspect_ratio": "size",
+    "image_size": "quality",
+    "count": "n",
+    "references": "image",
+    "model": "model",
+    "prompt": "prompt",
+}
 
 
 @dataclass
@@ -73,22 +79,42 @@ class ApiError(Exception):
         kind = OPENAI_TYPES.get(self.status, "server_error")
         if self.code == "insufficient_quota":
             kind = "insufficient_quota"
-        body = {"error": {"message": self.message, "type": kind, "param": self.param,
-                          "code": self.code, **self.extra}}
+        body = {
+            "error": {
+                "message": self.message,
+                "type": kind,
+                "param": self.param,
+                "code": self.code,
+                **self.extra,
+            }
+        }
         return JsonResponse(body, status=self.status, headers=self.headers())
 
     def gemini(self) -> JsonResponse:
         status = GRPC_STATUS.get(self.status, "INTERNAL")
         details = []
         if self.retry_after is not None:
-            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                            "retryDelay": f"{self.retry_after}s"})
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": f"{self.retry_after}s",
+                }
+            )
         if self.param:
-            details.append({"@type": "type.googleapis.com/google.rpc.BadRequest",
-                            "fieldViolations": [{"field": self.param,
-                                                 "description": self.message}]})
-        body = {"error": {"code": self.status, "message": self.message, "status": status,
-                          "details": details}}
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": self.param, "description": self.message}],
+                }
+            )
+        body = {
+            "error": {
+                "code": self.status,
+                "message": self.message,
+                "status": status,
+                "details": details,
+            }
+        }
         return JsonResponse(body, status=self.status, headers=self.headers())
 
 
@@ -96,12 +122,17 @@ def from_submit(exc: SubmitError, params: dict[str, str] | None = None) -> ApiEr
     """A refused submit: over quota → 429 naming the limit, anything else → 400."""
     if exc.limit is not None:
         concurrency = exc.limit == QuotaExceeded.IN_PROGRESS
-        return ApiError(429, exc.message,
-                        code="rate_limit_exceeded" if concurrency else "insufficient_quota",
-                        retry_after=_seconds_until_reset(exc.limit), retryable=concurrency)
+        return ApiError(
+            429,
+            exc.message,
+            code="rate_limit_exceeded" if concurrency else "insufficient_quota",
+            retry_after=_seconds_until_reset(exc.limit),
+            retryable=concurrency,
+        )
     names = {**OPENAI_PARAMS, **(params or {})}
-    return ApiError(400, exc.message, param=names.get(exc.field or "", exc.field),
-                    code="invalid_value")
+    return ApiError(
+        400, exc.message, param=names.get(exc.field or "", exc.field), code="invalid_value"
+    )
 
 
 def _seconds_until_reset(limit: str) -> int:
@@ -112,6 +143,5 @@ def _seconds_until_reset(limit: str) -> int:
         return 10
     if limit == QuotaExceeded.IMAGES:
         return math.ceil((next_midnight(now) - now).total_seconds())
-    first = dt.datetime.combine(next_month_start(quota_day(now)), dt.time.min,
-                                tzinfo=quota_zone())
+    first = dt.datetime.combine(next_month_start(quota_day(now)), dt.time.min, tzinfo=quota_zone())
     return math.ceil((first - now).total_seconds())

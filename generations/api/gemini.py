@@ -23,10 +23,14 @@ from generations.api.auth import user_for
 from generations.api.errors import ApiError
 from generations.models import Generation
 
-PARAMS = {"aspect_ratio": "generationConfig.imageConfig.aspectRatio",
-          "image_size": "generationConfig.imageConfig.imageSize",
-          "count": "generationConfig.candidateCount", "references": "contents.parts.inlineData",
-          "prompt": "contents.parts.text", "model": "model"}
+PARAMS = {
+    "aspect_ratio": "generationConfig.imageConfig.aspectRatio",
+    "image_size": "generationConfig.imageConfig.imageSize",
+    "count": "generationConfig.candidateCount",
+    "references": "contents.parts.inlineData",
+    "prompt": "contents.parts.text",
+    "model": "model",
+}
 FINISH_BLOCKED = "IMAGE_SAFETY"
 
 
@@ -44,10 +48,13 @@ def _parse(model, body) -> jobs.JobRequest:
     if isinstance(contents, dict):
         contents = [contents]
     if not isinstance(contents, list) or not contents:
-        raise ApiError(400, "contents is required: a list of turns with text parts.",
-                       param="contents")
-    turn = next((c for c in reversed(contents)
-                 if isinstance(c, dict) and c.get("role", "user") == "user"), None)
+        raise ApiError(
+            400, "contents is required: a list of turns with text parts.", param="contents"
+        )
+    turn = next(
+        (c for c in reversed(contents) if isinstance(c, dict) and c.get("role", "user") == "user"),
+        None,
+    )
     parts = turn.get("parts") if turn else None
     if not isinstance(parts, list) or not parts:
         raise ApiError(400, "The last user turn in contents has no parts.", param="contents")
@@ -65,18 +72,31 @@ def _parse(model, body) -> jobs.JobRequest:
         raise ApiError(400, "generationConfig must be an object.", param="generationConfig")
     modalities = _get(config, "responseModalities", "response_modalities")
     if modalities and "IMAGE" not in [str(m).upper() for m in modalities]:
-        raise ApiError(400, "These models answer with images: include IMAGE in "
-                            "generationConfig.responseModalities.",
-                       param="generationConfig.responseModalities")
+        raise ApiError(
+            400,
+            "These models answer with images: include IMAGE in "
+            "generationConfig.responseModalities.",
+            param="generationConfig.responseModalities",
+        )
     image_config = _get(config, "imageConfig", "image_config", {}) or {}
     count = _get(config, "candidateCount", "candidate_count", 1)
     if not isinstance(count, int) or isinstance(count, bool):
-        raise ApiError(400, "candidateCount must be a whole number.",
-                       param="generationConfig.candidateCount")
-    shape = mapping.direct_shape(model, _get(image_config, "aspectRatio", "aspect_ratio"),
-                                 _get(image_config, "imageSize", "image_size"))
-    return jobs.JobRequest(model=model, prompt="\n".join(texts), aspect_ratio=shape.aspect_ratio,
-                           image_size=shape.image_size, count=count, references=refs)
+        raise ApiError(
+            400, "candidateCount must be a whole number.", param="generationConfig.candidateCount"
+        )
+    shape = mapping.direct_shape(
+        model,
+        _get(image_config, "aspectRatio", "aspect_ratio"),
+        _get(image_config, "imageSize", "image_size"),
+    )
+    return jobs.JobRequest(
+        model=model,
+        prompt="\n".join(texts),
+        aspect_ratio=shape.aspect_ratio,
+        image_size=shape.image_size,
+        count=count,
+        references=refs,
+    )
 
 
 def _image(inline, i: int):
@@ -84,8 +104,9 @@ def _image(inline, i: int):
     data = _get(inline, "data", "data")
     if not isinstance(data, str):
         raise ApiError(400, f"{param}.data must be base64 text.", param=param)
-    return mapping.image_from_base64(data, field=f"{param}.data", name=f"Image {i + 1}",
-                                     param=param)
+    return mapping.image_from_base64(
+        data, field=f"{param}.data", name=f"Image {i + 1}", param=param
+    )
 
 
 def _admit(request, model_name: str) -> tuple[list[Generation], Generation | None]:
@@ -104,15 +125,18 @@ def _admit(request, model_name: str) -> tuple[list[Generation], Generation | Non
 def _upstream_name(gen: Generation) -> str:
     if gen.route_id:
         return gen.route.upstream_model
-    return next((m["upstream"] for m in catalog.MODELS if m["slug"] == gen.model.slug),
-                gen.model.slug)
+    return next(
+        (m["upstream"] for m in catalog.MODELS if m["slug"] == gen.model.slug), gen.model.slug
+    )
 
 
 def _usage(gens: list[Generation]) -> dict:
     u = results.usage(gens)
-    out = {"promptTokenCount": u["input_tokens"],
-           "candidatesTokenCount": u["output_text_tokens"] + u["output_image_tokens"],
-           "totalTokenCount": u["total_tokens"]}
+    out = {
+        "promptTokenCount": u["input_tokens"],
+        "candidatesTokenCount": u["output_text_tokens"] + u["output_image_tokens"],
+        "totalTokenCount": u["total_tokens"],
+    }
     if u["thinking_tokens"]:
         out["thoughtsTokenCount"] = u["thinking_tokens"]
     prompt = [{"modality": "TEXT", "tokenCount": u["input_tokens"] - u["input_image_tokens"]}]
@@ -120,17 +144,21 @@ def _usage(gens: list[Generation]) -> dict:
         prompt.append({"modality": "IMAGE", "tokenCount": u["input_image_tokens"]})
     out["promptTokensDetails"] = prompt
     if u["output_image_tokens"]:
-        out["candidatesTokensDetails"] = [{"modality": "IMAGE",
-                                           "tokenCount": u["output_image_tokens"]}]
+        out["candidatesTokensDetails"] = [
+            {"modality": "IMAGE", "tokenCount": u["output_image_tokens"]}
+        ]
     return out
 
 
 def _candidate(gen: Generation, index: int) -> dict:
     if gen.status != Generation.SUCCEEDED:
         reason = FINISH_BLOCKED if gen.error_kind == "blocked" else "OTHER"
-        return {"content": {"role": "model", "parts": []}, "finishReason": reason,
-                "finishMessage": f"{gen.failure_title}. {gen.error_message}".strip(),
-                "index": index}
+        return {
+            "content": {"role": "model", "parts": []},
+            "finishReason": reason,
+            "finishMessage": f"{gen.failure_title}. {gen.error_message}".strip(),
+            "index": index,
+        }
     data, mime = results.image_bytes(gen)
     parts = [{"text": gen.upstream_text}] if gen.upstream_text else []
     parts.append({"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}})
@@ -138,8 +166,12 @@ def _candidate(gen: Generation, index: int) -> dict:
 
 
 def _response(gens: list[Generation], candidates: list[dict]) -> dict:
-    return {"candidates": candidates, "usageMetadata": _usage(gens),
-            "modelVersion": _upstream_name(gens[0]), "responseId": str(gens[0].request_id)}
+    return {
+        "candidates": candidates,
+        "usageMetadata": _usage(gens),
+        "modelVersion": _upstream_name(gens[0]),
+        "responseId": str(gens[0].request_id),
+    }
 
 
 def _check_outcome(gens: list[Generation]) -> None:
@@ -167,7 +199,8 @@ async def generate_content(request, model: str):
     try:
         gens = await _run(request, model)
         body = await sync_to_async(
-            lambda: _response(gens, [_candidate(g, i) for i, g in enumerate(gens)]))()
+            lambda: _response(gens, [_candidate(g, i) for i, g in enumerate(gens)])
+        )()
     except ApiError as exc:
         return exc.gemini()
     return JsonResponse(body)
@@ -180,8 +213,7 @@ async def stream_generate_content(request, model: str):
         return ApiError(405, "Use POST.").gemini()
     try:
         gens = await _run(request, model)
-        chunks = await sync_to_async(
-            lambda: [_response(gens, [_candidate(g, 0)]) for g in gens])()
+        chunks = await sync_to_async(lambda: [_response(gens, [_candidate(g, 0)]) for g in gens])()
     except ApiError as exc:
         return exc.gemini()
     if request.GET.get("alt") != "sse":

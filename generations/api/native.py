@@ -24,8 +24,12 @@ from generations.models import Generation
 
 router = Router(auth=TokenAuth(), tags=["Jobs"])
 
-PARAMS = {"aspect_ratio": "aspect_ratio", "image_size": "image_size", "count": "n",
-          "references": "reference_images"}
+PARAMS = {
+    "aspect_ratio": "aspect_ratio",
+    "image_size": "image_size",
+    "count": "n",
+    "references": "reference_images",
+}
 
 
 class GenerationIn(Schema):
@@ -35,8 +39,10 @@ class GenerationIn(Schema):
     image_size: str | None = Field(None, description="1K, 2K or 4K where the model has sizes.")
     n: int = Field(1, ge=1, le=10)
     reference_images: list[str] = Field(
-        default_factory=list, max_length=14,
-        description="Images to edit or combine: base64, or data: URLs (PNG, JPEG, WebP).")
+        default_factory=list,
+        max_length=14,
+        description="Images to edit or combine: base64, or data: URLs (PNG, JPEG, WebP).",
+    )
 
 
 class ImageOut(Schema):
@@ -84,14 +90,19 @@ def _status(gens: list[Generation]) -> str:
 def _image(request, gen: Generation) -> dict:
     done = gen.status == Generation.SUCCEEDED and hasattr(gen, "image")
     return {
-        "id": gen.pk, "status": gen.status, "stage": gen.stage_label,
+        "id": gen.pk,
+        "status": gen.status,
+        "stage": gen.stage_label,
         "error": f"{gen.failure_title}: {gen.error_message}".rstrip(": ")
-        if gen.status in (Generation.FAILED, Generation.CANCELLED) else None,
+        if gen.status in (Generation.FAILED, Generation.CANCELLED)
+        else None,
         "refunded": gen.refunded,
         "reserved_usd": format_usd(gen.reserved_micros).lstrip("$"),
-        "cost_usd": None if gen.actual_micros is None
+        "cost_usd": None
+        if gen.actual_micros is None
         else format_usd(gen.actual_micros).lstrip("$"),
-        "width": gen.image.width if done else None, "height": gen.image.height if done else None,
+        "width": gen.image.width if done else None,
+        "height": gen.image.height if done else None,
         "url": results.signed_url(request, gen) if done else None,
     }
 
@@ -102,27 +113,36 @@ def _out(request, gens: list[Generation]) -> dict:
     for gen in gens:
         counts[gen.status] += 1
     return {
-        "id": first.request_id, "status": _status(gens), "created": first.created,
-        "model": first.model.slug, "prompt": first.prompt, "aspect_ratio": first.aspect_ratio,
-        "image_size": first.image_size or None, "n": len(gens), "counts": counts,
+        "id": first.request_id,
+        "status": _status(gens),
+        "created": first.created,
+        "model": first.model.slug,
+        "prompt": first.prompt,
+        "aspect_ratio": first.aspect_ratio,
+        "image_size": first.image_size or None,
+        "n": len(gens),
+        "counts": counts,
         "images": [_image(request, g) for g in gens],
     }
 
 
 def _jobs_of(user, request_id) -> list[Generation]:
-    gens = list(Generation.objects.filter(user=user, request_id=request_id)
-                .select_related("model", "image").order_by("created"))
+    gens = list(
+        Generation.objects.filter(user=user, request_id=request_id)
+        .select_related("model", "image")
+        .order_by("created")
+    )
     if not gens:
-        raise ApiError(404, f"No generation {request_id} among yours.", param="id",
-                       code="not_found")
+        raise ApiError(
+            404, f"No generation {request_id} among yours.", param="id", code="not_found"
+        )
     return gens
 
 
 def _decode(value: str, i: int):
     name = f"reference_images[{i}]"
     data = value.split(",", 1)[1] if value.startswith("data:") else value
-    return mapping.image_from_base64(data, field=name, name=name, param=name,
-                                     code="invalid_image")
+    return mapping.image_from_base64(data, field=name, name=name, param=name, code="invalid_image")
 
 
 @router.post("/generations", response={202: RequestOut}, summary="Start making images")
@@ -130,40 +150,61 @@ def create_generation(request, body: GenerationIn):
     model = mapping.find_model(body.model)
     shape = mapping.direct_shape(model, body.aspect_ratio, body.image_size)
     refs = [_decode(v, i) for i, v in enumerate(body.reference_images)]
-    req = jobs.JobRequest(model=model, prompt=body.prompt, aspect_ratio=shape.aspect_ratio,
-                          image_size=shape.image_size, count=body.n, references=refs)
-    gens, _ = waiting.submit(request.auth, req, params=PARAMS,
-                             idempotency_key=request.headers.get("Idempotency-Key"))
+    req = jobs.JobRequest(
+        model=model,
+        prompt=body.prompt,
+        aspect_ratio=shape.aspect_ratio,
+        image_size=shape.image_size,
+        count=body.n,
+        references=refs,
+    )
+    gens, _ = waiting.submit(
+        request.auth, req, params=PARAMS, idempotency_key=request.headers.get("Idempotency-Key")
+    )
     return Status(202, _out(request, _jobs_of(request.auth, gens[0].request_id)))
 
 
 @router.get("/generations", response=PageOut, summary="Your requests, newest first")
-def list_generations(request, cursor: str | None = Query(None),
-                     limit: int = Query(20, ge=1, le=100)):
-    groups = (Generation.objects.filter(user=request.auth).values("request_id")
-              .annotate(first=Min("created")).order_by("-first", "-request_id"))
+def list_generations(
+    request, cursor: str | None = Query(None), limit: int = Query(20, ge=1, le=100)
+):
+    groups = (
+        Generation.objects.filter(user=request.auth)
+        .values("request_id")
+        .annotate(first=Min("created"))
+        .order_by("-first", "-request_id")
+    )
     if cursor:
         try:
             when, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("~", 1)
             when, rid = dt.datetime.fromisoformat(when), uuid.UUID(rid)
         except (ValueError, UnicodeError, binascii.Error) as exc:
-            raise ApiError(400, "cursor is not one this API gave out; start without it.",
-                           param="cursor", code="invalid_value") from exc
+            raise ApiError(
+                400,
+                "cursor is not one this API gave out; start without it.",
+                param="cursor",
+                code="invalid_value",
+            ) from exc
         groups = groups.filter(first__lte=when).exclude(first=when, request_id__gte=rid)
     page = list(groups[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
     ids = [g["request_id"] for g in page]
     by_request: dict = {rid: [] for rid in ids}
-    for gen in (Generation.objects.filter(user=request.auth, request_id__in=ids)
-                .select_related("model", "image").order_by("created")):
+    for gen in (
+        Generation.objects.filter(user=request.auth, request_id__in=ids)
+        .select_related("model", "image")
+        .order_by("created")
+    ):
         by_request[gen.request_id].append(gen)
     last = page[-1] if page else None
     return {
         "data": [_out(request, by_request[rid]) for rid in ids],
         "next_cursor": base64.urlsafe_b64encode(
-            f"{last['first'].isoformat()}~{last['request_id']}".encode()).decode()
-        if more else None,
+            f"{last['first'].isoformat()}~{last['request_id']}".encode()
+        ).decode()
+        if more
+        else None,
     }
 
 
@@ -172,12 +213,19 @@ def get_generation(request, request_id: uuid.UUID):
     return _out(request, _jobs_of(request.auth, request_id))
 
 
-@router.post("/generations/{request_id}/cancel", response=RequestOut,
-             summary="Cancel the images not started yet (their reservation comes back)")
+@router.post(
+    "/generations/{request_id}/cancel",
+    response=RequestOut,
+    summary="Cancel the images not started yet (their reservation comes back)",
+)
 def cancel_generation(request, request_id: uuid.UUID):
     gens = _jobs_of(request.auth, request_id)
     if not jobs.cancel(request.auth, request_id) and not any(
-            g.status == Generation.CANCELLED for g in gens):
-        raise ApiError(409, "Nothing left to cancel: every image has started or finished.",
-                       code="not_cancellable")
+        g.status == Generation.CANCELLED for g in gens
+    ):
+        raise ApiError(
+            409,
+            "Nothing left to cancel: every image has started or finished.",
+            code="not_cancellable",
+        )
     return _out(request, _jobs_of(request.auth, request_id))

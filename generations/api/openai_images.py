@@ -48,10 +48,18 @@ class ImageGenerationIn(Schema):
 def list_models(request):
     mine = limits.for_user(request.auth)
     data = [
-        {"id": m.slug, "object": "model", "created": 1_700_000_000, "owned_by": "nanoweb",
-         "name": m.name, "aspect_ratios": m.aspect_ratios, "sizes": m.sizes,
-         "max_reference_images": m.max_reference_images}
-        for m in ModelSpec.objects.available() if mine.allows_model(m)
+        {
+            "id": m.slug,
+            "object": "model",
+            "created": 1_700_000_000,
+            "owned_by": "nanoweb",
+            "name": m.name,
+            "aspect_ratios": m.aspect_ratios,
+            "sizes": m.sizes,
+            "max_reference_images": m.max_reference_images,
+        }
+        for m in ModelSpec.objects.available()
+        if mine.allows_model(m)
     ]
     return {"object": "list", "data": data}
 
@@ -62,11 +70,22 @@ async def create_image(request, body: ImageGenerationIn):
     model = await sync_to_async(mapping.find_model)(body.model)
     _refuse_unsupported(body.background)
     shape = _shape(model, body.size, body.quality, body.aspect_ratio, body.image_size)
-    req = jobs.JobRequest(model=model, prompt=body.prompt, aspect_ratio=shape.aspect_ratio,
-                          image_size=shape.image_size, count=body.n)
+    req = jobs.JobRequest(
+        model=model,
+        prompt=body.prompt,
+        aspect_ratio=shape.aspect_ratio,
+        image_size=shape.image_size,
+        count=body.n,
+    )
     direct = {"aspect_ratio": "aspect_ratio", "image_size": "image_size"}
-    return await _run(request, user, req, body.response_format, body.output_format,
-                      params=direct if body.aspect_ratio or body.image_size else None)
+    return await _run(
+        request,
+        user,
+        req,
+        body.response_format,
+        body.output_format,
+        params=direct if body.aspect_ratio or body.image_size else None,
+    )
 
 
 @router.post("/images/edits", summary="Edit or combine reference images with a prompt")
@@ -90,19 +109,31 @@ async def edit_image(
         raise ApiError(400, jobs.no_mask(spec), param="mask", code="unsupported_value")
     uploads = list(image or []) + request.FILES.getlist("image[]")
     if not uploads:
-        raise ApiError(400, "Attach at least one image to edit (field 'image').",
-                       param="image", code="missing_required_parameter")
+        raise ApiError(
+            400,
+            "Attach at least one image to edit (field 'image').",
+            param="image",
+            code="missing_required_parameter",
+        )
     if len(uploads) > spec.max_reference_images:
-        raise ApiError(400, jobs.too_many_references(spec, len(uploads)), param="image",
-                       code="invalid_value")
+        raise ApiError(
+            400, jobs.too_many_references(spec, len(uploads)), param="image", code="invalid_value"
+        )
     references = await sync_to_async(_clean_uploads)(uploads)
-    cleaned_mask = (await sync_to_async(_clean_uploads)([mask], "mask", images.clean_mask)
-                    if mask else [None])
+    cleaned_mask = (
+        await sync_to_async(_clean_uploads)([mask], "mask", images.clean_mask) if mask else [None]
+    )
     shape = _shape(spec, size, quality, None, None)
-    req = jobs.JobRequest(model=spec, prompt=prompt, aspect_ratio=shape.aspect_ratio,
-                          image_size=shape.image_size, count=n, references=references,
-                          reference_names=[u.name or "image" for u in uploads],
-                          mask=cleaned_mask[0])
+    req = jobs.JobRequest(
+        model=spec,
+        prompt=prompt,
+        aspect_ratio=shape.aspect_ratio,
+        image_size=shape.image_size,
+        count=n,
+        references=references,
+        reference_names=[u.name or "image" for u in uploads],
+        mask=cleaned_mask[0],
+    )
     return await _run(request, user, req, response_format, output_format)
 
 
@@ -120,8 +151,12 @@ def _clean_uploads(uploads, param: str = "image", clean=images.clean_image) -> l
 
 def _refuse_unsupported(background: str | None) -> None:
     if background and background not in ("auto", "opaque"):
-        raise ApiError(400, "Transparent backgrounds are not supported by these models.",
-                       param="background", code="unsupported_value")
+        raise ApiError(
+            400,
+            "Transparent backgrounds are not supported by these models.",
+            param="background",
+            code="unsupported_value",
+        )
 
 
 def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
@@ -132,7 +167,8 @@ def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
 
 async def _run(request, user, req, response_format, output_format, params=None) -> JsonResponse:
     gens, _ = await sync_to_async(waiting.submit)(
-        user, req, idempotency_key=request.headers.get("Idempotency-Key"), params=params)
+        user, req, idempotency_key=request.headers.get("Idempotency-Key"), params=params
+    )
     ids = [g.pk for g in gens]
     done = await waiting.wait_for(ids)
     gens = await sync_to_async(waiting.refresh)(ids)
@@ -148,8 +184,11 @@ async def _run(request, user, req, response_format, output_format, params=None) 
 def _body(request, made, gens, response_format, output_format) -> dict:
     data = []
     for gen in made:
-        item = ({"url": results.signed_url(request, gen, output_format)}
-                if response_format == "url" else {"b64_json": results.b64(gen, output_format)})
+        item = (
+            {"url": results.signed_url(request, gen, output_format)}
+            if response_format == "url"
+            else {"b64_json": results.b64(gen, output_format)}
+        )
         if gen.upstream_text:
             item["revised_prompt"] = gen.upstream_text
         data.append(item)
@@ -161,7 +200,12 @@ def _body(request, made, gens, response_format, output_format) -> dict:
         "output_format": mime.split("/")[1],
         "size": f"{first.width}x{first.height}",
         "usage": results.openai_usage(made),
-        "nanoweb": {**results.cost(gens),
-                    "failed": [{"id": str(g.pk), "reason": g.failure_title}
-                               for g in gens if g.status != Generation.SUCCEEDED]},
+        "nanoweb": {
+            **results.cost(gens),
+            "failed": [
+                {"id": str(g.pk), "reason": g.failure_title}
+                for g in gens
+                if g.status != Generation.SUCCEEDED
+            ],
+        },
     }

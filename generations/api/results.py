@@ -15,8 +15,11 @@ from generations.api.errors import ApiError
 from generations.models import Generation
 
 SIGNER_SALT = "nanoweb.api.media"
-FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"),
-           "webp": ("WEBP", "image/webp")}
+FORMATS = {
+    "png": ("PNG", "image/png"),
+    "jpeg": ("JPEG", "image/jpeg"),
+    "webp": ("WEBP", "image/webp"),
+}
 
 
 def image_bytes(gen: Generation, output_format: str | None = None) -> tuple[bytes, str]:
@@ -39,27 +42,36 @@ def b64(gen: Generation, output_format: str | None = None) -> str:
 
 def signed_url(request, gen: Generation, output_format: str | None = None) -> str:
     """A link to the image that works without a token until it expires."""
-    value = signing.dumps({"g": str(gen.pk), "f": output_format or ""}, salt=SIGNER_SALT,
-                          compress=True)
+    value = signing.dumps(
+        {"g": str(gen.pk), "f": output_format or ""}, salt=SIGNER_SALT, compress=True
+    )
     return request.build_absolute_uri(reverse("api-media", args=[value]))
 
 
 def unsign(value: str) -> tuple[str, str | None]:
     """→ (generation id, format); ApiError 410 when expired, 403 when forged."""
     try:
-        data = signing.loads(value, salt=SIGNER_SALT,
-                             max_age=settings.NANOWEB_API_URL_TTL_SECONDS)
+        data = signing.loads(value, salt=SIGNER_SALT, max_age=settings.NANOWEB_API_URL_TTL_SECONDS)
     except signing.SignatureExpired as exc:
-        raise ApiError(410, "This image link has expired; fetch the image again through "
-                            "the API for a fresh link.", code="link_expired") from exc
+        raise ApiError(
+            410,
+            "This image link has expired; fetch the image again through the API for a fresh link.",
+            code="link_expired",
+        ) from exc
     except signing.BadSignature as exc:
         raise ApiError(403, "This image link is not valid.", code="bad_signature") from exc
     return data["g"], data["f"] or None
 
 
 def usage(gens: list[Generation]) -> dict[str, int]:
-    total = {"input_tokens": 0, "input_image_tokens": 0, "output_text_tokens": 0,
-             "output_image_tokens": 0, "thinking_tokens": 0, "total_tokens": 0}
+    total = {
+        "input_tokens": 0,
+        "input_image_tokens": 0,
+        "output_text_tokens": 0,
+        "output_image_tokens": 0,
+        "thinking_tokens": 0,
+        "total_tokens": 0,
+    }
     for gen in gens:
         for key in total:
             total[key] += int((gen.usage or {}).get(key, 0) or 0)
@@ -71,19 +83,26 @@ def openai_usage(gens: list[Generation]) -> dict:
     output = u["output_text_tokens"] + u["output_image_tokens"] + u["thinking_tokens"]
     return {
         "input_tokens": u["input_tokens"],
-        "input_tokens_details": {"text_tokens": u["input_tokens"] - u["input_image_tokens"],
-                                 "image_tokens": u["input_image_tokens"]},
+        "input_tokens_details": {
+            "text_tokens": u["input_tokens"] - u["input_image_tokens"],
+            "image_tokens": u["input_image_tokens"],
+        },
         "output_tokens": output,
-        "output_tokens_details": {"image_tokens": u["output_image_tokens"],
-                                  "text_tokens": u["output_text_tokens"] + u["thinking_tokens"]},
+        "output_tokens_details": {
+            "image_tokens": u["output_image_tokens"],
+            "text_tokens": u["output_text_tokens"] + u["thinking_tokens"],
+        },
         "total_tokens": u["total_tokens"] or u["input_tokens"] + output,
     }
 
 
 def cost(gens: list[Generation]) -> dict:
     charged = sum(g.actual_micros or 0 for g in gens)
-    return {"cost_usd": format_usd(charged).lstrip("$"), "cost_micros": charged,
-            "job_ids": [str(g.pk) for g in gens]}
+    return {
+        "cost_usd": format_usd(charged).lstrip("$"),
+        "cost_micros": charged,
+        "job_ids": [str(g.pk) for g in gens],
+    }
 
 
 def failure(gens: list[Generation]) -> ApiError:
@@ -97,8 +116,12 @@ def failure(gens: list[Generation]) -> ApiError:
     if first.error_kind == "blocked":
         return ApiError(400, message, code="moderation_blocked", extra=ids)
     if first.error_kind in ("permanent", "no_image"):
-        return ApiError(422 if first.error_kind == "no_image" else 400, message,
-                        code=first.error_kind, extra=ids)
+        return ApiError(
+            422 if first.error_kind == "no_image" else 400,
+            message,
+            code=first.error_kind,
+            extra=ids,
+        )
     if first.error_kind == "cancelled":
         return ApiError(409, message, code="cancelled", extra=ids)
     if first.error_kind == "not_saved":
@@ -115,4 +138,6 @@ def timeout(gens: list[Generation]) -> ApiError:
         f"{'they' if len(ids) > 1 else 'it'} will appear in your gallery, and "
         f"GET /api/v1/generations/{gens[0].request_id} "
         f"shows the progress (job {', '.join(ids)}).",
-        code="timeout", extra={"job_ids": ids, "request_id": str(gens[0].request_id)})
+        code="timeout",
+        extra={"job_ids": ids, "request_id": str(gens[0].request_id)},
+    )

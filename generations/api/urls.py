@@ -21,7 +21,7 @@ api = NinjaAPI(
     title="nanoweb API",
     version="1",
     description="Image generation with your nanoweb quota. Authenticate with "
-                "`Authorization: Bearer nw_…` (create a token on the API page).",
+    "`Authorization: Bearer nw_…` (create a token on the API page).",
     urls_namespace="api",
     docs_url="/api/v1/docs",
     openapi_url="/api/v1/openapi.json",
@@ -41,14 +41,16 @@ def _validation(request, exc: ValidationError):
     loc = [str(p) for p in first.get("loc", []) if p not in ("body", "form", "query", "path")]
     param = ".".join(loc) or None
     message = first.get("msg", "Invalid request.")
-    return ApiError(400, f"{param}: {message}" if param else message, param=param,
-                    code="invalid_value").openai()
+    return ApiError(
+        400, f"{param}: {message}" if param else message, param=param, code="invalid_value"
+    ).openai()
 
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request, exc):
-    return ApiError(401, "No API token: send it as 'Authorization: Bearer nw_…'.",
-                    code="invalid_api_key").openai()
+    return ApiError(
+        401, "No API token: send it as 'Authorization: Bearer nw_…'.", code="invalid_api_key"
+    ).openai()
 
 
 @api.exception_handler(HttpError)
@@ -63,8 +65,9 @@ def _too_big(request, exc):
 
 @api.exception_handler(TooManyFilesSent)
 def _too_many_files(request, exc):
-    return ApiError(400, "Too many files in one request.", param="image",
-                    code="invalid_value").openai()
+    return ApiError(
+        400, "Too many files in one request.", param="image", code="invalid_value"
+    ).openai()
 
 
 @api.exception_handler(Http404)
@@ -75,9 +78,13 @@ def _not_found(request, exc):
 @api.exception_handler(Exception)
 def _unexpected(request, exc):
     log.exception("API request failed: %s %s", request.method, request.path)
-    return ApiError(500, "Something went wrong on this instance; the error is in its log. "
-                         "Nothing was charged for a request that did not start.",
-                    code="server_error", retryable=True).openai()
+    return ApiError(
+        500,
+        "Something went wrong on this instance; the error is in its log. "
+        "Nothing was charged for a request that did not start.",
+        code="server_error",
+        retryable=True,
+    ).openai()
 
 
 def media(request, value: str):
@@ -86,8 +93,11 @@ def media(request, value: str):
         pk, fmt = results.unsign(value)
     except ApiError as exc:
         return exc.openai()
-    gen = (Generation.objects.filter(pk=pk, status=Generation.SUCCEEDED)
-           .select_related("image").first())
+    gen = (
+        Generation.objects.filter(pk=pk, status=Generation.SUCCEEDED)
+        .select_related("image")
+        .first()
+    )
     if gen is None or not hasattr(gen, "image"):
         return ApiError(404, "This image no longer exists.", code="not_found").openai()
     if fmt:
@@ -104,10 +114,15 @@ def media(request, value: str):
 
 urlpatterns = [
     path("v1/media/<str:value>", media, name="api-media"),
-    re_path(r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):generateContent$",
-            gemini.generate_content,
-            name="gemini-generate"),
-    re_path(r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):streamGenerateContent$",
-            gemini.stream_generate_content, name="gemini-stream"),
+    re_path(
+        r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):generateContent$",
+        gemini.generate_content,
+        name="gemini-generate",
+    ),
+    re_path(
+        r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):streamGenerateContent$",
+        gemini.stream_generate_content,
+        name="gemini-stream",
+    ),
     path("", api.urls),
 ]

@@ -64,8 +64,11 @@ def _finished(ids) -> list[uuid.UUID]:
     """Runs in the event loop's executor threads, which keep their connection between
     ticks (reconnecting after an error) instead of opening one per tick."""
     try:
-        return list(Generation.objects.filter(pk__in=ids, status__in=Generation.FINISHED)
-                    .values_list("pk", flat=True))
+        return list(
+            Generation.objects.filter(pk__in=ids, status__in=Generation.FINISHED).values_list(
+                "pk", flat=True
+            )
+        )
     except DatabaseError:
         connection.close()
         raise
@@ -90,8 +93,13 @@ async def wait_for(ids: list[uuid.UUID], timeout: float | None = None) -> bool:
     return True
 
 
-def submit(user, req: jobs.JobRequest, *, idempotency_key: str | None = None,
-           params: dict[str, str] | None = None) -> tuple[list[Generation], bool]:
+def submit(
+    user,
+    req: jobs.JobRequest,
+    *,
+    idempotency_key: str | None = None,
+    params: dict[str, str] | None = None,
+) -> tuple[list[Generation], bool]:
     """Admit the jobs (sync; call through ``sync_to_async``) → (jobs, created now).
 
     With an ``Idempotency-Key`` the first request creates the jobs and any later one
@@ -126,17 +134,32 @@ def _replay(user, key: str) -> list[Generation]:
     for _ in range(50):  # the first request may still be admitting its jobs
         row = IdempotencyKey.objects.filter(user=user, key=key).first()
         if row is None:
-            raise ApiError(409, "A request with this Idempotency-Key failed a moment ago; "
-                                "send it again.", param="Idempotency-Key", code="conflict",
-                           retryable=True)
+            raise ApiError(
+                409,
+                "A request with this Idempotency-Key failed a moment ago; send it again.",
+                param="Idempotency-Key",
+                code="conflict",
+                retryable=True,
+            )
         if row.request_id:
-            return list(Generation.objects.filter(request_id=row.request_id, user=user)
-                        .select_related("model", "image").order_by("created"))
+            return list(
+                Generation.objects.filter(request_id=row.request_id, user=user)
+                .select_related("model", "image")
+                .order_by("created")
+            )
         time.sleep(0.1)
-    raise ApiError(409, "A request with this Idempotency-Key is still being admitted.",
-                   param="Idempotency-Key", code="conflict", retryable=True)
+    raise ApiError(
+        409,
+        "A request with this Idempotency-Key is still being admitted.",
+        param="Idempotency-Key",
+        code="conflict",
+        retryable=True,
+    )
 
 
 def refresh(ids) -> list[Generation]:
-    return list(Generation.objects.filter(pk__in=ids).select_related("model", "image", "route")
-                .order_by("created"))
+    return list(
+        Generation.objects.filter(pk__in=ids)
+        .select_related("model", "image", "route")
+        .order_by("created")
+    )

@@ -192,9 +192,13 @@ def usage_from_metadata(meta: Any) -> Usage:
     """
     if not isinstance(meta, dict):
         return Usage()
+
     def images_in(details: Any) -> int:
-        return sum(as_int(d.get("tokenCount")) for d in details or []
-                   if isinstance(d, dict) and d.get("modality") == "IMAGE")
+        return sum(
+            as_int(d.get("tokenCount"))
+            for d in details or []
+            if isinstance(d, dict) and d.get("modality") == "IMAGE"
+        )
 
     image_tokens = images_in(meta.get("candidatesTokensDetails"))
     return Usage(
@@ -319,9 +323,7 @@ def classify_error(
         # so the key stays enabled. Retrying here cannot help until an admin fixes the
         # account, but another route (a relay) may well serve: refused, fail over.
         message = "The provider is not available to this account or from this location"
-        return error_of(
-            ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}."
-        )
+        return error_of(ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}.")
     if status == 504:
         return error_of(
             ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True

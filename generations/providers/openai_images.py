@@ -263,7 +263,8 @@ def usage_from(usage: Any) -> Usage:
     return Usage(
         input_tokens=input_tokens,
         input_image_tokens=as_int(input_details.get("image_tokens"))
-        if isinstance(input_details, dict) else 0,
+        if isinstance(input_details, dict)
+        else 0,
         output_text_tokens=text,
         output_image_tokens=image,
         total_tokens=as_int(usage.get("total_tokens")) or input_tokens + output,

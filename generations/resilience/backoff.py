@@ -40,8 +40,12 @@ def backoff_delay(
 
 def retry_delay(kind: ErrorKind, retry_number: int, retry_after: float | None) -> float:
     """Seconds to wait before the next attempt of a job that failed with ``kind``."""
-    if kind in (ErrorKind.KEY_EXHAUSTED, ErrorKind.KEY_INVALID, ErrorKind.TRANSIENT,
-                ErrorKind.REFUSED):
+    if kind in (
+        ErrorKind.KEY_EXHAUSTED,
+        ErrorKind.KEY_INVALID,
+        ErrorKind.TRANSIENT,
+        ErrorKind.REFUSED,
+    ):
         delay = 0.0 if retry_number == 1 else backoff_delay(retry_number - 1)
     else:
         delay = backoff_delay(retry_number)

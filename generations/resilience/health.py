@@ -64,9 +64,7 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
     for row in recent.values("route_id", "outcome").annotate(n=Count("id")):
         by_route.setdefault(row["route_id"], CallMix()).add(row["outcome"], row["n"])
     by_key: dict[tuple[int, str], CallMix] = {}
-    for row in recent.values("route__provider_id", "key_label", "outcome").annotate(
-        n=Count("id")
-    ):
+    for row in recent.values("route__provider_id", "key_label", "outcome").annotate(n=Count("id")):
         by_key.setdefault((row["route__provider_id"], row["key_label"]), CallMix()).add(
             row["outcome"], row["n"]
         )
@@ -120,8 +118,11 @@ def _calls_recorded(now) -> dict[tuple[int, str], dict]:
         .annotate(day=Count("id"), minute=Count("id", filter=Q(started__gt=minute_ago)))
     )
     return {
-        (r["route__provider_id"], r["key_label"]): {**_NO_CALLS, "minute": r["minute"],
-                                                    "day": r["day"]}
+        (r["route__provider_id"], r["key_label"]): {
+            **_NO_CALLS,
+            "minute": r["minute"],
+            "day": r["day"],
+        }
         for r in rows
     }
 

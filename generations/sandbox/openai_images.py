@@ -263,15 +263,24 @@ def _check_mask(data: bytes, first: bytes) -> None:
         with Image.open(io.BytesIO(data), formats=("PNG",)) as mask:
             mode, size = mask.mode, mask.size
     except Exception:  # Pillow raises many types for non-images
-        raise InvalidRequest("Invalid mask image file, please check your image file.",
-                             param="mask", code="invalid_image_file") from None
+        raise InvalidRequest(
+            "Invalid mask image file, please check your image file.",
+            param="mask",
+            code="invalid_image_file",
+        ) from None
     if mode not in ("RGBA", "LA", "PA", "L"):
-        raise InvalidRequest(f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], "
-                             f"got {mode}.", param="mask", code="invalid_image_format")
+        raise InvalidRequest(
+            f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], got {mode}.",
+            param="mask",
+            code="invalid_image_format",
+        )
     with Image.open(io.BytesIO(first)) as image:
         if image.size != size:
-            raise InvalidRequest("Invalid mask image - mask size does not match image size.",
-                                 param="mask", code="invalid_image_dimensions")
+            raise InvalidRequest(
+                "Invalid mask image - mask size does not match image size.",
+                param="mask",
+                code="invalid_image_dimensions",
+            )
 
 
 def _check_reference(data: bytes, number: int) -> None:
@@ -360,8 +369,11 @@ def blocked_body(model: str) -> dict:
 
 def region_refused_body() -> dict:
     """403 for a caller in a country OpenAI does not serve."""
-    return error_body("Country, region, or territory not supported", "request_forbidden",
-                      code="unsupported_country_region_territory")
+    return error_body(
+        "Country, region, or territory not supported",
+        "request_forbidden",
+        code="unsupported_country_region_territory",
+    )
 
 
 def unavailable_body() -> dict:

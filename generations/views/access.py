@@ -12,7 +12,8 @@ def get_job_for_user(request, pk) -> Generation:
     """One of the person's own jobs."""
     return get_object_or_404(
         Generation.objects.select_related("model", "parent_image").prefetch_related("references"),
-        pk=pk, user=request.user,
+        pk=pk,
+        user=request.user,
     )
 
 

@@ -29,8 +29,11 @@ def api_page(request):
             error = "Pick an expiry from the list."
         else:
             try:
-                issued = tokens.create(request.user, request.POST.get("name", ""),
-                                       expires_in_days=EXPIRY_VALUES[expiry])
+                issued = tokens.create(
+                    request.user,
+                    request.POST.get("name", ""),
+                    expires_in_days=EXPIRY_VALUES[expiry],
+                )
             except ValueError as exc:
                 error = str(exc)
     context = {

@@ -21,8 +21,12 @@ from generations.views.access import get_batch_for_user
 
 
 def _list_context(request, form) -> dict:
-    return {"form": form, "batches": list(batches.batches_for(request.user)),
-            "max_rows": batches.MAX_ROWS, "quota": quotas.summary(request.user)}
+    return {
+        "form": form,
+        "batches": list(batches.batches_for(request.user)),
+        "max_rows": batches.MAX_ROWS,
+        "quota": quotas.summary(request.user),
+    }
 
 
 @login_required
@@ -46,11 +50,14 @@ def batch_check(request):
     try:
         plan = form.plan(request.user)
     except batches.BatchError as exc:
-        return _render_step(request, "batch-form", {"form": form, "row_errors": exc.messages},
-                            422)
-    ctx = {"form": form, "plan": plan, "rows": list(zip(plan.rows, plan.per_row, strict=True)),
-           "csv_source": getattr(form, "csv_source", ""),
-           "quota": quotas.summary(request.user)}
+        return _render_step(request, "batch-form", {"form": form, "row_errors": exc.messages}, 422)
+    ctx = {
+        "form": form,
+        "plan": plan,
+        "rows": list(zip(plan.rows, plan.per_row, strict=True)),
+        "csv_source": getattr(form, "csv_source", ""),
+        "quota": quotas.summary(request.user),
+    }
     return _render_step(request, "batch-confirm", ctx, 200)
 
 
@@ -71,8 +78,7 @@ def batch_start(request):
         plan = form.plan(request.user)
         batch = batches.start(request.user, form.cleaned_data.get("name", ""), plan)
     except batches.BatchError as exc:
-        return _render_step(request, "batch-form", {"form": form, "row_errors": exc.messages},
-                            422)
+        return _render_step(request, "batch-form", {"form": form, "row_errors": exc.messages}, 422)
     url = reverse("generations:batch", args=[batch.pk])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -100,8 +106,11 @@ def batch_cancel(request, pk):
     returned = sum(g.reserved_micros for g in cancelled)
     count = len(cancelled) + dropped
     if count:
-        messages.success(request, f"Cancelled {count} image{'s' if count != 1 else ''} "
-                         f"that had not started; {format_usd(returned)} returned to your budget.")
+        messages.success(
+            request,
+            f"Cancelled {count} image{'s' if count != 1 else ''} "
+            f"that had not started; {format_usd(returned)} returned to your budget.",
+        )
     else:
         messages.info(request, "Nothing was waiting to start, so nothing was cancelled.")
     return _back_to(request, batch)
@@ -116,8 +125,10 @@ def batch_retry(request, pk):
     except batches.BatchError as exc:
         messages.error(request, " ".join(exc.messages))
         return _back_to(request, batch, status=422 if not request.htmx else 200)
-    messages.success(request, f"Started {len(new)} new image{'s' if len(new) != 1 else ''} "
-                     "for the ones that failed.")
+    messages.success(
+        request,
+        f"Started {len(new)} new image{'s' if len(new) != 1 else ''} for the ones that failed.",
+    )
     return _back_to(request, batch)
 
 

@@ -23,7 +23,7 @@ from generations.views.access import get_own_image, get_visible_image
 
 
 def _image_base() -> str:
-    """"/images/" as routed: tiles build their links from it, since reversing seven URLs
+    """ "/images/" as routed: tiles build their links from it, since reversing seven URLs
     for each of 40 tiles was most of the page's time."""
     zero = uuid.UUID(int=0)
     return reverse("generations:image", args=[zero]).removesuffix(str(zero))
@@ -44,8 +44,12 @@ def _query_without_cursor(request) -> str:
 @vary_on_headers("HX-Request")
 def gallery_page(request):
     filters = gallery.GalleryFilters(request.GET)
-    ctx = {"filters": filters, "query": _query_without_cursor(request), "images": [],
-           "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
+    ctx = {
+        "filters": filters,
+        "query": _query_without_cursor(request),
+        "images": [],
+        "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60,
+    }
     if not filters.is_valid():
         template = "#results" if request.htmx else ""
         return _render(request, f"generations/gallery.html{template}", ctx, status=400)
@@ -55,9 +59,12 @@ def gallery_page(request):
     except gallery.BadCursor as exc:
         ctx["page_error"] = str(exc)
         return _render(request, "generations/gallery.html", ctx, status=400)
-    ctx.update(images=current.images, next_cursor=current.next_cursor,
-               is_filtered=any(v for k, v in filters.cleaned_data.items() if k != "shared"),
-               scope=filters.cleaned_data.get("shared") or "")
+    ctx.update(
+        images=current.images,
+        next_cursor=current.next_cursor,
+        is_filtered=any(v for k, v in filters.cleaned_data.items() if k != "shared"),
+        scope=filters.cleaned_data.get("shared") or "",
+    )
     if request.htmx and request.GET.get("cursor"):
         return _render(request, "generations/gallery.html#next-page", ctx)
     if request.htmx and request.htmx.target == "gallery-results":
@@ -67,8 +74,12 @@ def gallery_page(request):
 
 def _settings_query(image: Image, *, with_prompt: bool) -> dict:
     gen = image.generation
-    values = {"model": gen.model.slug, "aspect_ratio": gen.aspect_ratio,
-              "image_size": gen.image_size, "count": 1}
+    values = {
+        "model": gen.model.slug,
+        "aspect_ratio": gen.aspect_ratio,
+        "image_size": gen.image_size,
+        "count": 1,
+    }
     if with_prompt:
         values["prompt"] = gen.prompt
     return values
@@ -80,8 +91,7 @@ def _edit_url(image: Image) -> str:
 
 
 def _reuse_url(image: Image) -> str:
-    return reverse("generations:studio") + "?" + urlencode(
-        _settings_query(image, with_prompt=True))
+    return reverse("generations:studio") + "?" + urlencode(_settings_query(image, with_prompt=True))
 
 
 @login_required
@@ -128,8 +138,11 @@ def image_delete(request, pk):
     image = get_own_image(request, pk)
     gallery.soft_delete(request.user, [image.generation_id])
     if not request.htmx:
-        messages.success(request, "Image deleted. It can be restored from its page link for "
-                                  f"{settings.NANOWEB_UNDO_SECONDS // 60} minutes.")
+        messages.success(
+            request,
+            "Image deleted. It can be restored from its page link for "
+            f"{settings.NANOWEB_UNDO_SECONDS // 60} minutes.",
+        )
         return redirect("generations:gallery")
     ctx = {"image": image, "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
     return _render(request, "generations/gallery.html#deleted-tile", ctx)
@@ -198,8 +211,11 @@ def bulk_download(request):
     ids = _bulk_ids(request)
     if ids is None:
         return _bulk_refused(request)
-    images = (Image.objects.visible_to(request.user).filter(generation_id__in=ids)
-              .order_by("-created", "-id"))
+    images = (
+        Image.objects.visible_to(request.user)
+        .filter(generation_id__in=ids)
+        .order_by("-created", "-id")
+    )
     if not images.exists():
         raise Http404("None of these images is available.")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")

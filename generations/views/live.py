@@ -23,24 +23,37 @@ def live_status(request):
     """Out-of-band swaps for the cards whose state changed, the navigation counter and,
     on a batch page, the batch's progress. The page sends ``cards=id:signature,…``."""
     result = live.poll(request.user, live.parse_cards(request.GET.get("cards", "")))
-    parts = [render_to_string(CARD, {"job": j, "oob": True},
-                              request) for j in result.changed]
-    parts.append(render_to_string("base.html#nav-generating",
-                                  {"generating": result.in_flight, "oob": True}, request))
+    parts = [render_to_string(CARD, {"job": j, "oob": True}, request) for j in result.changed]
+    parts.append(
+        render_to_string(
+            "base.html#nav-generating", {"generating": result.in_flight, "oob": True}, request
+        )
+    )
     if result.any_finished and request.GET.get("quota"):
-        parts.append(render_to_string("generations/studio.html#quota-oob",
-                                      {"quota": quotas.summary(request.user)}, request))
+        parts.append(
+            render_to_string(
+                "generations/studio.html#quota-oob",
+                {"quota": quotas.summary(request.user)},
+                request,
+            )
+        )
     batch = _batch_from_query(request)
     if batch is not None and "after" in request.GET:
-        started = live.started_since(batch, live.parse_id(request.GET["after"]),
-                                     live.parse_ids(request.GET.get("shown")))
+        started = live.started_since(
+            batch, live.parse_id(request.GET["after"]), live.parse_ids(request.GET.get("shown"))
+        )
         if started:
-            parts.append(render_to_string("generations/batch.html#started-cards",
-                                          {"jobs": started}, request))
+            parts.append(
+                render_to_string("generations/batch.html#started-cards", {"jobs": started}, request)
+            )
     if batch is not None:
-        parts.append(render_to_string("generations/batch.html#batch-progress",
-                                      {"batch": batch, "progress": batches.progress(batch),
-                                       "oob": True}, request))
+        parts.append(
+            render_to_string(
+                "generations/batch.html#batch-progress",
+                {"batch": batch, "progress": batches.progress(batch), "oob": True},
+                request,
+            )
+        )
     return HttpResponse("".join(parts))
 
 
@@ -55,8 +68,11 @@ def job_retry(request, pk):
     """A failed card's Retry: a new job with the same settings, charged as usual."""
     job = get_job_for_user(request, pk)
     if job.status not in (Generation.FAILED, Generation.CANCELLED):
-        return HttpResponse("Only a job that made no image can be retried.", status=400,
-                            content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            "Only a job that made no image can be retried.",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     try:
         new = jobs.retry(request.user, [job])[0]
     except jobs.SubmitError as exc:
@@ -64,11 +80,16 @@ def job_retry(request, pk):
         ctx = {"job": job, "retry_error": exc.message}
         return render(request, CARD, ctx, status=422)
     if not request.htmx:
-        return redirect(reverse("generations:batch", args=[new.batch_id]) if new.batch_id
-                        else reverse("generations:studio"))
+        return redirect(
+            reverse("generations:batch", args=[new.batch_id])
+            if new.batch_id
+            else reverse("generations:studio")
+        )
     live.annotate_positions([new])
     response = render(request, CARD, {"job": new, "retried": True})
     response.content += render_to_string(
         "base.html#nav-generating",
-        {"generating": live.in_flight_count(request.user), "oob": True}, request).encode()
+        {"generating": live.in_flight_count(request.user), "oob": True},
+        request,
+    ).encode()
     return response

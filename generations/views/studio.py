@@ -53,13 +53,18 @@ def _form_context(request, form: StudioForm, mine: limits.EffectiveLimits, param
 def _page_context(request, form: StudioForm, mine: limits.EffectiveLimits) -> dict:
     """The whole studio page: the form, the recent cards and the banners."""
     ctx = _form_context(request, form, mine)
-    recent = (Generation.objects.for_user(request.user)
-              .exclude(image__deleted_at__isnull=False)  # deleted in the gallery
-              .select_related("model", "image", "route__model")[:RECENT_CARDS])
+    recent = (
+        Generation.objects.for_user(request.user)
+        .exclude(image__deleted_at__isnull=False)  # deleted in the gallery
+        .select_related("model", "image", "route__model")[:RECENT_CARDS]
+    )
     models = ctx["models"]
-    return {**ctx, "jobs": live.annotate_positions(recent),
-            "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
-            "alert": alerts.current_for(request.user)}
+    return {
+        **ctx,
+        "jobs": live.annotate_positions(recent),
+        "sandbox_only": bool(models) and all(m.is_sandbox for m in models),
+        "alert": alerts.current_for(request.user),
+    }
 
 
 def _choices(values, allowed) -> list[tuple[str, bool]]:
@@ -121,10 +126,14 @@ def _offer_earlier(request, form: StudioForm, mine, earlier: list[Generation]):
     ago = "moments ago" if ago.startswith("0\xa0") else f"{ago} ago"
     extra = {"earlier": earlier, "earlier_ago": ago}
     if not request.htmx:
-        return render(request, "generations/studio.html",
-                      {**_page_context(request, form, mine), **extra})
-    response = render(request, "generations/studio.html#duplicate-notice",
-                      {**_form_context(request, form, mine), **extra})
+        return render(
+            request, "generations/studio.html", {**_page_context(request, form, mine), **extra}
+        )
+    response = render(
+        request,
+        "generations/studio.html#duplicate-notice",
+        {**_form_context(request, form, mine), **extra},
+    )
     response["HX-Retarget"] = "#duplicate-notice"
     response["HX-Reswap"] = "outerHTML"
     return response
@@ -168,9 +177,11 @@ def _estimate(model: ModelSpec | None, params) -> dict:
     count = _bounded_int(params.get("count"), 1, model.max_images_per_request)
     try:
         per_image = jobs.estimate_per_image(
-            model, image_size=size,
+            model,
+            image_size=size,
             prompt_chars=_bounded_int(params.get("prompt_chars"), 0, 100_000),
-            references=_bounded_int(params.get("ref_count"), 0, model.max_reference_images))
+            references=_bounded_int(params.get("ref_count"), 0, model.max_reference_images),
+        )
     except jobs.SubmitError as exc:
         return {"estimate": None, "estimate_error": exc.message}
     return {"estimate": per_image * count, "estimate_count": count}

@@ -6,7 +6,7 @@ from accounts import quotas
 from accounts.admin import TeamForm, UserChange
 from accounts.models import LedgerEntry
 from tests.accounts.conftest import charged
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -51,14 +51,18 @@ def test_an_empty_budget_means_unlimited(client, lead, alice):
     assert alice.monthly_budget_micros is None
 
 
-@pytest.mark.parametrize(("typed", "message"), [
-    ("-5", "A budget or price cannot be negative."),
-    ("twenty", "is not an amount in US dollars"),
-    ("0.0000001", "Use at most six decimals"),
-    ("NaN", "Enter a finite amount"),
-])
-def test_it_refuses_a_bad_budget_with_a_message_and_changes_nothing(client, lead, alice, typed,
-                                                                     message):
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("-5", "A budget or price cannot be negative."),
+        ("twenty", "is not an amount in US dollars"),
+        ("0.0000001", "Use at most six decimals"),
+        ("NaN", "Enter a finite amount"),
+    ],
+)
+def test_it_refuses_a_bad_budget_with_a_message_and_changes_nothing(
+    client, lead, alice, typed, message
+):
     client.force_login(lead)
     r = post_user(client, alice, monthly_budget_micros=typed)
     assert r.status_code == 200
@@ -93,8 +97,10 @@ def test_the_team_page_lists_its_members(client, lead, team, alice, bob):
 
 def test_a_grant_goes_through_the_ledger_with_actor_and_reason(client, lead, alice):
     client.force_login(lead)
-    r = client.post(f"/admin/accounts/user/{alice.pk}/grant/",
-                    {"kind": "grant", "amount": "5", "images": "3", "reason": "launch week"})
+    r = client.post(
+        f"/admin/accounts/user/{alice.pk}/grant/",
+        {"kind": "grant", "amount": "5", "images": "3", "reason": "launch week"},
+    )
     assert r.status_code == 302
     entry = LedgerEntry.objects.get(kind="grant")
     assert (entry.user, entry.actor, entry.reason) == (alice, lead, "launch week")
@@ -105,20 +111,29 @@ def test_a_grant_goes_through_the_ledger_with_actor_and_reason(client, lead, ali
 
 def test_an_adjustment_can_refund(client, lead, alice):
     client.force_login(lead)
-    client.post(f"/admin/accounts/user/{alice.pk}/grant/",
-                {"kind": "adjust", "amount": "-0.123457", "images": "0", "reason": "broken image"})
+    client.post(
+        f"/admin/accounts/user/{alice.pk}/grant/",
+        {"kind": "adjust", "amount": "-0.123457", "images": "0", "reason": "broken image"},
+    )
     entry = LedgerEntry.objects.get(kind="adjust")
     assert entry.spent_delta == -123_457 and entry.actor == lead
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"kind": "grant", "amount": "", "images": "0", "reason": "x"},
-     "Enter an amount, a number of images, or both."),
-    ({"kind": "grant", "amount": "-5", "images": "0", "reason": "x"}, "A grant gives room"),
-    ({"kind": "grant", "amount": "5", "images": "0", "reason": ""}, "This field is required."),
-    ({"kind": "adjust", "amount": "five", "images": "0", "reason": "x"},
-     "is not an amount in US dollars"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"kind": "grant", "amount": "", "images": "0", "reason": "x"},
+            "Enter an amount, a number of images, or both.",
+        ),
+        ({"kind": "grant", "amount": "-5", "images": "0", "reason": "x"}, "A grant gives room"),
+        ({"kind": "grant", "amount": "5", "images": "0", "reason": ""}, "This field is required."),
+        (
+            {"kind": "adjust", "amount": "five", "images": "0", "reason": "x"},
+            "is not an amount in US dollars",
+        ),
+    ],
+)
 def test_a_bad_grant_is_refused_and_changes_nothing(client, lead, alice, data, message):
     client.force_login(lead)
     r = client.post(f"/admin/accounts/user/{alice.pk}/grant/", data)
@@ -129,8 +144,10 @@ def test_a_bad_grant_is_refused_and_changes_nothing(client, lead, alice, data, m
 
 def test_only_staff_can_grant(client, alice, bob):
     client.force_login(alice)
-    r = client.post(f"/admin/accounts/user/{bob.pk}/grant/",
-                    {"kind": "grant", "amount": "5", "images": "0", "reason": "me"})
+    r = client.post(
+        f"/admin/accounts/user/{bob.pk}/grant/",
+        {"kind": "grant", "amount": "5", "images": "0", "reason": "me"},
+    )
     assert r.status_code == 302 and "/admin/login/" in r["Location"]
     assert not LedgerEntry.objects.exists()
 
@@ -139,8 +156,9 @@ def test_the_ledger_can_be_filtered_by_person_and_kind(client, lead, alice, bob)
     quotas.grant(alice, micros=1_000_000, actor=lead, reason="alice's grant")
     quotas.grant(bob, micros=2_000_000, actor=lead, reason="bob's grant")
     client.force_login(lead)
-    page = client.get("/admin/accounts/ledgerentry/",
-                      {"user__id__exact": alice.pk, "kind__exact": "grant"}).content.decode()
+    page = client.get(
+        "/admin/accounts/ledgerentry/", {"user__id__exact": alice.pk, "kind__exact": "grant"}
+    ).content.decode()
     assert "alice&#x27;s grant" in page and "bob&#x27;s grant" not in page
     assert "Billing report" in page
 
@@ -158,7 +176,8 @@ def user_page(client, lead, person) -> str:
 
 
 def test_a_members_page_counts_what_the_team_already_spent_of_its_shared_budget(
-        client, lead, team, alice, bob, flash):
+    client, lead, team, alice, bob, flash
+):
     team.shared_monthly_budget_micros, team.monthly_budget_micros = 20_000_000, None
     team.save()
     bob.uses_team_limits = True
@@ -196,13 +215,16 @@ def test_a_page_without_any_limit_says_unlimited(client, lead):
 
 
 def test_the_grant_page_warns_that_a_grant_cannot_lift_the_teams_shared_budget(
-        client, lead, team, bob):
+    client, lead, team, bob
+):
     team.shared_monthly_budget_micros = 1_000_000
     team.save()
     client.force_login(lead)
     page = client.get(f"/admin/accounts/user/{bob.pk}/grant/").content.decode()
-    assert "What limits bob@example.com now is team Acme&#x27;s shared monthly budget ($1.00 " \
+    assert (
+        "What limits bob@example.com now is team Acme&#x27;s shared monthly budget ($1.00 "
         "left)" in page
+    )
     assert "to give more, raise it on" in page
 
 
@@ -218,7 +240,8 @@ def test_add_team_prefills_every_member_limit_with_the_site_defaults(client, lea
 
 
 def test_the_user_list_says_unlimited_in_every_limit_column_and_marks_team_limits(
-        client, lead, team, alice, bob):
+    client, lead, team, alice, bob
+):
     alice.daily_image_limit = alice.monthly_budget_micros = None
     alice.save()
     team.daily_image_limit, team.monthly_budget_micros = 7, 3_000_000
@@ -227,11 +250,17 @@ def test_the_user_list_says_unlimited_in_every_limit_column_and_marks_team_limit
     bob.save()
     client.force_login(lead)
     page = client.get("/admin/accounts/user/").content.decode()
-    alice_row = page[page.index("alice@example.com"):page.index("bob@example.com")]
+    alice_row = page[page.index("alice@example.com") : page.index("bob@example.com")]
     assert alice_row.count(">unlimited<") == 2 and ">-<" not in alice_row
-    bob_row = page[page.index("bob@example.com"):page.index("lead@example.com")]
+    bob_row = page[page.index("bob@example.com") : page.index("lead@example.com")]
     assert "7 <small>(team)</small>" in bob_row and "$3.00 <small>(team)</small>" in bob_row
     assert "Acme <small>(admin)</small>" in bob_row
-    for header in ("Person", "Team", "Images / day", "Budget / month", "Spent this month",
-                   "Active"):
+    for header in (
+        "Person",
+        "Team",
+        "Images / day",
+        "Budget / month",
+        "Spent this month",
+        "Active",
+    ):
         assert f">{header}</a>" in page or f">{header}</span>" in page, header

@@ -7,7 +7,7 @@ from accounts import alerts, quotas
 from accounts.models import BudgetAlert
 from accounts.tasks import check_budget_alerts
 from tests.accounts.conftest import charged
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -93,8 +93,9 @@ def test_the_studio_shows_the_banner_after_crossing_80_percent(client, alice, fl
     assert 'href="/usage"' in page
 
 
-def test_teammates_see_the_team_banner_but_charlie_does_not(client, alice, bob, charlie, team,
-                                                             flash):
+def test_teammates_see_the_team_banner_but_charlie_does_not(
+    client, alice, bob, charlie, team, flash
+):
     team.shared_monthly_budget_micros = 40_000
     team.save()
     charge(alice, flash, 39_000)

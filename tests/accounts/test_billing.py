@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from accounts import billing, quotas
 from accounts.models import LedgerEntry, Team, format_usd
-from tests.conftest import make_user
-from tests.factories import make_route, submit_one
+from tests.factories import make_route, make_user, submit_one
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +30,9 @@ def october(monkeypatch, alice, bob, charlie, settings):
     """A month of work by four people in two teams (and one without), on two models."""
     admin = make_user("lead@example.com", is_staff=True, is_superuser=True)
     other = Team.objects.create(name="Globex")
-    dave = make_user("dave@example.com", team=other, monthly_budget_micros=None,
-                     daily_image_limit=None)
+    dave = make_user(
+        "dave@example.com", team=other, monthly_budget_micros=None, daily_image_limit=None
+    )
     flash, pro = make_route("nano-banana").model, make_route("nano-banana-pro").model
     people = [alice, bob, charlie, dave]
     rng = random.Random(20261023)
@@ -68,8 +68,12 @@ def test_it_adds_up_to_the_ledger_for_every_grouping(october, group, period):
     assert report.total.granted == -5_000_000
     assert report.total.adjusted == -123_457
     assert sum(line.net for line in report.lines) == report.total.net
-    assert report.total.images == LedgerEntry.objects.filter(kind="settle", **in_october).aggregate(
-        n=Sum("images_used_delta"))["n"]
+    assert (
+        report.total.images
+        == LedgerEntry.objects.filter(kind="settle", **in_october).aggregate(
+            n=Sum("images_used_delta")
+        )["n"]
+    )
     assert quotas.ledger_problems() == []
 
 
@@ -88,10 +92,14 @@ def test_it_splits_by_day_and_model(october):
     report = billing.build(OCTOBER[0], OCTOBER[-1], group="model", period="day")
     expected = defaultdict(int)
     for e in LedgerEntry.objects.filter(quota_day__month=10, kind="settle").select_related(
-            "generation__model"):
+        "generation__model"
+    ):
         expected[(e.quota_day, e.generation.model.name)] += e.spent_delta
-    got = {(line.period, line.label): line.charged for line in report.lines
-           if line.label != "(grants and adjustments)"}
+    got = {
+        (line.period, line.label): line.charged
+        for line in report.lines
+        if line.label != "(grants and adjustments)"
+    }
     assert got == dict(expected)
 
 
@@ -109,8 +117,11 @@ def test_the_csv_has_the_same_numbers_as_the_table(october):
     for row, line in zip(rows, [*report.lines, report.total], strict=True):
         assert row["team"] == line.label
         assert int(row["images"]) == line.images
-        for column, micros in [("charged_usd", line.charged), ("granted_usd", line.granted),
-                               ("net_usd", line.net)]:
+        for column, micros in [
+            ("charged_usd", line.charged),
+            ("granted_usd", line.granted),
+            ("net_usd", line.net),
+        ]:
             assert round(float(row[column]) * 1_000_000) == micros
     assert rows[-1]["period"] == "total"
     assert rows[-1]["net_usd"] == f"{report.total.net / 1_000_000:.6f}"
@@ -118,8 +129,10 @@ def test_the_csv_has_the_same_numbers_as_the_table(october):
 
 def test_the_admin_page_shows_the_report_and_agrees_with_the_ledger(client, october):
     client.force_login(october["admin"])
-    r = client.get("/admin/accounts/ledgerentry/billing/",
-                   {"start": "2026-10-01", "end": "2026-10-31", "group": "user", "period": "month"})
+    r = client.get(
+        "/admin/accounts/ledgerentry/billing/",
+        {"start": "2026-10-01", "end": "2026-10-31", "group": "user", "period": "month"},
+    )
     assert r.status_code == 200
     page = r.content.decode()
     assert "alice@example.com" in page and "dave@example.com" in page
@@ -130,9 +143,16 @@ def test_the_admin_page_shows_the_report_and_agrees_with_the_ledger(client, octo
 
 def test_the_admin_page_exports_csv(client, october):
     client.force_login(october["admin"])
-    r = client.get("/admin/accounts/ledgerentry/billing/",
-                   {"start": "2026-10-01", "end": "2026-10-31", "group": "model",
-                    "period": "month", "format": "csv"})
+    r = client.get(
+        "/admin/accounts/ledgerentry/billing/",
+        {
+            "start": "2026-10-01",
+            "end": "2026-10-31",
+            "group": "model",
+            "period": "month",
+            "format": "csv",
+        },
+    )
     assert r.status_code == 200
     assert r["Content-Type"].startswith("text/csv")
     assert "attachment" in r["Content-Disposition"]
@@ -141,16 +161,20 @@ def test_the_admin_page_exports_csv(client, october):
 
 def test_a_backwards_range_is_refused_with_a_message(client, october):
     client.force_login(october["admin"])
-    r = client.get("/admin/accounts/ledgerentry/billing/",
-                   {"start": "2026-10-31", "end": "2026-10-01", "group": "user", "period": "day"})
+    r = client.get(
+        "/admin/accounts/ledgerentry/billing/",
+        {"start": "2026-10-31", "end": "2026-10-01", "group": "user", "period": "day"},
+    )
     assert r.status_code == 400
     assert "The end date is before the start date." in r.content.decode()
 
 
 def test_a_malformed_date_is_refused(client, october):
     client.force_login(october["admin"])
-    r = client.get("/admin/accounts/ledgerentry/billing/",
-                   {"start": "yesterday", "end": "2026-10-01", "group": "user", "period": "day"})
+    r = client.get(
+        "/admin/accounts/ledgerentry/billing/",
+        {"start": "yesterday", "end": "2026-10-01", "group": "user", "period": "day"},
+    )
     assert r.status_code == 400
     assert "Enter a valid date." in r.content.decode()
 

@@ -17,8 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from accounts import quotas
 from accounts.models import QuotaCounter, Team
 from generations.models import Generation
-from tests.conftest import make_user
-from tests.factories import make_route
+from tests.factories import make_route, make_user
 
 pytestmark = pytest.mark.django_db
 NAMES = itertools.count()
@@ -29,28 +28,40 @@ class MoneyPath(RuleBasedStateMachine):
         super().__init__()
         n = next(NAMES)
         self.model = MODEL
-        self.team = Team.objects.create(name=f"team-{n}",
-                                        shared_monthly_budget_micros=1_500_000)
+        self.team = Team.objects.create(name=f"team-{n}", shared_monthly_budget_micros=1_500_000)
         self.people = [
-            make_user(f"m{n}-{i}@example.com", team=self.team, daily_image_limit=6,
-                      monthly_budget_micros=1_000_000, max_concurrent_jobs=5)
+            make_user(
+                f"m{n}-{i}@example.com",
+                team=self.team,
+                daily_image_limit=6,
+                monthly_budget_micros=1_000_000,
+                max_concurrent_jobs=5,
+            )
             for i in range(2)
         ]
         self.day = dt.date(2026, 1, 30)
         self.open_jobs: list[Generation] = []
         self.closed_jobs: list[Generation] = []
 
-    @rule(who=st.integers(0, 1), count=st.integers(1, 3),
-          per_image=st.integers(1, 400_000))
+    @rule(who=st.integers(0, 1), count=st.integers(1, 3), per_image=st.integers(1, 400_000))
     def reserve(self, who, count, per_image):
         user = self.people[who]
         try:
             with transaction.atomic():
-                jobs = [Generation.objects.create(
-                    user=user, team=self.team, model=self.model, request_id=uuid.uuid4(),
-                    prompt="p", aspect_ratio="1:1", quota_day=self.day,
-                    reserved_micros=per_image, deadline=timezone.now() + dt.timedelta(hours=1),
-                ) for _ in range(count)]
+                jobs = [
+                    Generation.objects.create(
+                        user=user,
+                        team=self.team,
+                        model=self.model,
+                        request_id=uuid.uuid4(),
+                        prompt="p",
+                        aspect_ratio="1:1",
+                        quota_day=self.day,
+                        reserved_micros=per_image,
+                        deadline=timezone.now() + dt.timedelta(hours=1),
+                    )
+                    for _ in range(count)
+                ]
                 quotas.reserve(user, jobs, per_image)
         except quotas.QuotaExceeded:
             return
@@ -79,8 +90,14 @@ class MoneyPath(RuleBasedStateMachine):
 
     @rule(who=st.integers(0, 1), micros=st.integers(1, 300_000), images=st.integers(0, 2))
     def grant(self, who, micros, images):
-        quotas.grant(self.people[who], micros=micros, images=images, actor=None,
-                     reason="state machine", now=self._noon())
+        quotas.grant(
+            self.people[who],
+            micros=micros,
+            images=images,
+            actor=None,
+            reason="state machine",
+            now=self._noon(),
+        )
 
     @rule(days=st.sampled_from([1, 2, 31]))
     def time_passes(self, days):
@@ -114,6 +131,10 @@ def test_the_ledger_invariant_holds_under_any_sequence(db):
     global MODEL
     MODEL = make_route("nano-banana").model
     runner = MoneyPath.TestCase
-    runner.settings = settings(max_examples=20, stateful_step_count=25, deadline=None,
-                               suppress_health_check=list(HealthCheck))
+    runner.settings = settings(
+        max_examples=20,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     runner().runTest()

@@ -7,8 +7,7 @@ from accounts import limits, quotas
 from accounts.models import Team, usd_to_micros
 from generations.jobs import SubmitError, submit
 from generations.models import ModelSpec
-from tests.conftest import make_user
-from tests.factories import job_request, make_route, png_bytes
+from tests.factories import job_request, make_route, make_user, png_bytes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
@@ -25,8 +24,9 @@ def pro(db):
 
 @pytest.fixture
 def crew(db):
-    return Team.objects.create(name="Crew", daily_image_limit=3, monthly_budget_micros=None,
-                               max_concurrent_jobs=None)
+    return Team.objects.create(
+        name="Crew", daily_image_limit=3, monthly_budget_micros=None, max_concurrent_jobs=None
+    )
 
 
 def member(email, team, **kw):
@@ -103,8 +103,11 @@ def test_models_sizes_counts_and_references_follow_the_limits(charlie, flash, pr
         (job_request(flash), "model", "Nano Banana is not among the models your limits allow"),
         (job_request(pro, image_size="4K"), "image_size", "largest size your limits allow is 2K"),
         (job_request(pro, count=3), "count", "Your limits allow 2 images per request"),
-        (job_request(pro, reference_bytes=[png_bytes(), png_bytes(color=(1, 1, 1))]),
-         "references", "Your limits allow 1 reference image; you attached 2"),
+        (
+            job_request(pro, reference_bytes=[png_bytes(), png_bytes(color=(1, 1, 1))]),
+            "references",
+            "Your limits allow 1 reference image; you attached 2",
+        ),
     ]
     for req, field, message in refused:
         with pytest.raises(SubmitError, match=message) as exc:

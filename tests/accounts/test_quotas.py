@@ -92,11 +92,19 @@ def test_it_keeps_users_counters_apart(alice, bob, flash):
     assert quotas.summary(bob).images_today == 0
 
 
-@pytest.mark.parametrize("micros, text", [
-    (38_820, "$0.03882"), (71_700, "$0.0717"), (20_000_000, "$20.00"), (1, "$0.000001"),
-    (1_234_567_890, "$1,234.56789"), (-138_472, "-$0.138472"), (0, "$0.00"),
-    (None, "unlimited"),
-])
+@pytest.mark.parametrize(
+    "micros, text",
+    [
+        (38_820, "$0.03882"),
+        (71_700, "$0.0717"),
+        (20_000_000, "$20.00"),
+        (1, "$0.000001"),
+        (1_234_567_890, "$1,234.56789"),
+        (-138_472, "-$0.138472"),
+        (0, "$0.00"),
+        (None, "unlimited"),
+    ],
+)
 def test_amounts_are_exact_without_trailing_noise(micros, text):
     from accounts.models import format_usd
 

@@ -14,8 +14,7 @@ from accounts.models import LedgerEntry
 from generations import jobs, queue
 from generations.jobs import SubmitError, submit
 from generations.models import Generation
-from tests.conftest import REPO, database_url, make_user
-from tests.factories import job_request, make_route
+from tests.factories import REPO, database_url, job_request, make_route, make_user
 
 
 @pytest.mark.django_db(transaction=True)
@@ -69,8 +68,7 @@ def race(users, model, threads: int) -> tuple[list, list, list]:
         finally:
             connection.close()
 
-    pool = [threading.Thread(target=attempt, args=(users[i % len(users)],))
-            for i in range(threads)]
+    pool = [threading.Thread(target=attempt, args=(users[i % len(users)],)) for i in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
@@ -102,10 +100,24 @@ def test_200_submissions_from_threads_and_processes_admit_exactly_50(alice):
     alice.save()
     env = {**os.environ, "DATABASE_URL": database_url()}
     start_at = time.time() + 6  # every process is set up before the shared start
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.accounts.submit_race", str(alice.pk), model.slug, "25",
-         str(start_at)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-        for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.accounts.submit_race",
+                str(alice.pk),
+                model.slug,
+                "25",
+                str(start_at),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     outcomes = [p.communicate(timeout=180)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     accepted, refused, errors = (sum(int(o[i]) for o in outcomes) for i in range(3))
@@ -116,8 +128,7 @@ def test_200_submissions_from_threads_and_processes_admit_exactly_50(alice):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_admissions_and_settlements_racing_for_one_team_never_deadlock(alice, bob,
-                                                                        monkeypatch):
+def test_admissions_and_settlements_racing_for_one_team_never_deadlock(alice, bob, monkeypatch):
     """Workers settle while the web admits, touching the same person's and team's
     counters; on PostgreSQL they must queue for the rows, never deadlock."""
     monkeypatch.setattr(queue, "enqueue", lambda ids: None)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from accounts import quotas
 from accounts.periods import month_start, quota_day
 from tests.accounts.conftest import charged
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +33,11 @@ def test_the_chart_has_a_bar_per_day_with_the_days_spend(client, alice, flash):
     charged(alice, flash, 38_820)
     client.force_login(alice)
     page = client.get("/usage").content.decode()
-    svg = page[page.index("<svg"):page.index("</svg>")]
+    svg = page[page.index("<svg") : page.index("</svg>")]
     today = quota_day()
-    days = (month_start(today).replace(day=28) + dt.timedelta(days=4)).replace(day=1) - \
-        dt.timedelta(days=1)
+    days = (month_start(today).replace(day=28) + dt.timedelta(days=4)).replace(
+        day=1
+    ) - dt.timedelta(days=1)
     assert svg.count("<rect") == days.day
     assert f"{today:%a %b} {today.day}: $0.03882</title>" in svg
     assert 'role="img"' in svg and "aria-label=" in svg
@@ -47,8 +48,9 @@ def test_it_projects_the_month_end(client, alice, flash, monkeypatch):
     charged(alice, flash, 100_000)
     client.force_login(alice)
     page = client.get("/usage").content.decode()
-    days_in_month = ((today.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-                     - dt.timedelta(days=1)).day
+    days_in_month = (
+        (today.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    ).day
     expected = round(100_000 * days_in_month / today.day)
     assert f"≈ ${expected / 1_000_000:,.2f}" in page
     assert "within the $20.00 budget" in page
@@ -61,8 +63,15 @@ def test_the_ledger_links_to_her_images_and_not_to_others(client, alice, bob, fl
 
     mine.status = "succeeded"
     mine.save(update_fields=["status"])
-    Image.objects.create(generation=mine, user=alice, mime_type="image/png", bytes=1,
-                                 sha256="0" * 64, width=1, height=1)
+    Image.objects.create(
+        generation=mine,
+        user=alice,
+        mime_type="image/png",
+        bytes=1,
+        sha256="0" * 64,
+        width=1,
+        height=1,
+    )
     client.force_login(alice)
     page = client.get("/usage").content.decode()
     assert f"/images/{mine.pk}/file" in page

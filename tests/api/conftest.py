@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from accounts import tokens
-from tests.conftest import REPO, database_url
+from tests.factories import REPO, database_url
 
 
 def free_port() -> int:
@@ -24,18 +24,40 @@ def free_port() -> int:
 def api_server(start_worker, sandbox_model, settings):
     """Base URL of a uvicorn process serving nanoweb's ASGI app on the test database."""
     start_worker(2)
-    env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX, "SECRET_KEY": settings.SECRET_KEY,
-           "NANOWEB_SANDBOX": "on", "NANOWEB_SANDBOX_URL": settings.NANOWEB_SANDBOX_URL,
-           "NANOWEB_API_WAIT_SECONDS": "60", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "NANOWEB_SANDBOX": "on",
+        "NANOWEB_SANDBOX_URL": settings.NANOWEB_SANDBOX_URL,
+        "NANOWEB_API_WAIT_SECONDS": "60",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
     log = Path(settings.VAR_DIR) / "test-asgi.log"
     for _ in range(3):  # a port found free can be taken before uvicorn binds it: try another
         port = free_port()
         with log.open("w") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "nanoweb.asgi:application", "--host",
-                 "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "nanoweb.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         base = f"http://127.0.0.1:{port}"
         if _serving(base, proc):
             break

@@ -14,29 +14,35 @@ from tests.factories import png_bytes
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("slug, size, quality, expected", [
-    ("nano-banana-pro", "1024x1024", "auto", ("1:1", "1K")),
-    ("nano-banana-pro", "1536x1024", "medium", ("3:2", "1K")),
-    ("nano-banana-pro", "1024x1536", "high", ("2:3", "2K")),
-    ("nano-banana-pro", "1792x1024", "standard", ("16:9", "2K")),
-    ("nano-banana-pro", "4096x4096", "auto", ("1:1", "4K")),
-    ("nano-banana-pro", "auto", "hd", ("1:1", "2K")),
-    ("nano-banana-pro", "2560x1080", "low", ("21:9", "2K")),
-    ("nano-banana", "1024x1024", "auto", ("1:1", None)),
-    ("nano-banana", "1080x1350", "low", ("4:5", None)),
-])
+@pytest.mark.parametrize(
+    "slug, size, quality, expected",
+    [
+        ("nano-banana-pro", "1024x1024", "auto", ("1:1", "1K")),
+        ("nano-banana-pro", "1536x1024", "medium", ("3:2", "1K")),
+        ("nano-banana-pro", "1024x1536", "high", ("2:3", "2K")),
+        ("nano-banana-pro", "1792x1024", "standard", ("16:9", "2K")),
+        ("nano-banana-pro", "4096x4096", "auto", ("1:1", "4K")),
+        ("nano-banana-pro", "auto", "hd", ("1:1", "2K")),
+        ("nano-banana-pro", "2560x1080", "low", ("21:9", "2K")),
+        ("nano-banana", "1024x1024", "auto", ("1:1", None)),
+        ("nano-banana", "1080x1350", "low", ("4:5", None)),
+    ],
+)
 def test_the_size_table(slug, size, quality, expected):
     shape = mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, quality)
     assert (shape.aspect_ratio, shape.image_size) == expected
 
 
-@pytest.mark.parametrize("slug, size, quality, param", [
-    ("nano-banana", "2048x2048", "auto", "size"),
-    ("nano-banana", "1024x1024", "hd", "quality"),
-    ("nano-banana-pro", "10x10", "auto", "size"),
-    ("nano-banana-pro", "1024*1024", "auto", "size"),
-    ("nano-banana-pro", "1024x1024", "ultra", "quality"),
-])
+@pytest.mark.parametrize(
+    "slug, size, quality, param",
+    [
+        ("nano-banana", "2048x2048", "auto", "size"),
+        ("nano-banana", "1024x1024", "hd", "quality"),
+        ("nano-banana-pro", "10x10", "auto", "size"),
+        ("nano-banana-pro", "1024*1024", "auto", "size"),
+        ("nano-banana-pro", "1024x1024", "ultra", "quality"),
+    ],
+)
 def test_what_a_model_cannot_do_is_refused_not_downgraded(slug, size, quality, param):
     with pytest.raises(ApiError) as refused:
         mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, quality)
@@ -52,18 +58,33 @@ def post_json(client, path, body, headers):
     return client.post(path, body, content_type="application/json", **headers)
 
 
-@pytest.mark.parametrize("body, status, param, code", [
-    ({"model": "sandbox"}, 400, "prompt", "invalid_value"),
-    ({"model": "gpt-image-1", "prompt": "x"}, 404, "model", "model_not_found"),
-    ({"model": "sandbox", "prompt": "x", "n": 11}, 400, "n", "invalid_value"),
-    ({"model": "sandbox", "prompt": "x", "size": "huge"}, 400, "size", "invalid_value"),
-    ({"model": "sandbox", "prompt": "x", "response_format": "gif"}, 400, "response_format",
-     "invalid_value"),
-    ({"model": "sandbox", "prompt": "x", "background": "transparent"}, 400, "background",
-     "unsupported_value"),
-    ({"model": "sandbox", "prompt": "x", "aspect_ratio": "5:1"}, 400, "aspect_ratio",
-     "invalid_value"),
-])
+@pytest.mark.parametrize(
+    "body, status, param, code",
+    [
+        ({"model": "sandbox"}, 400, "prompt", "invalid_value"),
+        ({"model": "gpt-image-1", "prompt": "x"}, 404, "model", "model_not_found"),
+        ({"model": "sandbox", "prompt": "x", "n": 11}, 400, "n", "invalid_value"),
+        ({"model": "sandbox", "prompt": "x", "size": "huge"}, 400, "size", "invalid_value"),
+        (
+            {"model": "sandbox", "prompt": "x", "response_format": "gif"},
+            400,
+            "response_format",
+            "invalid_value",
+        ),
+        (
+            {"model": "sandbox", "prompt": "x", "background": "transparent"},
+            400,
+            "background",
+            "unsupported_value",
+        ),
+        (
+            {"model": "sandbox", "prompt": "x", "aspect_ratio": "5:1"},
+            400,
+            "aspect_ratio",
+            "invalid_value",
+        ),
+    ],
+)
 def test_openai_generation_refusals(client, bearer, body, status, param, code):
     r = post_json(client, "/v1/images/generations", body, bearer)
     assert r.status_code == status, r.content
@@ -88,14 +109,24 @@ def test_edits_refuse_masks_missing_and_too_many_images(client, bearer):
 
     cases = [
         ({"prompt": "x", "model": "sandbox"}, "image"),
-        ({"prompt": "x", "model": "sandbox", "image": upload("a.png"), "mask": upload("m.png")},
-         "mask"),
-        ({"prompt": "x", "model": "sandbox", "image[]": [upload(f"{i}.png") for i in range(15)]},
-         "image"),
-        ({"prompt": "x", "model": "sandbox",
-          "image": __import__("django.core.files.uploadedfile", fromlist=["x"])
-          .SimpleUploadedFile("evil.png", b"<html>hi</html>", content_type="image/png")},
-         "image"),
+        (
+            {"prompt": "x", "model": "sandbox", "image": upload("a.png"), "mask": upload("m.png")},
+            "mask",
+        ),
+        (
+            {"prompt": "x", "model": "sandbox", "image[]": [upload(f"{i}.png") for i in range(15)]},
+            "image",
+        ),
+        (
+            {
+                "prompt": "x",
+                "model": "sandbox",
+                "image": __import__(
+                    "django.core.files.uploadedfile", fromlist=["x"]
+                ).SimpleUploadedFile("evil.png", b"<html>hi</html>", content_type="image/png"),
+            },
+            "image",
+        ),
     ]
     for data, param in cases:
         r = client.post("/v1/images/edits", data, **bearer)
@@ -117,8 +148,9 @@ def test_over_quota_is_a_429_naming_the_limit_and_when_it_resets(client, bearer,
 
 def test_waiting_too_long_names_the_jobs_which_carry_on(client, bearer, settings):
     settings.NANOWEB_API_WAIT_SECONDS = 0.3
-    r = post_json(client, "/v1/images/generations",
-                  {"model": "sandbox", "prompt": "a fox", "n": 2}, bearer)
+    r = post_json(
+        client, "/v1/images/generations", {"model": "sandbox", "prompt": "a fox", "n": 2}, bearer
+    )
     assert r.status_code == 504
     error = r.json()["error"]
     jobs = Generation.objects.all()
@@ -128,26 +160,58 @@ def test_waiting_too_long_names_the_jobs_which_carry_on(client, bearer, settings
 
 
 def gemini(client, model, body, key):
-    return client.post(f"/v1beta/models/{model}:generateContent", body,
-                       content_type="application/json", HTTP_X_GOOG_API_KEY=key)
+    return client.post(
+        f"/v1beta/models/{model}:generateContent",
+        body,
+        content_type="application/json",
+        HTTP_X_GOOG_API_KEY=key,
+    )
 
 
-@pytest.mark.parametrize("body, status, grpc, field", [
-    ({}, 400, "INVALID_ARGUMENT", "contents"),
-    ({"contents": [{"role": "user", "parts": []}]}, 400, "INVALID_ARGUMENT", "contents"),
-    ({"contents": [{"parts": [{"text": "x"}]}],
-      "generationConfig": {"responseModalities": ["TEXT"]}}, 400, "INVALID_ARGUMENT",
-     "generationConfig.responseModalities"),
-    ({"contents": [{"parts": [{"text": "x"}]}],
-      "generationConfig": {"imageConfig": {"aspectRatio": "7:1"}}}, 400, "INVALID_ARGUMENT",
-     "generationConfig.imageConfig.aspectRatio"),
-    ({"contents": [{"parts": [{"text": "x"}, {"inline_data": {"mime_type": "image/png",
-                                                              "data": "%%%"}}]}]},
-     400, "INVALID_ARGUMENT", "contents.parts[1].inlineData"),
-    ({"contents": "just text"}, 400, "INVALID_ARGUMENT", "contents"),
-])
-def test_gemini_refusals_use_the_google_rpc_envelope(client, alice, sandbox_model, no_broker,
-                                                     body, status, grpc, field):
+@pytest.mark.parametrize(
+    "body, status, grpc, field",
+    [
+        ({}, 400, "INVALID_ARGUMENT", "contents"),
+        ({"contents": [{"role": "user", "parts": []}]}, 400, "INVALID_ARGUMENT", "contents"),
+        (
+            {
+                "contents": [{"parts": [{"text": "x"}]}],
+                "generationConfig": {"responseModalities": ["TEXT"]},
+            },
+            400,
+            "INVALID_ARGUMENT",
+            "generationConfig.responseModalities",
+        ),
+        (
+            {
+                "contents": [{"parts": [{"text": "x"}]}],
+                "generationConfig": {"imageConfig": {"aspectRatio": "7:1"}},
+            },
+            400,
+            "INVALID_ARGUMENT",
+            "generationConfig.imageConfig.aspectRatio",
+        ),
+        (
+            {
+                "contents": [
+                    {
+                        "parts": [
+                            {"text": "x"},
+                            {"inline_data": {"mime_type": "image/png", "data": "%%%"}},
+                        ]
+                    }
+                ]
+            },
+            400,
+            "INVALID_ARGUMENT",
+            "contents.parts[1].inlineData",
+        ),
+        ({"contents": "just text"}, 400, "INVALID_ARGUMENT", "contents"),
+    ],
+)
+def test_gemini_refusals_use_the_google_rpc_envelope(
+    client, alice, sandbox_model, no_broker, body, status, grpc, field
+):
     key = tokens.create(alice, "g").secret
     r = gemini(client, "sandbox", body, key)
     assert r.status_code == status, r.content
@@ -160,8 +224,12 @@ def test_gemini_refusals_use_the_google_rpc_envelope(client, alice, sandbox_mode
 def test_gemini_quota_errors_carry_retry_info(client, alice, sandbox_model, no_broker):
     alice.daily_image_limit = 0
     alice.save()
-    r = gemini(client, "gemini-3.1-flash-image-preview",
-               {"contents": [{"parts": [{"text": "a fox"}]}]}, tokens.create(alice, "g").secret)
+    r = gemini(
+        client,
+        "gemini-3.1-flash-image-preview",
+        {"contents": [{"parts": [{"text": "a fox"}]}]},
+        tokens.create(alice, "g").secret,
+    )
     assert r.status_code == 429
     error = r.json()["error"]
     assert error["status"] == "RESOURCE_EXHAUSTED" and "Daily image limit" in error["message"]
@@ -171,24 +239,38 @@ def test_gemini_quota_errors_carry_retry_info(client, alice, sandbox_model, no_b
 
 def test_gemini_auth_and_unknown_models(client, alice, sandbox_model, no_broker):
     body = {"contents": [{"parts": [{"text": "a fox"}]}]}
-    assert gemini(client, "sandbox", body, "nw_nope").json()["error"]["status"] == \
-        "UNAUTHENTICATED"
+    assert gemini(client, "sandbox", body, "nw_nope").json()["error"]["status"] == "UNAUTHENTICATED"
     r = gemini(client, "imagen-4", body, tokens.create(alice, "g").secret)
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
     raw = tokens.create(alice, "q").secret
-    r = client.post(f"/v1beta/models/sandbox:generateContent?key={raw}", "{nope",
-                    content_type="application/json")
+    r = client.post(
+        f"/v1beta/models/sandbox:generateContent?key={raw}",
+        "{nope",
+        content_type="application/json",
+    )
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
-def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(client, alice, sandbox_model,
-                                                                   no_broker, settings):
+def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(
+    client, alice, sandbox_model, no_broker, settings
+):
     settings.NANOWEB_API_WAIT_SECONDS = 0.3
     png = base64.b64encode(png_bytes(32, 32)).decode()
-    body = {"contents": [{"role": "user", "parts": [
-        {"text": "the same in winter"}, {"inline_data": {"mime_type": "image/png", "data": png}}]}],
-        "generation_config": {"response_modalities": ["IMAGE"],
-                              "image_config": {"aspect_ratio": "3:4", "image_size": "2K"}}}
+    body = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "the same in winter"},
+                    {"inline_data": {"mime_type": "image/png", "data": png}},
+                ],
+            }
+        ],
+        "generation_config": {
+            "response_modalities": ["IMAGE"],
+            "image_config": {"aspect_ratio": "3:4", "image_size": "2K"},
+        },
+    }
     r = gemini(client, "sandbox", body, tokens.create(alice, "g").secret)
     assert r.status_code == 504 and r.json()["error"]["status"] == "DEADLINE_EXCEEDED"
     job = Generation.objects.get()
@@ -196,17 +278,20 @@ def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(client, alice
     assert str(job.pk) in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("kind, status, code", [
-    ("blocked", 400, "moderation_blocked"),
-    ("permanent", 400, "permanent"),
-    ("no_image", 422, "no_image"),
-    ("transient", 503, "upstream_unavailable"),
-    ("deadline", 503, "upstream_unavailable"),
-    ("not_saved", 503, "storage_unavailable"),
-])
-def test_a_job_without_an_image_answers_with_its_reason_and_refund(alice, sandbox_model,
-                                                                    no_broker, kind, status,
-                                                                    code):
+@pytest.mark.parametrize(
+    "kind, status, code",
+    [
+        ("blocked", 400, "moderation_blocked"),
+        ("permanent", 400, "permanent"),
+        ("no_image", 422, "no_image"),
+        ("transient", 503, "upstream_unavailable"),
+        ("deadline", 503, "upstream_unavailable"),
+        ("not_saved", 503, "storage_unavailable"),
+    ],
+)
+def test_a_job_without_an_image_answers_with_its_reason_and_refund(
+    alice, sandbox_model, no_broker, kind, status, code
+):
     from generations import engine
     from generations.api import results
     from tests.factories import submit_one

@@ -5,7 +5,7 @@ import pytest
 
 from accounts import quotas
 from generations.models import Generation
-from tests.conftest import wait_for
+from tests.factories import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -19,18 +19,24 @@ def sandbox_url():
         yield url
 
 
-def test_a_disconnected_client_still_gets_its_image_in_the_gallery(api_server, alice,
-                                                                    alice_token):
+def test_a_disconnected_client_still_gets_its_image_in_the_gallery(api_server, alice, alice_token):
     auth = {"Authorization": f"Bearer {alice_token}"}
     # A warm server admits the job well before the client gives up (a client that hangs
     # up before admission is simply not charged).
     assert httpx.get(f"{api_server}/v1/models", headers=auth, timeout=30).status_code == 200
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{api_server}/v1/images/generations", timeout=1.2, headers=auth,
-                   json={"model": "sandbox", "prompt": "a lighthouse, impatiently"})
+        httpx.post(
+            f"{api_server}/v1/images/generations",
+            timeout=1.2,
+            headers=auth,
+            json={"model": "sandbox", "prompt": "a lighthouse, impatiently"},
+        )
 
-    wait_for(lambda: Generation.objects.exclude(status__in=["queued", "running"]).exists(),
-             timeout=60, message="the job the client gave up on never finished")
+    wait_for(
+        lambda: Generation.objects.exclude(status__in=["queued", "running"]).exists(),
+        timeout=60,
+        message="the job the client gave up on never finished",
+    )
     gen = Generation.objects.get()
     assert gen.status == Generation.SUCCEEDED and gen.source == "api"
     assert gen.image.file.size > 0  # stored, so the gallery shows it

@@ -20,9 +20,15 @@ def test_no_input_breaks_the_api(api_server, alice, alice_token):
     calls = []
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=12,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case):
             response = case.call_and_validate(headers=headers, timeout=90, checks=CHECKS)
             calls.append(response.status_code)

@@ -27,24 +27,35 @@ def test_the_openai_sdk_generates_edits_and_fetches_urls(api_server, alice, alic
     client = OpenAI(base_url=api_server + "/v1", api_key=alice_token, max_retries=0)
     assert "sandbox" in [m.id for m in client.models.list().data]
 
-    result = client.images.generate(model="sandbox", prompt="a lighthouse at dusk",
-                                    size="1536x1024", n=2, response_format="b64_json")
+    result = client.images.generate(
+        model="sandbox",
+        prompt="a lighthouse at dusk",
+        size="1536x1024",
+        n=2,
+        response_format="b64_json",
+    )
     assert len(result.data) == 2
     for item in result.data:
         assert ratio(base64.b64decode(item.b64_json)) == pytest.approx(3 / 2, rel=0.03)
     assert result.usage.output_tokens > 0 and result.usage.total_tokens > 0
 
-    linked = client.images.generate(model="sandbox", prompt="a fox", size="1024x1536",
-                                    response_format="url")
+    linked = client.images.generate(
+        model="sandbox", prompt="a fox", size="1024x1536", response_format="url"
+    )
     fetched = httpx.get(linked.data[0].url, timeout=10)
     assert fetched.status_code == 200
     assert ratio(fetched.content) == pytest.approx(2 / 3, rel=0.03)
     assert httpx.get(linked.data[0].url + "x", timeout=10).status_code == 403
 
-    edited = client.images.edit(model="sandbox", prompt="the same in winter",
-                                image=[("a.png", png_bytes(300, 200), "image/png"),
-                                       ("b.png", png_bytes(200, 200), "image/png")],
-                                size="1024x1024")
+    edited = client.images.edit(
+        model="sandbox",
+        prompt="the same in winter",
+        image=[
+            ("a.png", png_bytes(300, 200), "image/png"),
+            ("b.png", png_bytes(200, 200), "image/png"),
+        ],
+        size="1024x1024",
+    )
     assert ratio(base64.b64decode(edited.data[0].b64_json)) == pytest.approx(1, rel=0.03)
     details = edited.usage.input_tokens_details  # the two references count as image tokens
     assert details.image_tokens == 2 * 258 and details.text_tokens > 0
@@ -70,8 +81,9 @@ def test_the_openai_sdk_gets_clear_errors(api_server, alice, alice_token):
         client.images.generate(model="sandbox", prompt="x", size="big")
     assert bad.value.body["param"] == "size"
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=api_server + "/v1", api_key="nw_nope", max_retries=0
-                      ).images.generate(model="sandbox", prompt="x")
+        openai.OpenAI(
+            base_url=api_server + "/v1", api_key="nw_nope", max_retries=0
+        ).images.generate(model="sandbox", prompt="x")
     alice.daily_image_limit = 0
     alice.save()
     with pytest.raises(openai.RateLimitError) as over:
@@ -86,12 +98,15 @@ def test_the_google_genai_sdk_generates_and_streams(api_server, alice, alice_tok
     from google import genai
     from google.genai import types
 
-    client = genai.Client(api_key=alice_token, http_options=types.HttpOptions(
-        base_url=api_server, timeout=60_000))
-    config = types.GenerateContentConfig(response_modalities=["IMAGE"],
-                                         image_config=types.ImageConfig(aspect_ratio="16:9"))
+    client = genai.Client(
+        api_key=alice_token, http_options=types.HttpOptions(base_url=api_server, timeout=60_000)
+    )
+    config = types.GenerateContentConfig(
+        response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")
+    )
     response = client.models.generate_content(
-        model="gemini-3.1-flash-image-preview", contents="a lighthouse at dusk", config=config)
+        model="gemini-3.1-flash-image-preview", contents="a lighthouse at dusk", config=config
+    )
     images = [p.inline_data for p in response.candidates[0].content.parts if p.inline_data]
     assert len(images) == 1 and images[0].mime_type.startswith("image/")
     assert ratio(images[0].data) == pytest.approx(16 / 9, rel=0.03)
@@ -100,12 +115,19 @@ def test_the_google_genai_sdk_generates_and_streams(api_server, alice, alice_tok
     assert response.model_version and response.response_id
 
     reference = types.Part.from_bytes(data=png_bytes(120, 90), mime_type="image/png")
-    chunks = list(client.models.generate_content_stream(
-        model="sandbox", contents=[reference, "the same lighthouse in winter"],
-        config=types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"],
-                                           image_config=types.ImageConfig(aspect_ratio="1:1"))))
-    streamed = [p.inline_data for c in chunks for p in c.candidates[0].content.parts
-                if p.inline_data]
+    chunks = list(
+        client.models.generate_content_stream(
+            model="sandbox",
+            contents=[reference, "the same lighthouse in winter"],
+            config=types.GenerateContentConfig(
+                response_modalities=["TEXT", "IMAGE"],
+                image_config=types.ImageConfig(aspect_ratio="1:1"),
+            ),
+        )
+    )
+    streamed = [
+        p.inline_data for c in chunks for p in c.candidates[0].content.parts if p.inline_data
+    ]
     assert len(streamed) == 1 and ratio(streamed[0].data) == pytest.approx(1, rel=0.03)
     usage = chunks[-1].usage_metadata
     prompt_details = {d.modality: d.token_count for d in usage.prompt_tokens_details}

@@ -37,17 +37,19 @@ def test_studio_and_api_racing_never_overrun_one_quota(alice, sandbox_model, no_
         try:
             client = Client()
             barrier.wait()
-            r = client.post("/api/v1/generations", {"prompt": "a lighthouse at dusk",
-                                                    "model": "sandbox"},
-                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+            r = client.post(
+                "/api/v1/generations",
+                {"prompt": "a lighthouse at dusk", "model": "sandbox"},
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {raw}",
+            )
             outcomes.append(("api", {202: "ok", 429: "refused"}.get(r.status_code, r.content)))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(repr(exc))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=through_studio if i % 2 else through_api)
-               for i in range(30)]
+    threads = [threading.Thread(target=through_studio if i % 2 else through_api) for i in range(30)]
     for t in threads:
         t.start()
     for t in threads:

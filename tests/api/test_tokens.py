@@ -26,12 +26,15 @@ def test_it_stores_no_plaintext_and_authenticates_in_constant_time(alice):
     assert row.expires_at.date() == (timezone.now() + dt.timedelta(days=30)).date()
 
 
-@pytest.mark.parametrize("mangle, reason", [
-    (lambda raw: raw[:-1] + ("A" if raw[-1] != "A" else "B"), "Unknown API token"),
-    (lambda raw: "sk-" + raw, "not a nanoweb API token"),
-    (lambda raw: "", "No API token"),
-    (lambda raw: raw.replace("nw_", "nw_X", 1), "not a nanoweb API token"),
-])
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda raw: raw[:-1] + ("A" if raw[-1] != "A" else "B"), "Unknown API token"),
+        (lambda raw: "sk-" + raw, "not a nanoweb API token"),
+        (lambda raw: "", "No API token"),
+        (lambda raw: raw.replace("nw_", "nw_X", 1), "not a nanoweb API token"),
+    ],
+)
 def test_it_refuses_malformed_and_unknown_tokens(alice, mangle, reason):
     raw = tokens.create(alice, "t").secret
     with pytest.raises(tokens.TokenRefused, match=reason):
@@ -45,7 +48,8 @@ def test_it_refuses_revoked_expired_and_disabled(alice, bob):
         tokens.authenticate(revoked.secret)
     expired = tokens.create(alice, "trial", expires_in_days=1)
     ApiToken.objects.filter(pk=expired.token.pk).update(
-        expires_at=timezone.now() - dt.timedelta(minutes=1))
+        expires_at=timezone.now() - dt.timedelta(minutes=1)
+    )
     with pytest.raises(tokens.TokenRefused, match="expired"):
         tokens.authenticate(expired.secret)
     gone = tokens.create(bob, "bob's")
@@ -96,12 +100,15 @@ def test_a_session_alone_does_not_open_the_api(client, alice, sandbox_model):
     assert r.status_code == 401
 
 
-def test_token_calls_need_no_csrf_but_the_browser_forms_still_do(alice, sandbox_model,
-                                                               no_broker):
+def test_token_calls_need_no_csrf_but_the_browser_forms_still_do(alice, sandbox_model, no_broker):
     raw = tokens.create(alice, "script").secret
     strict = Client(enforce_csrf_checks=True)
-    r = strict.post("/api/v1/generations", {"prompt": "a fox", "model": "sandbox"},
-                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    r = strict.post(
+        "/api/v1/generations",
+        {"prompt": "a fox", "model": "sandbox"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
     assert r.status_code == 202
     strict.force_login(alice)
     assert strict.post("/settings/api", {"name": "sneaky"}).status_code == 403

@@ -11,8 +11,7 @@ import zipfile
 import pytest
 
 from generations.models import Batch
-from tests.browser.test_studio_browser import chromium, page, shot  # noqa: F401
-from tests.conftest import make_user
+from tests.factories import make_user, shot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -20,8 +19,12 @@ PROMPTS = [f"a paper boat number {n}" for n in range(1, 11)]
 
 
 @pytest.mark.worker(concurrency=3)
-def test_a_ten_prompt_batch_runs_and_downloads(page, live_server, sandbox_model,  # noqa: F811
-                                               celery_worker):
+def test_a_ten_prompt_batch_runs_and_downloads(
+    page,
+    live_server,
+    sandbox_model,
+    celery_worker,
+):
     fay = make_user("fay@example.com", name="Fay", password="a long enough passphrase")
     fay.max_concurrent_jobs = 4  # six rows wait for a free slot and start on their own
     fay.save()
@@ -50,7 +53,8 @@ def test_a_ten_prompt_batch_runs_and_downloads(page, live_server, sandbox_model,
         cards.append(cards.querySelector('article.card').cloneNode(true));
     }""")
     page.wait_for_function(
-        "document.querySelector('#batch-progress').dataset.liveBatch === 'done'", timeout=90_000)
+        "document.querySelector('#batch-progress').dataset.liveBatch === 'done'", timeout=90_000
+    )
     counts = page.locator(".batch-counts").inner_text()
     assert "10\ndone" in counts.replace(" ", "\n") and "0\nfailed" in counts.replace(" ", "\n")
     page.wait_for_function("document.querySelectorAll('article.card img').length === 10")

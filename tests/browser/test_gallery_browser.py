@@ -8,16 +8,14 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from generations.models import Generation, Image
-from tests.browser.test_studio_browser import chromium, page, shot  # noqa: F401 (fixtures)
-from tests.conftest import make_user
-from tests.factories import make_image, make_images
+from tests.factories import make_image, make_images, make_user, shot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 PASSWORD = "a long enough passphrase"
 
 
-def sign_in(page, live_server, email: str) -> None:  # noqa: F811
+def sign_in(page, live_server, email: str) -> None:
     page.goto(live_server.url + "/accounts/login/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -25,8 +23,12 @@ def sign_in(page, live_server, email: str) -> None:  # noqa: F811
     page.get_by_role("link", name="Gallery").wait_for()
 
 
-def test_edit_a_result_with_it_as_a_reference(page, live_server, sandbox_model,  # noqa: F811
-                                              celery_worker):
+def test_edit_a_result_with_it_as_a_reference(
+    page,
+    live_server,
+    sandbox_model,
+    celery_worker,
+):
     erin = make_user("erin@example.com", name="Erin", password=PASSWORD)
     original = make_image(erin, "a plain wooden chair", model=sandbox_model)
     sign_in(page, live_server, "erin@example.com")
@@ -43,8 +45,8 @@ def test_edit_a_result_with_it_as_a_reference(page, live_server, sandbox_model, 
     page.get_by_label("Prompt").fill("the same chair, painted red")
     page.get_by_role("button", name="Generate").click()
     page.wait_for_function(  # the original's card and the edit's, both finished
-        "document.querySelectorAll('article.card.is-succeeded img').length === 2",
-        timeout=45_000)
+        "document.querySelectorAll('article.card.is-succeeded img').length === 2", timeout=45_000
+    )
     shot(page, "gallery-edit-1-studio")
 
     edit = Generation.objects.get(prompt="the same chair, painted red")
@@ -58,7 +60,7 @@ def test_edit_a_result_with_it_as_a_reference(page, live_server, sandbox_model, 
     shot(page, "gallery-edit-2-chain")
 
 
-def test_infinite_scroll_through_300_images(page, live_server):  # noqa: F811
+def test_infinite_scroll_through_300_images(page, live_server):
     finn = make_user("finn@example.com", name="Finn", password=PASSWORD)
     make_images(finn, 300)
     sign_in(page, live_server, "finn@example.com")
@@ -71,8 +73,9 @@ def test_infinite_scroll_through_300_images(page, live_server):  # noqa: F811
             break
         page.locator("[data-tile]").last.scroll_into_view_if_needed()
         page.mouse.wheel(0, 20_000)
-        page.wait_for_function("n => document.querySelectorAll('[data-tile]').length > n",
-                               arg=before)
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-tile]').length > n", arg=before
+        )
     assert tiles.count() == 300
     assert page.locator(".more").count() == 0  # the end: no more loader
     prompts = page.locator(".tile-caption .prompt").all_inner_texts()
@@ -80,7 +83,7 @@ def test_infinite_scroll_through_300_images(page, live_server):  # noqa: F811
     assert len(set(prompts)) == 300
 
 
-def test_search_and_star(page, live_server):  # noqa: F811
+def test_search_and_star(page, live_server):
     gina = make_user("gina@example.com", name="Gina", password=PASSWORD)
     fox = make_image(gina, "a red fox in the snow")
     owl = make_image(gina, "an owl at midnight")
@@ -122,7 +125,7 @@ def test_search_and_star(page, live_server):  # noqa: F811
     assert page.locator("[data-tile]").count() == 2
 
 
-def test_drag_a_recent_image_onto_the_drop_zone_as_a_reference(page, live_server):  # noqa: F811
+def test_drag_a_recent_image_onto_the_drop_zone_as_a_reference(page, live_server):
     fay = make_user("fay@example.com", name="Fay", password=PASSWORD)
     made = make_image(fay, "a blue bicycle")
     sign_in(page, live_server, "fay@example.com")

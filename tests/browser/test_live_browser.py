@@ -3,13 +3,12 @@
 import pytest
 
 from generations.models import Generation
-from tests.browser.test_studio_browser import chromium, page, shot, slow_sandbox  # noqa: F401
-from tests.conftest import make_user
+from tests.factories import make_user, shot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
-def _sign_in(page, url):  # noqa: F811
+def _sign_in(page, url):
     make_user("erin@example.com", name="Erin", password="a long enough passphrase")
     page.goto(url + "/accounts/login/")
     page.get_by_label("Email").fill("erin@example.com")
@@ -18,7 +17,7 @@ def _sign_in(page, url):  # noqa: F811
     page.get_by_label("Prompt").wait_for()
 
 
-def test_four_images_arrive_without_a_reload(page, live_server, slow_sandbox, celery_worker):  # noqa: F811
+def test_four_images_arrive_without_a_reload(page, live_server, slow_sandbox, celery_worker):
     _sign_in(page, live_server.url)
     polls = []
     page.on("request", lambda r: polls.append(r.url) if "/live?" in r.url else None)

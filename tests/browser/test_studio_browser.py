@@ -4,67 +4,15 @@ Everything is real: Django's live server, a Celery worker process, the sandbox u
 over HTTP. Screenshots of the studio before, during and after land in var/test/screenshots/.
 """
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 from generations.models import Generation
-from tests.conftest import make_user, route_sandbox
+from tests.factories import make_user, shot
 
-CHROMIUM = os.environ.get("NANOWEB_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run"]
-
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        if os.environ.get("NANOWEB_CI"):
-            pytest.fail(f"Chromium is required in CI but {CHROMIUM} does not exist")
-        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls made between
-    # browser steps (and the database teardown) are ordinary blocking calls.
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(viewport={"width": 1280, "height": 860},
-                                   color_scheme="light")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def slow_sandbox(db, settings):
-    """The sandbox answering after about two seconds, so the 'generating' state is visible."""
-    from generations.sandbox.server import SandboxConfig, running_sandbox
-
-    with running_sandbox(SandboxConfig(latency_min=2.0, latency_max=2.5)) as url:
-        yield route_sandbox(url, settings)
-
-
-def shot(page, name: str) -> None:
-    folder = Path(settings.VAR_DIR) / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=folder / f"{name}.png")
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
 def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, celery_worker):
@@ -98,8 +46,9 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
 
     image = card.locator("img")
     image.wait_for(timeout=45_000)
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                           arg=image.element_handle())
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
     assert "Sandbox" in card.inner_text() and "1344×768" in card.inner_text()
     assert page.locator("#estimate").inner_text().startswith("up to $")  # kept after submit
     shot(page, "3-after")

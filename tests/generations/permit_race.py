@@ -17,8 +17,7 @@ def main(key_id: int, rpm: int, tries: int, start_at: float) -> None:
     time.sleep(max(0.0, start_at - time.time()))
     granted = 0
     for _ in range(tries):
-        granted += isinstance(limiter.acquire(key_id, Limits(rpm=rpm), 30),
-                              Permit)
+        granted += isinstance(limiter.acquire(key_id, Limits(rpm=rpm), 30), Permit)
     print(granted)
 
 

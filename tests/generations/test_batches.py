@@ -57,23 +57,37 @@ def test_it_starts_a_batch_after_confirming(client, alice, sandbox_model, no_bro
 
 def test_it_reads_a_csv_with_per_row_settings(client, alice, sandbox_model, no_broker):
     client.force_login(alice)
-    r = _start(client, csv_file=_csv("prompt,model,aspect_ratio,size,count\n"
-                                      "a fox,sandbox,16:9,2K,2\n\"a heron, standing\",,,,\n"))
+    r = _start(
+        client,
+        csv_file=_csv(
+            "prompt,model,aspect_ratio,size,count\n"
+            'a fox,sandbox,16:9,2K,2\n"a heron, standing",,,,\n'
+        ),
+    )
     assert r.status_code == 200
-    rows = list(Generation.objects.order_by("created").values_list(
-        "prompt", "aspect_ratio", "image_size"))
-    assert rows == [("a fox", "16:9", "2K"), ("a fox", "16:9", "2K"),
-                    ("a heron, standing", "1:1", "1K")]
+    rows = list(
+        Generation.objects.order_by("created").values_list("prompt", "aspect_ratio", "image_size")
+    )
+    assert rows == [
+        ("a fox", "16:9", "2K"),
+        ("a fox", "16:9", "2K"),
+        ("a heron, standing", "1:1", "1K"),
+    ]
 
 
 def test_it_names_each_bad_csv_row_and_field(client, alice, sandbox_model, no_broker):
     client.force_login(alice)
-    r = _check(client, csv_file=_csv("prompt,model,aspect_ratio,count\n"
-                                      "fine,sandbox,1:1,1\n"
-                                      "bad model,dall-e,1:1,1\n"
-                                      "bad ratio,sandbox,7:5,1\n"
-                                      "bad count,sandbox,1:1,lots\n"
-                                      ",sandbox,1:1,1\n"))
+    r = _check(
+        client,
+        csv_file=_csv(
+            "prompt,model,aspect_ratio,count\n"
+            "fine,sandbox,1:1,1\n"
+            "bad model,dall-e,1:1,1\n"
+            "bad ratio,sandbox,7:5,1\n"
+            "bad count,sandbox,1:1,lots\n"
+            ",sandbox,1:1,1\n"
+        ),
+    )
     page = r.content.decode()
     assert r.status_code == 422
     assert "Nothing was started." in page
@@ -117,7 +131,8 @@ def test_it_names_bad_lines(client, alice, sandbox_model):
     client.force_login(alice)
     r = _check(client, prompts="fine\n" + "x" * 9000)
     assert r.status_code == 422 and "Line 2, prompt: The prompt is 9,000 characters" in (
-        r.content.decode())
+        r.content.decode()
+    )
 
 
 def test_it_refuses_a_whole_batch_over_the_daily_limit(client, alice, sandbox_model, no_broker):
@@ -204,8 +219,9 @@ def test_the_poller_sends_batch_progress(client, alice, sandbox_model, no_broker
     assert 'id="batch-progress"' in page and '<span class="count">1</span> failed' in page
 
 
-def test_other_people_cannot_see_or_touch_a_batch(client, alice, bob, charlie, sandbox_model,
-                                                   no_broker):
+def test_other_people_cannot_see_or_touch_a_batch(
+    client, alice, bob, charlie, sandbox_model, no_broker
+):
     client.force_login(alice)
     _start(client, prompts="secret")
     batch = Batch.objects.get()
@@ -257,7 +273,8 @@ def _limit_jobs_in_progress(user, n):
 
 
 def test_a_batch_over_the_jobs_in_progress_limit_starts_what_fits_and_the_rest_waits(
-        client, alice, sandbox_model, no_broker):
+    client, alice, sandbox_model, no_broker
+):
     _limit_jobs_in_progress(alice, 2)
     client.force_login(alice)
     note = _check(client, prompts="a\nb\nc\nd\ne").content.decode()
@@ -281,8 +298,9 @@ def test_a_batch_over_the_jobs_in_progress_limit_starts_what_fits_and_the_rest_w
     assert quotas.ledger_problems() == []
 
 
-def test_the_poller_appends_waiting_rows_once_they_start(client, alice, bob, sandbox_model,
-                                                         no_broker):
+def test_the_poller_appends_waiting_rows_once_they_start(
+    client, alice, bob, sandbox_model, no_broker
+):
     _limit_jobs_in_progress(alice, 2)
     client.force_login(alice)
     _start(client, prompts="a\nb\nc\nd")
@@ -311,7 +329,8 @@ def test_the_poller_appends_waiting_rows_once_they_start(client, alice, bob, san
 
 
 def test_a_retried_card_is_not_appended_again_and_does_not_hide_started_rows(
-        client, alice, sandbox_model, no_broker):
+    client, alice, sandbox_model, no_broker
+):
     _limit_jobs_in_progress(alice, 2)
     client.force_login(alice)
     _start(client, prompts="a\nb\nc\nd")
@@ -327,20 +346,23 @@ def test_a_retried_card_is_not_appended_again_and_does_not_hide_started_rows(
 
     # the page shows a and the retried card; its cursor skips the retried card (newer
     # than c) and names it as shown: c is appended, the retried card is not
-    page = client.get("/live", {"batch": str(batch.pk), "after": str(a.pk),
-                                "shown": f"{y.pk},not-an-id"}).content.decode()
+    page = client.get(
+        "/live", {"batch": str(batch.pk), "after": str(a.pk), "shown": f"{y.pk},not-an-id"}
+    ).content.decode()
     assert f'id="job-{c.pk}"' in page and f'id="job-{y.pk}"' not in page
     # without naming it, the retried job would come back appended as well
     unnamed = client.get("/live", {"batch": str(batch.pk), "after": str(a.pk)}).content.decode()
     assert f'id="job-{y.pk}"' in unnamed
     # b left the batch when retried (in another tab, say): it still serves as a cursor
-    moved = client.get("/live", {"batch": str(batch.pk), "after": str(b.pk),
-                                 "shown": str(y.pk)}).content.decode()
+    moved = client.get(
+        "/live", {"batch": str(batch.pk), "after": str(b.pk), "shown": str(y.pk)}
+    ).content.decode()
     assert f'id="job-{c.pk}"' in moved
 
 
-def test_a_batch_whose_rows_all_wait_says_where_they_will_appear(client, alice, sandbox_model,
-                                                                no_broker):
+def test_a_batch_whose_rows_all_wait_says_where_they_will_appear(
+    client, alice, sandbox_model, no_broker
+):
     client.force_login(alice)
     _start(client, prompts="first")
     _limit_jobs_in_progress(alice, 1)
@@ -351,8 +373,9 @@ def test_a_batch_whose_rows_all_wait_says_where_they_will_appear(client, alice, 
     assert "The first images appear here as they start." in page
 
 
-def test_the_beat_task_starts_waiting_rows_once_there_is_room(client, alice, sandbox_model,
-                                                            no_broker):
+def test_the_beat_task_starts_waiting_rows_once_there_is_room(
+    client, alice, sandbox_model, no_broker
+):
     from generations import tasks
 
     _limit_jobs_in_progress(alice, 1)
@@ -366,8 +389,9 @@ def test_the_beat_task_starts_waiting_rows_once_there_is_room(client, alice, san
     assert batch.waiting == [] and batch.generations.count() == 2
 
 
-def test_a_waiting_row_refused_by_another_limit_stalls_and_says_why(client, alice,
-                                                                     sandbox_model, no_broker):
+def test_a_waiting_row_refused_by_another_limit_stalls_and_says_why(
+    client, alice, sandbox_model, no_broker
+):
     _limit_jobs_in_progress(alice, 1)
     client.force_login(alice)
     _start(client, prompts="a\nb\nc")

@@ -11,15 +11,24 @@ from django.test import AsyncClient
 from generations import batches, engine
 from generations.models import Batch
 from generations.sandbox.server import SandboxConfig, running_sandbox
-from tests.conftest import route_sandbox
+from tests.factories import route_sandbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _batch_made(client, alice, prompts: str, *, fail: str = "") -> Batch:
     client.force_login(alice)
-    client.post("/batches/start", {"model": "sandbox", "aspect_ratio": "1:1", "image_size": "1K",
-                                   "count": 1, "name": "Zip me", "prompts": prompts})
+    client.post(
+        "/batches/start",
+        {
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "name": "Zip me",
+            "prompts": prompts,
+        },
+    )
     batch = Batch.objects.get()
     for gen in batch.generations.all():
         if gen.prompt == fail:

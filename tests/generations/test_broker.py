@@ -16,16 +16,23 @@ def channel(tmp_path):
     folders = {name: tmp_path / name for name in ("queue", "processed", "control")}
     for folder in folders.values():
         folder.mkdir()
-    options = {"data_folder_in": str(folders["queue"]), "data_folder_out": str(folders["queue"]),
-               "processed_folder": str(folders["processed"]),
-               "control_folder": str(folders["control"]), "store_processed": False}
-    with Connection("filesystem://", transport="nanoweb.broker:Transport",
-                    transport_options=options) as conn:
+    options = {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
+    with Connection(
+        "filesystem://", transport="nanoweb.broker:Transport", transport_options=options
+    ) as conn:
         yield conn.channel()
 
 
-@pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("filesystem://"),
-                    reason="Redis (or another broker) is configured")
+@pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("filesystem://"),
+    reason="Redis (or another broker) is configured",
+)
 def test_it_is_the_broker_celery_uses_on_the_embedded_default():
     with app.connection_for_write() as conn:
         assert isinstance(conn.transport, nanoweb.broker.Transport)

@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 
 from accounts import quotas
 from accounts.models import LedgerEntry
-from generations import engine, jobs, queue
+from generations import engine, queue
 from generations.models import Generation, ProviderKey
 from tests.factories import make_route, png_bytes, submit_one
 
@@ -32,7 +32,9 @@ def test_it_makes_an_image_and_settles_its_actual_cost(alice, sandbox_model):
 
 
 def test_it_sends_reference_images_upstream(alice, sandbox_model):
-    job = submit_one(sandbox_model, alice, reference_bytes=[png_bytes(), png_bytes(color=(1, 2, 3))])
+    job = submit_one(
+        sandbox_model, alice, reference_bytes=[png_bytes(), png_bytes(color=(1, 2, 3))]
+    )
     engine.run_generation(job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded"
@@ -116,8 +118,9 @@ def test_it_lets_only_one_worker_claim_a_job(alice, sandbox_model):
     assert engine.claim(job.pk) is None
 
 
-def test_it_reconciles_lost_stuck_and_overdue_jobs(alice, sandbox_model, monkeypatch,
-                                                  django_capture_on_commit_callbacks):
+def test_it_reconciles_lost_stuck_and_overdue_jobs(
+    alice, sandbox_model, monkeypatch, django_capture_on_commit_callbacks
+):
     sent = []
     monkeypatch.setattr(queue, "enqueue", sent.extend)
     lost, stuck, overdue = (submit_one(sandbox_model, alice) for _ in range(3))
@@ -142,8 +145,9 @@ def _files_under(root) -> list[str]:
     return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
 
 
-def test_a_file_half_written_when_the_disk_fills_up_is_removed(alice, sandbox_model, settings,
-                                                               monkeypatch):
+def test_a_file_half_written_when_the_disk_fills_up_is_removed(
+    alice, sandbox_model, settings, monkeypatch
+):
     """The storage writes part of the original, then the disk is full: the storage never
     names the file it leaves behind, so the engine must know the path itself."""
     from django.core.files.base import ContentFile
@@ -171,8 +175,9 @@ def test_a_file_half_written_when_the_disk_fills_up_is_removed(alice, sandbox_mo
     assert len(_files_under(settings.MEDIA_ROOT)) == len(before) + 2  # the image, its thumbnail
 
 
-def test_an_image_that_cannot_be_stored_is_retried_then_saved(alice, sandbox_model, settings,
-                                                              monkeypatch):
+def test_an_image_that_cannot_be_stored_is_retried_then_saved(
+    alice, sandbox_model, settings, monkeypatch
+):
     from django.core.files.storage import Storage
 
     real_save = Storage.save
@@ -205,8 +210,9 @@ def test_an_image_that_cannot_be_stored_is_retried_then_saved(alice, sandbox_mod
     assert quotas.ledger_problems() == []
 
 
-def test_an_image_that_never_can_be_stored_fails_refunded(alice, sandbox_model, settings,
-                                                          monkeypatch):
+def test_an_image_that_never_can_be_stored_fails_refunded(
+    alice, sandbox_model, settings, monkeypatch
+):
     from django.db import DatabaseError
 
     def broken(*args, **kwargs):

@@ -11,9 +11,8 @@ from accounts import quotas
 from generations import engine, routing
 from generations.failures import ErrorKind
 from generations.models import Generation, KeyPermit, ModelSpec, Provider, Route
-from generations.resilience import breaker
-from generations.resilience.types import BreakerConfig, Permit
 from generations.resilience.store import get_store
+from generations.resilience.types import BreakerConfig, Permit
 from tests.factories import make_route, png_bytes, submit_one
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
@@ -28,8 +27,13 @@ def again(job) -> float | None:
 @pytest.fixture
 def relay(sandbox_model, sandbox_url) -> Route:
     """A second route for the Sandbox model through another provider and key."""
-    return make_route("sandbox", base_url=sandbox_url, provider_name="Relay", priority=20,
-                      key="relay-key-0123456789")
+    return make_route(
+        "sandbox",
+        base_url=sandbox_url,
+        provider_name="Relay",
+        priority=20,
+        key="relay-key-0123456789",
+    )
 
 
 def test_an_overload_fails_over_to_the_next_route_at_once(alice, sandbox_model, relay):
@@ -44,7 +48,8 @@ def test_an_overload_fails_over_to_the_next_route_at_once(alice, sandbox_model, 
 
 
 def test_a_route_that_refuses_the_region_hands_the_job_over_and_is_not_retried(
-        alice, sandbox_model, relay):
+    alice, sandbox_model, relay
+):
     # 400 FAILED_PRECONDITION ("User location is not supported"): the key is fine and
     # retrying the same route cannot help, but a relay can serve.
     job = submit_one(sandbox_model, alice, prompt="a kite [sandbox:regionx1]")
@@ -80,8 +85,7 @@ def test_an_open_breaker_sends_calls_to_the_next_route(alice, sandbox_model, rel
     assert job.route == relay and job.attempt_log.get().route == relay
 
 
-def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice,
-                                                                           sandbox_model):
+def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice, sandbox_model):
     primary = sandbox_model.routes.get()
     cfg = BreakerConfig.from_settings()
     for _ in range(cfg.consecutive):
@@ -90,13 +94,13 @@ def test_with_every_breaker_open_the_job_waits_without_spending_an_attempt(alice
     delay = engine.run_generation(job.pk)
     assert 55 < delay <= cfg.open_seconds
     job.refresh_from_db()
-    assert (job.status, job.attempts, job.stage) == ("queued", 0,
-                                                     "provider resting after errors")
+    assert (job.status, job.attempts, job.stage) == ("queued", 0, "provider resting after errors")
     assert not job.attempt_log.exists()
 
 
-def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(alice, sandbox_model,
-                                                                         settings):
+def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(
+    alice, sandbox_model, settings
+):
     settings.NANOWEB_RESILIENCE_STORE = "database"  # so the test can move time
     Provider.objects.filter(is_sandbox=True).update(rpm=1)
     first, second = submit_one(sandbox_model, alice), submit_one(sandbox_model, alice)
@@ -104,14 +108,14 @@ def test_a_key_at_its_rpm_books_the_next_slot_and_the_job_wakes_into_it(alice, s
     delay = engine.run_generation(second.pk)
     assert 50 < delay <= 61
     second.refresh_from_db()
-    assert (second.status, second.attempts, second.stage) == ("queued", 0,
-                                                              "waiting for rate limit")
+    assert (second.status, second.attempts, second.stage) == ("queued", 0, "waiting for rate limit")
     slot = second.booked_slot
     booked = KeyPermit.objects.get(token=slot["token"])
     assert 50 < (booked.granted_at - timezone.now()).total_seconds() <= 61
     # A minute later, the job wakes into the slot it booked.
     KeyPermit.objects.filter(key_id=slot["key"]).update(
-        granted_at=F("granted_at") - timedelta(seconds=61))
+        granted_at=F("granted_at") - timedelta(seconds=61)
+    )
     assert again(second) is None
     second.refresh_from_db()
     assert second.status == "succeeded" and second.booked_slot is None
@@ -143,8 +147,7 @@ def test_a_second_key_serves_while_the_first_waits(alice, sandbox_model):
     assert labels == {"sandbox", "second"}
 
 
-def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sandbox_model,
-                                                                     client):
+def test_the_fallback_model_serves_when_allowed_and_the_card_says_so(alice, sandbox_model, client):
     pro = ModelSpec.objects.get(slug="nano-banana-pro")
     make_route("nano-banana-pro", base_url="http://127.0.0.1:9")  # nothing listens there
     pro.fallback = sandbox_model
@@ -196,17 +199,28 @@ GPT_IMAGE_PRICES = {"input_per_mtok": 10_000_000, "image_output_per_mtok": 40_00
 
 
 def openai_route(sandbox_url, priority=20) -> Route:
-    return make_route("sandbox", base_url=f"{sandbox_url}/v1", upstream="gpt-image-1",
-                      provider_name="OpenAI-format relay", kind="openai", priority=priority,
-                      key="sk-relay-0123456789", prices=GPT_IMAGE_PRICES)
+    return make_route(
+        "sandbox",
+        base_url=f"{sandbox_url}/v1",
+        upstream="gpt-image-1",
+        provider_name="OpenAI-format relay",
+        kind="openai",
+        priority=priority,
+        key="sk-relay-0123456789",
+        prices=GPT_IMAGE_PRICES,
+    )
 
 
-def test_an_openai_format_route_edits_with_references_and_bills_its_usage(alice,
-                                                                          sandbox_model,
-                                                                          sandbox_url):
+def test_an_openai_format_route_edits_with_references_and_bills_its_usage(
+    alice, sandbox_model, sandbox_url
+):
     route = openai_route(sandbox_url, priority=1)
-    job = submit_one(sandbox_model, alice, aspect_ratio="16:9",
-                 reference_bytes=[png_bytes(), png_bytes(color=(9, 9, 9))])
+    job = submit_one(
+        sandbox_model,
+        alice,
+        aspect_ratio="16:9",
+        reference_bytes=[png_bytes(), png_bytes(color=(9, 9, 9))],
+    )
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
     assert job.status == "succeeded" and job.route == route
@@ -218,8 +232,7 @@ def test_an_openai_format_route_edits_with_references_and_bills_its_usage(alice,
     assert quotas.ledger_problems() == []
 
 
-def test_a_gemini_overload_fails_over_to_an_openai_format_relay(alice, sandbox_model,
-                                                                sandbox_url):
+def test_a_gemini_overload_fails_over_to_an_openai_format_relay(alice, sandbox_model, sandbox_url):
     relay = openai_route(sandbox_url)
     job = submit_one(sandbox_model, alice, prompt="a lamp [sandbox:503x1]")
     assert engine.run_generation(job.pk) == 0
@@ -250,9 +263,13 @@ def test_a_price_change_bills_jobs_before_and_after_it_at_their_own_price(alice,
     before, after = submit_one(sandbox_model, alice), submit_one(sandbox_model, alice)
     assert engine.run_generation(before.pk) is None
     cheaper = Price.objects.create(
-        route=route, effective_from=timezone.now(), input_per_mtok=old.input_per_mtok // 2,
+        route=route,
+        effective_from=timezone.now(),
+        input_per_mtok=old.input_per_mtok // 2,
         text_output_per_mtok=old.text_output_per_mtok // 2,
-        image_output_per_mtok=old.image_output_per_mtok // 2, note="price cut")
+        image_output_per_mtok=old.image_output_per_mtok // 2,
+        note="price cut",
+    )
     assert engine.run_generation(after.pk) is None
     for job, price in ((before, old), (after, cheaper)):
         job.refresh_from_db()
@@ -263,18 +280,20 @@ def test_a_price_change_bills_jobs_before_and_after_it_at_their_own_price(alice,
     assert quotas.ledger_problems() == []
 
 
-def test_a_price_that_rose_after_admission_is_charged_no_more_than_reserved(alice,
-                                                                           sandbox_model):
+def test_a_price_that_rose_after_admission_is_charged_no_more_than_reserved(alice, sandbox_model):
     from accounts.models import LedgerEntry
     from generations.models import Price
 
     route = sandbox_model.routes.get()
     job = submit_one(sandbox_model, alice)
     old = route.price_at()
-    Price.objects.create(route=route, effective_from=timezone.now(),
-                         input_per_mtok=old.input_per_mtok * 10,
-                         text_output_per_mtok=old.text_output_per_mtok * 10,
-                         image_output_per_mtok=old.image_output_per_mtok * 10)
+    Price.objects.create(
+        route=route,
+        effective_from=timezone.now(),
+        input_per_mtok=old.input_per_mtok * 10,
+        text_output_per_mtok=old.text_output_per_mtok * 10,
+        image_output_per_mtok=old.image_output_per_mtok * 10,
+    )
     assert engine.run_generation(job.pk) is None
     job.refresh_from_db()
     assert job.actual_micros == job.reserved_micros < job.usage["upstream_cost_micros"]
@@ -299,7 +318,8 @@ def test_an_ambiguous_timeout_is_flagged_retried_and_reserved_only_once(alice, r
 
 
 def test_a_route_that_used_up_its_retries_hands_the_job_to_one_still_resting(
-        alice, sandbox_model, relay, settings):
+    alice, sandbox_model, relay, settings
+):
     """The primary is down (connection refused) and the relay's breaker is open: once the
     primary has used its retry budget the job waits for the relay instead of failing."""
     import time
@@ -339,15 +359,19 @@ def test_a_job_fails_once_every_route_has_used_up_its_retries(alice, sandbox_mod
     assert (job.status, job.error_kind, job.refunded) == ("failed", "transient", True)
     per_route = dict(job.attempt_log.values_list("route").annotate(n=Count("pk")))
     budget = engine.resilience.RETRY_BUDGET[ErrorKind.TRANSIENT]
-    assert per_route == {sandbox_model.routes.get(provider__is_sandbox=True).pk: budget + 1,
-                         relay.pk: budget + 1}
+    assert per_route == {
+        sandbox_model.routes.get(provider__is_sandbox=True).pk: budget + 1,
+        relay.pk: budget + 1,
+    }
     assert quotas.summary(alice).reserved_month == 0
 
 
-@pytest.mark.parametrize("kind, trigger", [(ErrorKind.NO_IMAGE, "no_image"),
-                                           (ErrorKind.SLOW, "timeout")])
+@pytest.mark.parametrize(
+    "kind, trigger", [(ErrorKind.NO_IMAGE, "no_image"), (ErrorKind.SLOW, "timeout")]
+)
 def test_no_image_and_timeouts_get_their_retries_once_per_job_not_per_route(
-        alice, sandbox_model, relay, kind, trigger):
+    alice, sandbox_model, relay, kind, trigger
+):
     """Another route runs the same model: handing these over would only repeat the answer
     (or the bill of a call that timed out)."""
     Provider.objects.update(read_timeout=0.5)
@@ -365,7 +389,6 @@ def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, 
     """The relay never rate-limited this job: it is tried soon, not after the primary's
     Retry-After."""
     from generations.providers.base import ProviderError
-    from generations.resilience import limiter
 
     primary = sandbox_model.routes.get(provider__is_sandbox=True)
     job = submit_one(sandbox_model, alice)
@@ -374,8 +397,12 @@ def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, 
         job.attempt_log.create(number=n, route=primary, outcome=ErrorKind.RATE_LIMITED)
     Generation.objects.filter(pk=job.pk).update(status="running", attempts=budget + 1)
     job.refresh_from_db()
-    choice = routing.Choice(primary, primary.provider.keys.get(), primary.price_at(),
-                           Permit(key_id=primary.provider.keys.get().pk, token="t"))
+    choice = routing.Choice(
+        primary,
+        primary.provider.keys.get(),
+        primary.price_at(),
+        Permit(key_id=primary.provider.keys.get().pk, token="t"),
+    )
     err = ProviderError(ErrorKind.RATE_LIMITED, "Slow down.", http_status=429, retry_after=600)
     delay = engine._handle_error(job, choice, err, 0.0)
     assert delay is not None and delay < 60

@@ -40,8 +40,9 @@ def test_edit_prompt_refills_the_studio_form(client, alice, sandbox_model, no_br
     client.force_login(alice)
     page = client.get("/").content.decode()
     assert "?prompt=a%20heron%20%26%20a%20frog&amp;model=sandbox&amp;aspect_ratio=16%3A9" in page
-    form = client.get("/", {"prompt": "a heron & a frog", "model": "sandbox",
-                            "aspect_ratio": "16:9"}).content.decode()
+    form = client.get(
+        "/", {"prompt": "a heron & a frog", "model": "sandbox", "aspect_ratio": "16:9"}
+    ).content.decode()
     assert "a heron &amp; a frog</textarea>" in form
 
 
@@ -53,13 +54,18 @@ def test_retry_starts_a_new_job_with_the_same_settings(client, alice, sandbox_mo
     assert r.status_code == 200
     new = Generation.objects.exclude(pk=job.pk).get()
     assert (new.prompt, new.aspect_ratio, new.image_size, new.status) == (
-        "a kite", "4:3", "2K", "queued")
+        "a kite",
+        "4:3",
+        "2K",
+        "queued",
+    )
     assert f'id="job-{new.pk}"' in r.content.decode() and "Queued" in r.content.decode()
     assert quotas.summary(alice).images_today == 1  # the failed one was released
 
 
-def test_retry_over_quota_says_which_limit_and_starts_nothing(client, alice, sandbox_model,
-                                                              no_broker):
+def test_retry_over_quota_says_which_limit_and_starts_nothing(
+    client, alice, sandbox_model, no_broker
+):
     alice.daily_image_limit = 1
     alice.save()
     job = submit_one(sandbox_model, alice)
@@ -80,8 +86,7 @@ def test_retry_refuses_a_job_that_succeeded_or_runs(client, alice, sandbox_model
     assert Generation.objects.count() == 1
 
 
-def test_retry_of_someone_elses_job_is_404(client, alice, bob, charlie, sandbox_model,
-                                           no_broker):
+def test_retry_of_someone_elses_job_is_404(client, alice, bob, charlie, sandbox_model, no_broker):
     job = submit_one(sandbox_model, alice)
     engine.fail(job, "blocked", "Blocked.")
     for other in (bob, charlie):

@@ -36,7 +36,7 @@ def test_it_shows_my_images_newest_first_with_a_caption(client, alice):
     assert "a new bridge" in page and "Sandbox (offline)" in page
     assert "64×64" in page and "$0.03882" in page  # size and cost, exact
     assert 'loading="lazy"' in page
-    assert f'/images/{new.generation_id}/thumbnail' in page
+    assert f"/images/{new.generation_id}/thumbnail" in page
 
 
 def test_it_says_what_to_do_when_there_is_nothing_yet(client, alice):
@@ -59,8 +59,9 @@ def test_it_pages_with_a_cursor_and_loads_more_when_revealed(client, alice, sett
     client.force_login(alice)
     first = client.get("/gallery")
     assert len(tiles(first)) == 3
-    more = re.search(r'hx-get="(/gallery\?cursor=[^"]+)" hx-trigger="revealed"',
-                     first.content.decode())
+    more = re.search(
+        r'hx-get="(/gallery\?cursor=[^"]+)" hx-trigger="revealed"', first.content.decode()
+    )
     assert more
     second = client.get(more.group(1).replace("&amp;", "&"), HTTP_HX_REQUEST="true")
     assert b"<html" not in second.content
@@ -104,25 +105,34 @@ def test_it_filters_by_model_starred_and_dates(client, alice):
     day = (now - timedelta(days=30)).date().isoformat()
     assert tiles(client.get(f"/gallery?since={day}&until={day}")) == [str(old.generation_id)]
     assert str(old.generation_id) not in tiles(
-        client.get(f"/gallery?since={(now - timedelta(days=1)).date().isoformat()}"))
+        client.get(f"/gallery?since={(now - timedelta(days=1)).date().isoformat()}")
+    )
     r = client.get("/gallery?starred=1&q=nothing-like-this")
     assert b"No images match these filters." in r.content
 
 
-def test_the_model_filter_offers_models_in_use_or_usable_not_every_model(client, alice,
-                                                                        sandbox_model):
+def test_the_model_filter_offers_models_in_use_or_usable_not_every_model(
+    client, alice, sandbox_model
+):
     pro = ModelSpec.objects.get(slug="nano-banana-pro")
     make_image(alice, "made by pro when it had a key", model=pro)
     client.force_login(alice)
 
     def offered(url="/gallery"):
         page = client.get(url).content.decode()
-        return set(re.findall(r'<option value="([\w-]+)"', page.split('name="model"', 1)[1]
-                              .split("</select>", 1)[0]))
+        return set(
+            re.findall(
+                r'<option value="([\w-]+)"',
+                page.split('name="model"', 1)[1].split("</select>", 1)[0],
+            )
+        )
 
     assert offered() == {"sandbox", "nano-banana-pro"}  # usable, and made an image
-    assert offered("/gallery?model=nano-banana-2") == {"sandbox", "nano-banana-pro",
-                                                       "nano-banana-2"}  # linked to
+    assert offered("/gallery?model=nano-banana-2") == {
+        "sandbox",
+        "nano-banana-pro",
+        "nano-banana-2",
+    }  # linked to
 
 
 def test_it_refuses_bad_filters_with_a_message(client, alice):

@@ -28,8 +28,7 @@ def test_it_shares_an_image_with_the_team_and_back(client, alice):
     assert not image.shared_with_team
 
 
-def test_the_team_gallery_shows_what_members_shared_and_nothing_else(client, alice, bob,
-                                                                     charlie):
+def test_the_team_gallery_shows_what_members_shared_and_nothing_else(client, alice, bob, charlie):
     shared = make_image(alice, "shared sunset", shared=True)
     make_image(alice, "private sunrise")
     make_image(charlie, "charlie shared elsewhere", shared=True)

@@ -38,9 +38,9 @@ def test_it_shows_the_edit_chain_both_ways(client, alice):
     child = make_image(alice, "castle at night", parent=middle)
     client.force_login(alice)
     page = client.get(f"/images/{middle.generation_id}").content.decode()
-    chain = page[page.index("Edit chain"):]
+    chain = page[page.index("Edit chain") :]
     assert chain.index("first draft of a castle") < chain.index("castle with a moat")
-    made_from = chain[chain.index("Made from this image"):]
+    made_from = chain[chain.index("Made from this image") :]
     assert "castle at night" in made_from and f"/images/{child.generation_id}" in made_from
 
 
@@ -62,8 +62,9 @@ def test_reuse_settings_refills_the_studio(client, alice, sandbox_model):
     assert "a teal teapot, studio light</textarea>" in studio
 
 
-def test_edit_this_image_opens_the_studio_with_it_as_a_reference(client, alice, sandbox_model,
-                                                                  no_broker):
+def test_edit_this_image_opens_the_studio_with_it_as_a_reference(
+    client, alice, sandbox_model, no_broker
+):
     image = make_image(alice, "a plain chair", model=sandbox_model)
     client.force_login(alice)
     page = client.get(f"/images/{image.generation_id}").content.decode()
@@ -71,26 +72,45 @@ def test_edit_this_image_opens_the_studio_with_it_as_a_reference(client, alice, 
     studio = client.get(link).content.decode()
     assert "Editing this image" in studio
     assert f'name="parent" value="{image.generation_id}"' in studio
-    r = client.post("/generate", {"prompt": "paint the chair red", "model": "sandbox",
-                                  "aspect_ratio": "1:1", "image_size": "1K", "count": 1,
-                                  "parent": str(image.generation_id)}, HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {
+            "prompt": "paint the chair red",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "parent": str(image.generation_id),
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 200
     job = Generation.objects.get(prompt="paint the chair red")
     assert job.parent_image == image
     assert job.references.count() == 1  # the edited image went up as the reference
 
 
-def test_remixing_a_teammates_shared_image_charges_the_remixer(client, alice, bob,
-                                                               sandbox_model, no_broker):
+def test_remixing_a_teammates_shared_image_charges_the_remixer(
+    client, alice, bob, sandbox_model, no_broker
+):
     image = make_image(alice, "alice's shared robot", model=sandbox_model, shared=True)
     client.force_login(bob)
     page = client.get(f"/images/{image.generation_id}").content.decode()
     assert "Remix this image" in page and "Shared by Alice" in page
     studio = client.get(f"/?edit={image.generation_id}").content.decode()
     assert "Remixing Alice’s image" in studio
-    r = client.post("/generate", {"prompt": "the robot, dancing", "model": "sandbox",
-                                  "aspect_ratio": "1:1", "image_size": "1K", "count": 1,
-                                  "parent": str(image.generation_id)}, HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {
+            "prompt": "the robot, dancing",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "parent": str(image.generation_id),
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 200
     job = Generation.objects.get(prompt="the robot, dancing")
     assert job.user == bob and job.parent_image == image
@@ -99,14 +119,24 @@ def test_remixing_a_teammates_shared_image_charges_the_remixer(client, alice, bo
     assert not LedgerEntry.objects.filter(user=alice).exists()
 
 
-def test_it_refuses_to_edit_an_image_the_person_may_not_see(client, alice, charlie,
-                                                           sandbox_model, no_broker):
+def test_it_refuses_to_edit_an_image_the_person_may_not_see(
+    client, alice, charlie, sandbox_model, no_broker
+):
     image = make_image(alice, "alice only", model=sandbox_model)
     client.force_login(charlie)
     assert b'name="parent"' not in client.get(f"/?edit={image.generation_id}").content
-    r = client.post("/generate", {"prompt": "steal it", "model": "sandbox",
-                                  "aspect_ratio": "1:1", "image_size": "1K", "count": 1,
-                                  "parent": str(image.generation_id)}, HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {
+            "prompt": "steal it",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "parent": str(image.generation_id),
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 422
     assert "The image you were editing is no longer available" in r.content.decode()
     assert not Generation.objects.filter(user=charlie).exists()

@@ -629,9 +629,15 @@ def test_it_makes_the_thumbnail_from_the_same_decode_when_asked(fmt):
 @pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
 def test_it_keeps_a_models_jpeg_as_sent_minus_its_metadata(progressive):
     """Re-encoding a JPEG loses quality every time; its segments are copied instead."""
-    original = encode(smooth((320, 240)), "JPEG", quality=90, progressive=progressive,
-                      exif=exif_with(gps=True), icc_profile=b"<script>icc</script>" * 8,
-                      comment=b"<script>comment</script>")
+    original = encode(
+        smooth((320, 240)),
+        "JPEG",
+        quality=90,
+        progressive=progressive,
+        exif=exif_with(gps=True),
+        icc_profile=b"<script>icc</script>" * 8,
+        comment=b"<script>comment</script>",
+    )
     data = original + b"<html>after the end</html>"
 
     clean = clean_image(data)

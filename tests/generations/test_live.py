@@ -56,7 +56,7 @@ def test_its_query_count_does_not_grow_with_the_cards(client, alice, sandbox_mod
         client.get("/live", {"cards": _cards(*few)})
     with CaptureQueriesContext(connection) as large:
         r = client.get("/live", {"cards": _cards(*many)})
-    assert r.content.decode().count("class=\"card is-queued\"") == 12
+    assert r.content.decode().count('class="card is-queued"') == 12
     assert len(large) == len(small)
 
 
@@ -80,8 +80,9 @@ def test_it_sends_anonymous_people_to_sign_in(client):
     assert client.get("/live").status_code == 302
 
 
-def test_the_navigation_counts_jobs_in_flight_on_every_page(client, alice, sandbox_model,
-                                                              no_broker):
+def test_the_navigation_counts_jobs_in_flight_on_every_page(
+    client, alice, sandbox_model, no_broker
+):
     for i in range(2):
         submit_one(sandbox_model, alice, prompt=f"nav {i}")
     client.force_login(alice)
@@ -102,7 +103,7 @@ def test_a_running_card_shows_elapsed_time(client, alice, sandbox_model, no_brok
     engine.claim(job.pk)
     client.force_login(alice)
     r = client.get("/live", {"cards": _cards(job)})
-    assert "Generating · <span class=\"elapsed\"" in r.content.decode()
+    assert 'Generating · <span class="elapsed"' in r.content.decode()
     assert Generation.objects.get().status == "running"
 
 

@@ -51,13 +51,17 @@ def test_a_mask_must_be_a_png_with_an_alpha_channel():
         images.clean_mask(jpeg.getvalue())
 
 
-@pytest.mark.parametrize("supports, refs, mask, message", [
-    (False, [png_bytes()], mask_png(), "takes no mask"),
-    (True, [], mask_png(), "needs the image it applies to"),
-    (True, [png_bytes(64, 48)], mask_png(32, 32), "must be the size of the first image"),
-])
+@pytest.mark.parametrize(
+    "supports, refs, mask, message",
+    [
+        (False, [png_bytes()], mask_png(), "takes no mask"),
+        (True, [], mask_png(), "needs the image it applies to"),
+        (True, [png_bytes(64, 48)], mask_png(32, 32), "must be the size of the first image"),
+    ],
+)
 def test_a_mask_the_request_cannot_use_is_refused_before_anything_is_charged(
-        alice, sandbox_model, supports, refs, mask, message):
+    alice, sandbox_model, supports, refs, mask, message
+):
     sandbox_model.supports_mask = supports
     sandbox_model.save()
     req = job_request(sandbox_model, reference_bytes=refs, mask=images.clean_mask(mask))
@@ -69,8 +73,9 @@ def test_a_mask_the_request_cannot_use_is_refused_before_anything_is_charged(
 
 def test_a_masked_edit_goes_to_the_openai_route_with_its_mask(alice, masked_model):
     first, second = png_bytes(64, 48), png_bytes(30, 30, color=(1, 2, 3))
-    req = job_request(masked_model, reference_bytes=[first, second],
-                      mask=images.clean_mask(mask_png(64, 48)))
+    req = job_request(
+        masked_model, reference_bytes=[first, second], mask=images.clean_mask(mask_png(64, 48))
+    )
     job = jobs.submit(alice, req)[0]
     assert job.mask is not None
     assert [u.sha256 for u in job.ordered_references()] == [r.sha256 for r in req.references]
@@ -86,8 +91,12 @@ def test_a_masked_edit_goes_to_the_openai_route_with_its_mask(alice, masked_mode
 
 
 def test_a_masked_job_never_fails_over_to_a_gemini_route(alice, masked_model):
-    job = jobs.submit(alice, job_request(masked_model, reference_bytes=[png_bytes()],
-                                         mask=images.clean_mask(mask_png())))[0]
+    job = jobs.submit(
+        alice,
+        job_request(
+            masked_model, reference_bytes=[png_bytes()], mask=images.clean_mask(mask_png())
+        ),
+    )[0]
     masked_model.routes.filter(provider__kind="openai").update(enabled=False)
     masked_model.routes.filter(provider__kind="gemini").update(enabled=True)
     assert engine.run_generation(job.pk) is None
@@ -97,8 +106,12 @@ def test_a_masked_job_never_fails_over_to_a_gemini_route(alice, masked_model):
 
 
 def test_a_retry_keeps_the_mask_and_says_so_when_it_is_gone(alice, masked_model):
-    job = jobs.submit(alice, job_request(masked_model, reference_bytes=[png_bytes()],
-                                         mask=images.clean_mask(mask_png())))[0]
+    job = jobs.submit(
+        alice,
+        job_request(
+            masked_model, reference_bytes=[png_bytes()], mask=images.clean_mask(mask_png())
+        ),
+    )[0]
     engine.fail(job, "transient", "Down.")
     job.refresh_from_db()
     with job.mask.file.storage.open(job.mask.file.name) as stored:
@@ -111,15 +124,20 @@ def test_a_retry_keeps_the_mask_and_says_so_when_it_is_gone(alice, masked_model)
 def test_the_same_edit_with_another_mask_is_not_a_duplicate(sandbox_model):
     sandbox_model.supports_mask = True
     plain = job_request(sandbox_model, reference_bytes=[png_bytes()])
-    masked = job_request(sandbox_model, reference_bytes=[png_bytes()],
-                         mask=images.clean_mask(mask_png()))
+    masked = job_request(
+        sandbox_model, reference_bytes=[png_bytes()], mask=images.clean_mask(mask_png())
+    )
     assert jobs.fingerprint(plain) != jobs.fingerprint(masked)
 
 
 def test_the_provider_sends_the_mask_as_a_multipart_part():
-    request = ImageRequest(upstream_model="gpt-image-1", prompt="a hat", aspect_ratio="1:1",
-                           references=(Reference(png_bytes(), "image/png"),),
-                           mask=Reference(mask_png(), "image/png"))
+    request = ImageRequest(
+        upstream_model="gpt-image-1",
+        prompt="a hat",
+        aspect_ratio="1:1",
+        references=(Reference(png_bytes(), "image/png"),),
+        mask=Reference(mask_png(), "image/png"),
+    )
     path, body = openai_images.build_request(request)
     assert path == "/images/edits"
     assert [name for name, _ in body["files"]] == ["image[]", "mask"]
@@ -127,18 +145,23 @@ def test_the_provider_sends_the_mask_as_a_multipart_part():
 
 
 def _multipart(image: bytes, mask: bytes) -> tuple[bytes, str]:
-    built = httpx.Request("POST", "http://x/v1/images/edits",
-                          data={"model": "gpt-image-1", "prompt": "a hat"},
-                          files=[("image[]", ("a.png", image, "image/png")),
-                                 ("mask", ("m.png", mask, "image/png"))])
+    built = httpx.Request(
+        "POST",
+        "http://x/v1/images/edits",
+        data={"model": "gpt-image-1", "prompt": "a hat"},
+        files=[("image[]", ("a.png", image, "image/png")), ("mask", ("m.png", mask, "image/png"))],
+    )
     return built.read(), built.headers["content-type"]
 
 
-@pytest.mark.parametrize("mask, code", [
-    (mask_png(32, 32), "invalid_image_dimensions"),
-    (png_bytes(), "invalid_image_format"),
-    (b"not a png", "invalid_image_file"),
-])
+@pytest.mark.parametrize(
+    "mask, code",
+    [
+        (mask_png(32, 32), "invalid_image_dimensions"),
+        (png_bytes(), "invalid_image_format"),
+        (b"not a png", "invalid_image_file"),
+    ],
+)
 def test_the_sandbox_checks_a_mask_as_openai_does(mask, code):
     with pytest.raises(InvalidRequest) as refused:
         sandbox_images.parse_edits(*_multipart(png_bytes(64, 48), mask))
@@ -146,15 +169,21 @@ def test_the_sandbox_checks_a_mask_as_openai_does(mask, code):
     assert sandbox_images.parse_edits(*_multipart(png_bytes(64, 48), mask_png(64, 48)))
 
 
-def test_the_openai_edits_endpoint_takes_a_mask_where_the_model_does(alice, masked_model,
-                                                                     settings):
+def test_the_openai_edits_endpoint_takes_a_mask_where_the_model_does(alice, masked_model, settings):
     settings.NANOWEB_API_WAIT_SECONDS = 0.2  # no worker here: the job is checked, not run
     auth = {"HTTP_AUTHORIZATION": f"Bearer {tokens.create(alice, 't').secret}"}
 
     def edit(mask: bytes):
-        return Client().post("/v1/images/edits", {
-            "model": "sandbox", "prompt": "a hat",
-            "image": io.BytesIO(png_bytes(64, 48)), "mask": io.BytesIO(mask)}, **auth)
+        return Client().post(
+            "/v1/images/edits",
+            {
+                "model": "sandbox",
+                "prompt": "a hat",
+                "image": io.BytesIO(png_bytes(64, 48)),
+                "mask": io.BytesIO(mask),
+            },
+            **auth,
+        )
 
     refused = edit(mask_png(10, 10)).json()["error"]
     assert refused["param"] == "mask" and "size of the first image" in refused["message"]

@@ -29,19 +29,44 @@ def test_it_shows_stored_prices_in_dollars():
     assert 'value="120.00"' in page and 'value="2.00"' in page
 
 
-@pytest.mark.parametrize(("data", "field", "message"), [
-    ({"input_per_mtok": "-0.30", "image_output_per_mtok": "30"}, "input_per_mtok",
-     "cannot be negative"),
-    ({"image_output_per_mtok": "thirty"}, "image_output_per_mtok", "not an amount in US dollars"),
-    ({"per_image": '{"8K": 0.1}'}, "per_image", "Unknown size '8K': use 1K, 2K, 4K, default."),
-    ({"per_image": '{"1K": -0.05}'}, "per_image", "The 1K price cannot be negative."),
-    ({"per_image": '{"4K": "cheap"}'}, "per_image",
-     'The 4K price must be a number of US dollars, like 0.134, not "cheap".'),
-    ({"per_image": '{"2K": true}'}, "per_image", "The 2K price must be a number"),
-    ({"per_image": '{"1K": 0.0000001}'}, "per_image", "The 1K price has more than six decimals"),
-    ({"per_image": '[0.039]'}, "per_image", "Per-image prices are US dollars per image by size"),
-    ({"per_image": '{"1K": '}, "per_image", "Per-image prices are US dollars per image by size"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (
+            {"input_per_mtok": "-0.30", "image_output_per_mtok": "30"},
+            "input_per_mtok",
+            "cannot be negative",
+        ),
+        (
+            {"image_output_per_mtok": "thirty"},
+            "image_output_per_mtok",
+            "not an amount in US dollars",
+        ),
+        ({"per_image": '{"8K": 0.1}'}, "per_image", "Unknown size '8K': use 1K, 2K, 4K, default."),
+        ({"per_image": '{"1K": -0.05}'}, "per_image", "The 1K price cannot be negative."),
+        (
+            {"per_image": '{"4K": "cheap"}'},
+            "per_image",
+            'The 4K price must be a number of US dollars, like 0.134, not "cheap".',
+        ),
+        ({"per_image": '{"2K": true}'}, "per_image", "The 2K price must be a number"),
+        (
+            {"per_image": '{"1K": 0.0000001}'},
+            "per_image",
+            "The 1K price has more than six decimals",
+        ),
+        (
+            {"per_image": "[0.039]"},
+            "per_image",
+            "Per-image prices are US dollars per image by size",
+        ),
+        (
+            {"per_image": '{"1K": '},
+            "per_image",
+            "Per-image prices are US dollars per image by size",
+        ),
+    ],
+)
 def test_it_refuses_a_malformed_price_with_a_message(data, field, message):
     form = price_form(**data)
     assert not form.is_valid()
@@ -62,8 +87,12 @@ def test_it_takes_per_image_prices_in_dollars_and_stores_exact_micro_dollars():
     # 0.134 as a float times a million is 134000.00000000001; decimals keep it exact
     form = price_form(per_image='{"1K": 0.134, "2K": 0.134, "4K": 0.24, "default": 1}')
     assert form.is_valid(), form.errors
-    assert form.cleaned_data["per_image"] == {"1K": 134_000, "2K": 134_000, "4K": 240_000,
-                                              "default": 1_000_000}
+    assert form.cleaned_data["per_image"] == {
+        "1K": 134_000,
+        "2K": 134_000,
+        "4K": 240_000,
+        "default": 1_000_000,
+    }
 
 
 def test_it_shows_stored_per_image_prices_in_dollars():
@@ -72,8 +101,7 @@ def test_it_shows_stored_per_image_prices_in_dollars():
     price.per_image = {"1K": 134_000, "4K": 240_000, "default": 39_000}
     price.save()
     page = PriceForm(instance=price).as_p()
-    assert "{&quot;1K&quot;: 0.134, &quot;4K&quot;: 0.24, &quot;default&quot;: 0.039}" \
-        in page
+    assert "{&quot;1K&quot;: 0.134, &quot;4K&quot;: 0.24, &quot;default&quot;: 0.039}" in page
 
 
 def test_empty_prices_read_as_none_or_zero_not_unlimited():
@@ -84,16 +112,24 @@ def test_empty_prices_read_as_none_or_zero_not_unlimited():
 
 def post_route_price(client, route, **price_fields):
     """Post the route's page with its one price changed to ``price_fields``, as an admin."""
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))
     price = route.prices.get()
-    data = {"model": route.model_id, "provider": route.provider_id,
-            "upstream_model": route.upstream_model, "priority": route.priority,
-            "enabled": "on", "prices-TOTAL_FORMS": "1", "prices-INITIAL_FORMS": "1",
-            "prices-0-id": price.pk, "prices-0-route": route.pk,
-            "prices-0-effective_from_0": "2025-01-01", "prices-0-effective_from_1": "00:00:00",
-            **{f"prices-0-{name}": value for name, value in price_fields.items()}}
+    data = {
+        "model": route.model_id,
+        "provider": route.provider_id,
+        "upstream_model": route.upstream_model,
+        "priority": route.priority,
+        "enabled": "on",
+        "prices-TOTAL_FORMS": "1",
+        "prices-INITIAL_FORMS": "1",
+        "prices-0-id": price.pk,
+        "prices-0-route": route.pk,
+        "prices-0-effective_from_0": "2025-01-01",
+        "prices-0-effective_from_1": "00:00:00",
+        **{f"prices-0-{name}": value for name, value in price_fields.items()},
+    }
     return client.post(f"/admin/generations/route/{route.pk}/change/", data)
 
 

@@ -14,8 +14,9 @@ def test_it_prices_the_recorded_flash_image_response_to_the_micro_dollar():
 
 
 def test_it_prices_the_recorded_pro_response_including_thinking_tokens():
-    usage = Usage(input_tokens=14, output_text_tokens=163, output_image_tokens=1120,
-                  thinking_tokens=174)
+    usage = Usage(
+        input_tokens=14, output_text_tokens=163, output_image_tokens=1120, thinking_tokens=174
+    )
     assert cost_micros(PRO, usage) == 138_472  # $0.138472
 
 
@@ -39,7 +40,8 @@ def test_it_bills_nothing_on_a_route_marked_free_and_refuses_an_unpriced_one():
 def test_it_estimates_a_worst_case_that_covers_the_real_usage():
     est = worst_case_usage(prompt_chars=400, references=2, image_tokens=1290, text_tokens=400)
     assert cost_micros(FLASH, est) >= cost_micros(
-        FLASH, Usage(input_tokens=100 + 2 * 258, output_text_tokens=46, output_image_tokens=1290))
+        FLASH, Usage(input_tokens=100 + 2 * 258, output_text_tokens=46, output_image_tokens=1290)
+    )
 
 
 def test_input_tokens_are_never_fewer_than_their_image_part():
@@ -48,4 +50,3 @@ def test_input_tokens_are_never_fewer_than_their_image_part():
     usage = Usage(input_image_tokens=560, output_image_tokens=1290)  # no input_tokens reported
     assert usage.input_tokens == 560
     assert Usage(input_tokens=600, input_image_tokens=560).input_tokens == 600
-

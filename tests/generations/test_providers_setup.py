@@ -24,7 +24,10 @@ def test_a_gemini_key_creates_the_google_provider_and_routes_once(gemini_env):
     google = Provider.objects.get(name=GOOGLE)
     assert google.keys.get().get_key() == "AIza-real-key-0123456789"
     assert set(Route.objects.filter(provider=google).values_list("model__slug", flat=True)) == {
-        "nano-banana", "nano-banana-pro", "nano-banana-2"}
+        "nano-banana",
+        "nano-banana-pro",
+        "nano-banana-2",
+    }
     assert all(r.price_at() for r in Route.objects.filter(provider=google))
     assert not Provider.objects.get(is_sandbox=True).enabled  # a real key turns it off
 
@@ -47,7 +50,8 @@ def test_start_up_replaces_keys_that_no_longer_decrypt(gemini_env):
             ProviderKey.objects.get(provider__name=GOOGLE).get_key()
         configure_providers()  # does not crash
         assert ProviderKey.objects.get(provider__name=GOOGLE).get_key() == (
-            "AIza-real-key-0123456789")
+            "AIza-real-key-0123456789"
+        )
         assert ProviderKey.objects.get(provider__is_sandbox=True).get_key()
     finally:
         crypto.reset_cache()

@@ -13,16 +13,24 @@ from hypothesis import strategies as st
 
 from generations.failures import ErrorKind
 from generations.resilience import backoff, circuit
-from generations.resilience.types import BreakerConfig, Limits, Permit, Wait, day_bounds, window_seconds
 from generations.resilience.store import DatabaseStore, RedisStore
-from tests.conftest import REPO, database_url
-from tests.factories import make_route
+from generations.resilience.types import (
+    BreakerConfig,
+    Limits,
+    Permit,
+    Wait,
+    day_bounds,
+    window_seconds,
+)
+from tests.factories import REPO, database_url, make_route
 
-CFG = BreakerConfig(consecutive=10, failure_rate=0.5, min_calls=5, window=60, open_seconds=60,
-                     probe_lease=30)
+CFG = BreakerConfig(
+    consecutive=10, failure_rate=0.5, min_calls=5, window=60, open_seconds=60, probe_lease=30
+)
 
 
 # --- backoff ---------------------------------------------------------------------------
+
 
 @hypothesis_settings(deadline=None)  # pure arithmetic; a pause of the machine is not a failure
 @given(n=st.integers(1, 60), base=st.floats(0.01, 10), cap=st.floats(0.01, 120))
@@ -32,8 +40,11 @@ def test_backoff_stays_within_full_jitter_bounds(n, base, cap):
 
 
 @hypothesis_settings(deadline=None)
-@given(kind=st.sampled_from(list(backoff.RETRY_BUDGET)), n=st.integers(1, 10),
-       after=st.one_of(st.none(), st.floats(0, 5000)))
+@given(
+    kind=st.sampled_from(list(backoff.RETRY_BUDGET)),
+    n=st.integers(1, 10),
+    after=st.one_of(st.none(), st.floats(0, 5000)),
+)
 def test_retry_delay_honours_the_upstream_and_the_broker_ceiling(kind, n, after):
     delay = backoff.retry_delay(kind, n, after)
     assert 0 <= delay <= backoff.MAX_COUNTDOWN_SECONDS
@@ -47,11 +58,14 @@ def test_the_first_failover_after_an_overload_is_immediate():
 
 
 def test_the_longest_countdown_stays_below_the_brokers_visibility_timeout():
-    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(
-        "visibility_timeout", 3600) > backoff.MAX_COUNTDOWN_SECONDS
+    assert (
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+        > backoff.MAX_COUNTDOWN_SECONDS
+    )
 
 
 # --- breaker: the pure transitions ------------------------------------------------------
+
 
 def run(state, outcomes, now=0.0):
     for ok in outcomes:
@@ -106,10 +120,14 @@ def test_a_failed_probe_opens_it_again_and_a_lost_probe_lets_another_through():
 
 # --- the stores -------------------------------------------------------------------------
 
+
 def stores():
     yield pytest.param("database", id="database")
-    yield pytest.param("redis", id="redis", marks=pytest.mark.skipif(
-        not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set"))
+    yield pytest.param(
+        "redis",
+        id="redis",
+        marks=pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set"),
+    )
 
 
 @pytest.fixture(params=list(stores()))
@@ -190,13 +208,31 @@ def test_the_limit_is_exact_across_processes(kind):
     if kind == "redis" and not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set")
     key = make_route().provider.keys.get()
-    env = {**os.environ, "DATABASE_URL": database_url(), "NANOWEB_RESILIENCE_STORE": kind,
-           "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "NANOWEB_RESILIENCE_STORE": kind,
+        "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
+    }
     start_at = time.time() + 4  # every process is set up before the shared start
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.generations.permit_race", str(key.pk), "25", "20",
-         str(start_at)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-        for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.generations.permit_race",
+                str(key.pk),
+                "25",
+                "20",
+                str(start_at),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     granted = [int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(granted) == 25, granted  # 80 tries, 4 processes, a limit of 25 per minute
@@ -214,6 +250,7 @@ def test_the_reconciler_forgets_permits_no_window_needs(db):
     for _ in range(3):
         store.acquire(key.pk, Limits(rpm=10), 30)
     KeyPermit.objects.filter(pk__in=KeyPermit.objects.values("pk")[:2]).update(
-        granted_at=timezone.now() - timedelta(days=3))
+        granted_at=timezone.now() - timedelta(days=3)
+    )
     assert store.prune() == 2
     assert store.key_usage(key.pk)["minute"] == 1

@@ -21,9 +21,17 @@ def test_it_sends_anonymous_people_to_sign_in(client):
 
 def test_it_answers_a_submit_with_placeholder_cards(client, alice, sandbox_model, no_broker):
     client.force_login(alice)
-    r = client.post("/generate", {"prompt": "a red kite", "model": "sandbox",
-                                  "aspect_ratio": "16:9", "image_size": "1K", "count": 2},
-                    HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {
+            "prompt": "a red kite",
+            "model": "sandbox",
+            "aspect_ratio": "16:9",
+            "image_size": "1K",
+            "count": 2,
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 200
     assert r.content.count(b'class="card is-queued"') == 2
     assert b"aspect-ratio: 16 / 9" in r.content
@@ -32,8 +40,11 @@ def test_it_answers_a_submit_with_placeholder_cards(client, alice, sandbox_model
 
 def test_it_refuses_an_empty_prompt_and_creates_nothing(client, alice, sandbox_model, no_broker):
     client.force_login(alice)
-    r = client.post("/generate", {"prompt": "  ", "model": "sandbox", "aspect_ratio": "1:1",
-                                  "image_size": "1K", "count": 1}, HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {"prompt": "  ", "model": "sandbox", "aspect_ratio": "1:1", "image_size": "1K", "count": 1},
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 422
     assert b"Write a prompt" in r.content
     assert not Generation.objects.exists()
@@ -44,9 +55,18 @@ def test_it_refuses_a_broken_reference_file_with_its_name(client, alice, sandbox
 
     client.force_login(alice)
     bad = SimpleUploadedFile("notes.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
-    r = client.post("/generate", {"prompt": "x", "model": "sandbox", "aspect_ratio": "1:1",
-                                  "image_size": "1K", "count": 1, "references": [bad]},
-                    HTTP_HX_REQUEST="true")
+    r = client.post(
+        "/generate",
+        {
+            "prompt": "x",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "references": [bad],
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert r.status_code == 422
     assert b"notes.svg" in r.content
     assert not Generation.objects.exists()
@@ -54,8 +74,16 @@ def test_it_refuses_a_broken_reference_file_with_its_name(client, alice, sandbox
 
 def test_it_hides_another_persons_job_and_image(client, alice, charlie, sandbox_model, no_broker):
     client.force_login(alice)
-    client.post("/generate", {"prompt": "mine", "model": "sandbox", "aspect_ratio": "1:1",
-                              "image_size": "1K", "count": 1})
+    client.post(
+        "/generate",
+        {
+            "prompt": "mine",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+        },
+    )
     job = Generation.objects.get(user=alice)
     assert client.post(f"/jobs/{job.pk}/retry").status_code == 400  # alice's own: not failed
     image = make_image(alice)
@@ -100,13 +128,19 @@ def test_it_says_what_would_be_left_after_the_request(client, charlie, sandbox_m
     assert "More than the $0.01 left in your budget this month." in r.content.decode()
 
 
-def test_it_offers_the_earlier_result_for_an_identical_request(client, alice, sandbox_model,
-                                                               no_broker):
+def test_it_offers_the_earlier_result_for_an_identical_request(
+    client, alice, sandbox_model, no_broker
+):
     from generations import engine
 
     client.force_login(alice)
-    form = {"prompt": "a  red kite", "model": "sandbox", "aspect_ratio": "1:1",
-            "image_size": "1K", "count": 1}
+    form = {
+        "prompt": "a  red kite",
+        "model": "sandbox",
+        "aspect_ratio": "1:1",
+        "image_size": "1K",
+        "count": 1,
+    }
     client.post("/generate", form, HTTP_HX_REQUEST="true")
     first = Generation.objects.get()
     engine.run_generation(first.pk)
@@ -128,16 +162,22 @@ def test_the_duplicate_guard_can_be_turned_off(client, alice, sandbox_model, no_
 
     settings.NANOWEB_DUPLICATE_WINDOW_SECONDS = 0
     client.force_login(alice)
-    form = {"prompt": "a kite", "model": "sandbox", "aspect_ratio": "1:1", "image_size": "1K",
-            "count": 1}
+    form = {
+        "prompt": "a kite",
+        "model": "sandbox",
+        "aspect_ratio": "1:1",
+        "image_size": "1K",
+        "count": 1,
+    }
     client.post("/generate", form, HTTP_HX_REQUEST="true")
     engine.run_generation(Generation.objects.get().pk)
     client.post("/generate", form, HTTP_HX_REQUEST="true")
     assert Generation.objects.count() == 2
 
 
-def test_the_studio_counts_the_teams_shared_budget_when_it_binds(client, alice, bob, team,
-                                                                 sandbox_model, no_broker):
+def test_the_studio_counts_the_teams_shared_budget_when_it_binds(
+    client, alice, bob, team, sandbox_model, no_broker
+):
     """Alice's own budget is $20 and 50 images a day; her team shares $0.10 and 30 images,
     and Bob's image in progress holds part of that budget."""
     from accounts import quotas
@@ -156,8 +196,9 @@ def test_the_studio_counts_the_teams_shared_budget_when_it_binds(client, alice, 
     assert f"{usd_short(left)} of $0.10 team budget this month" in page
     assert "29 of 30 team images left today" in page  # the team's 30 bind before her 50
     r = client.get("/studio/estimate", {"model": "sandbox", "count": 1, "image_size": "1K"})
-    assert f"More than the {usd_short(left)} left in team Acme's shared budget" in \
-        r.content.decode()
+    assert (
+        f"More than the {usd_short(left)} left in team Acme's shared budget" in r.content.decode()
+    )
     usage = client.get("/usage").content.decode()
     assert usd_short(left) in usage and "team Acme's shared budget" in usage
     refusal = batches.over_limit(alice, 1, 100_000)

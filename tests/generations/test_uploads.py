@@ -17,8 +17,14 @@ pytestmark = pytest.mark.django_db
 def submit(client, *files):
     return client.post(
         "/generate",
-        {"prompt": "use my reference", "model": "sandbox", "aspect_ratio": "1:1",
-         "image_size": "1K", "count": 1, "references": list(files)},
+        {
+            "prompt": "use my reference",
+            "model": "sandbox",
+            "aspect_ratio": "1:1",
+            "image_size": "1K",
+            "count": 1,
+            "references": list(files),
+        },
         HTTP_HX_REQUEST="true",
     )
 
@@ -30,7 +36,7 @@ def refused(response) -> str:
     assert not LedgerEntry.objects.exists()
     page = response.content.decode()
     start = page.index('<div class="field">', page.index("Reference images") - 200)
-    return page[start:page.index("</div>", page.index('class="dropzone"')) + 400]
+    return page[start : page.index("</div>", page.index('class="dropzone"')) + 400]
 
 
 @pytest.fixture

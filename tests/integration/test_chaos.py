@@ -14,11 +14,16 @@ from accounts import quotas
 from generations import jobs
 from generations.models import Generation, Provider
 from generations.sandbox.server import SandboxConfig, running_sandbox
-from tests.conftest import make_user, route_sandbox, wait_for
-from tests.factories import job_request, make_route
+from tests.factories import job_request, make_route, make_user, route_sandbox, wait_for
 
-CHAOS = {"rate_limit": 0.10, "unavailable": 0.10, "timeout": 0.05, "malformed": 0.02,
-         "truncated": 0.02, "image_safety": 0.01}
+CHAOS = {
+    "rate_limit": 0.10,
+    "unavailable": 0.10,
+    "timeout": 0.05,
+    "malformed": 0.02,
+    "truncated": 0.02,
+    "image_safety": 0.01,
+}
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -28,8 +33,13 @@ def two_chaotic_routes(settings):
     config = SandboxConfig(rates=CHAOS, hang_seconds=3, latency_min=0.01, latency_max=0.05)
     with running_sandbox(config) as first, running_sandbox(config) as second:
         model = route_sandbox(first, settings)
-        make_route("sandbox", base_url=second, provider_name="Second sandbox", priority=20,
-                   key="second-key-0123456789")
+        make_route(
+            "sandbox",
+            base_url=second,
+            provider_name="Second sandbox",
+            priority=20,
+            key="second-key-0123456789",
+        )
         Provider.objects.update(read_timeout=1.0, connect_timeout=1.0)
         yield model
 
@@ -45,8 +55,12 @@ def test_two_hundred_images_through_chaos(two_chaotic_routes, celery_worker):
         left = Generation.objects.in_flight().count()
         return left == 0
 
-    wait_for(settled, timeout=300, interval=1,
-             message=f"jobs still in flight: {Generation.objects.in_flight().count()}")
+    wait_for(
+        settled,
+        timeout=300,
+        interval=1,
+        message=f"jobs still in flight: {Generation.objects.in_flight().count()}",
+    )
 
     rows = list(Generation.objects.all())
     assert len(rows) == 200

@@ -14,21 +14,22 @@ from accounts.models import LedgerEntry
 from generations import engine, jobs
 from generations.models import Generation, Image
 from generations.sandbox.server import SandboxConfig, running_sandbox
-from tests.conftest import route_sandbox, wait_for
-from tests.factories import job_request
+from tests.factories import job_request, route_sandbox, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 LEASE = 6  # seconds: how long a dead worker's claim blocks others (a 2 s call fits well inside)
 
 
-def test_a_killed_worker_loses_nothing_and_nothing_happens_twice(alice, settings,
-                                                                 start_worker):
+def test_a_killed_worker_loses_nothing_and_nothing_happens_twice(alice, settings, start_worker):
     with running_sandbox(SandboxConfig(latency_min=2.0, latency_max=2.0)) as url:
         model = route_sandbox(url, settings)
         doomed = start_worker(1, NANOWEB_JOB_LEASE_SECONDS=LEASE)
         (job,) = jobs.submit(alice, job_request(model, prompt="a survivor"))
-        wait_for(lambda: Generation.objects.filter(pk=job.pk, status="running").exists(),
-                 timeout=30, message="the first worker never started the job")
+        wait_for(
+            lambda: Generation.objects.filter(pk=job.pk, status="running").exists(),
+            timeout=30,
+            message="the first worker never started the job",
+        )
         time.sleep(0.5)  # now inside the 2-second upstream call
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)

@@ -7,11 +7,9 @@ from PIL import Image as PILImage
 from accounts import quotas
 from generations import jobs
 from generations.models import Generation
-from tests.conftest import wait_for
-from tests.factories import job_request, png_bytes
+from tests.factories import job_request, png_bytes, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.integration]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 
 def finished(*ids):
@@ -23,10 +21,13 @@ def finished(*ids):
 
 
 def test_a_worker_process_makes_the_images_and_settles(alice, sandbox_model, celery_worker):
-    made = jobs.submit(alice, job_request(
-        sandbox_model, count=2, aspect_ratio="3:4", reference_bytes=[png_bytes()]))
-    rows = wait_for(finished(*[g.pk for g in made]), timeout=60,
-                    message="the worker did not finish both jobs")
+    made = jobs.submit(
+        alice,
+        job_request(sandbox_model, count=2, aspect_ratio="3:4", reference_bytes=[png_bytes()]),
+    )
+    rows = wait_for(
+        finished(*[g.pk for g in made]), timeout=60, message="the worker did not finish both jobs"
+    )
     assert [r.status for r in rows] == ["succeeded", "succeeded"]
     for job in rows:
         with PILImage.open(job.image.file) as im:
@@ -49,8 +50,7 @@ def test_a_503_is_retried_by_the_worker_and_succeeds(alice, sandbox_model, celer
     assert quotas.ledger_problems() == []
 
 
-def test_a_blocked_prompt_fails_and_releases_the_reservation(alice, sandbox_model,
-                                                             celery_worker):
+def test_a_blocked_prompt_fails_and_releases_the_reservation(alice, sandbox_model, celery_worker):
     (job,) = jobs.submit(alice, job_request(sandbox_model, prompt="a thing [sandbox:blocked]"))
     (row,) = wait_for(finished(job.pk), timeout=60, message="the blocked job did not finish")
     assert (row.status, row.refunded) == ("failed", True)

@@ -16,8 +16,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--release-stale", action="store_true",
-                            help="release reservations older than the longest job deadline")
+        parser.add_argument(
+            "--release-stale",
+            action="store_true",
+            help="release reservations older than the longest job deadline",
+        )
 
     def handle(self, *args, **options):
         if options["release_stale"]:
@@ -28,9 +31,13 @@ class Command(BaseCommand):
         for problem in problems:
             self.stderr.write(problem)
         if stale:
-            self.stderr.write(f"{stale} reservation(s) are older than the longest job deadline "
-                              "(run with --release-stale, or wait for the hourly audit).")
+            self.stderr.write(
+                f"{stale} reservation(s) are older than the longest job deadline "
+                "(run with --release-stale, or wait for the hourly audit)."
+            )
         if problems or stale:
-            raise CommandError(f"{len(problems)} counter(s) disagree with the ledger; "
-                               f"{stale} stale reservation(s).")
+            raise CommandError(
+                f"{len(problems)} counter(s) disagree with the ledger; "
+                f"{stale} stale reservation(s)."
+            )
         self.stdout.write(self.style.SUCCESS("Ledger and counters agree; no stale reservations."))

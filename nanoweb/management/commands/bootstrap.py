@@ -29,8 +29,13 @@ def ensure_admin() -> list[str]:
     password = settings.NANOWEB_ADMIN_PASSWORD
     generated = not password
     password = password or secrets.token_urlsafe(12)
-    User.objects.create_superuser(email=email, password=password, name="Admin",
-                                  daily_image_limit=None, monthly_budget_micros=None)
+    User.objects.create_superuser(
+        email=email,
+        password=password,
+        name="Admin",
+        daily_image_limit=None,
+        monthly_budget_micros=None,
+    )
     lines = [f"  Created the admin account {email}."]
     if generated:
         lines.append(f"  Its password (shown only this once): {password}")

@@ -18,8 +18,11 @@ class Command(BaseCommand):
     help = "Prepare the instance and start every process it needs (Procfile, via honcho)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--prepare-only", action="store_true",
-                            help="Migrate and bootstrap, then exit without starting processes.")
+        parser.add_argument(
+            "--prepare-only",
+            action="store_true",
+            help="Migrate and bootstrap, then exit without starting processes.",
+        )
 
     def handle(self, *args, prepare_only=False, **options):
         self.stdout.write("Preparing nanoweb…")
@@ -33,13 +36,18 @@ class Command(BaseCommand):
         if prepare_only:
             return
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-        env = {**os.environ, "HOST": settings.HOST, "PORT": str(settings.PORT),
-               "NANOWEB_SANDBOX_PORT": str(settings.NANOWEB_SANDBOX_PORT),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "HOST": settings.HOST,
+            "PORT": str(settings.PORT),
+            "NANOWEB_SANDBOX_PORT": str(settings.NANOWEB_SANDBOX_PORT),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
         procfile = str(Path(settings.BASE_DIR) / "Procfile")
-        os.execvpe(honcho, [honcho, "-f", procfile, "-d", str(settings.BASE_DIR), "start",
-                            *processes], env)
+        os.execvpe(
+            honcho, [honcho, "-f", procfile, "-d", str(settings.BASE_DIR), "start", *processes], env
+        )
 
     def _banner(self, admin_lines, provider_lines):
         url = f"http://{settings.HOST}:{settings.PORT}/"
@@ -52,8 +60,10 @@ class Command(BaseCommand):
         for line in admin_lines:
             out.write(line)
         if admin and not admin_lines:
-            out.write(f"  Sign in as {admin.email} with the password set on the first run "
-                      "(forgotten? `make admin-password`).")
+            out.write(
+                f"  Sign in as {admin.email} with the password set on the first run "
+                "(forgotten? `make admin-password`)."
+            )
         elif admin:
             out.write(f"  Sign in at {url} as {admin.email}.")
         for line in provider_lines:

@@ -34,7 +34,7 @@ from generations.providers.gemini import (
     classify_error,
     parse_response,
 )
-from tests.conftest import GEMINI_FIXTURES
+from tests.factories import GEMINI_FIXTURES
 
 FIXTURES = GEMINI_FIXTURES
 RECORDED = sorted(FIXTURES.glob("*.json")) or [FIXTURES / "MISSING"]
@@ -285,15 +285,22 @@ def test_it_reports_no_image_when_only_a_thought_image_came_back():
 
 
 def test_it_counts_the_reference_images_in_the_prompt_tokens():
-    body = answer(image_part(), usage={
-        "promptTokenCount": 530,
-        "promptTokensDetails": [{"modality": "IMAGE", "tokenCount": 516},
-                                {"modality": "TEXT", "tokenCount": 14}],
-        "candidatesTokenCount": 1290,
-        "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}],
-        "totalTokenCount": 1820})
+    body = answer(
+        image_part(),
+        usage={
+            "promptTokenCount": 530,
+            "promptTokensDetails": [
+                {"modality": "IMAGE", "tokenCount": 516},
+                {"modality": "TEXT", "tokenCount": 14},
+            ],
+            "candidatesTokenCount": 1290,
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}],
+            "totalTokenCount": 1820,
+        },
+    )
     assert parse_response(body).usage == Usage(
-        input_tokens=530, input_image_tokens=516, output_image_tokens=1290, total_tokens=1820)
+        input_tokens=530, input_image_tokens=516, output_image_tokens=1290, total_tokens=1820
+    )
 
 
 def test_it_counts_missing_usage_fields_as_zero():

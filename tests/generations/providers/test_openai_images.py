@@ -244,8 +244,9 @@ def test_it_reads_the_image_usage_and_request_id_of_a_gpt_image_answer():
     handler = recording(body, headers={"x-request-id": "req_123abc"})
     result = provider(handler).generate(request())
     assert [(img.data, img.mime_type) for img in result.images] == [(png, "image/png")]
-    assert result.usage == Usage(input_tokens=50, input_image_tokens=40,
-                                 output_image_tokens=4160, total_tokens=4210)
+    assert result.usage == Usage(
+        input_tokens=50, input_image_tokens=40, output_image_tokens=4160, total_tokens=4210
+    )
     assert result.response_id == "req_123abc"
     assert result.extra == {
         "size": "1024x1024",

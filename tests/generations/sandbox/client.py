@@ -10,7 +10,7 @@ from functools import cache
 import httpx
 from PIL import Image
 
-from tests.conftest import GEMINI_FIXTURES
+from tests.factories import GEMINI_FIXTURES
 
 KEY = "test-key-0123456789"
 FLASH = "gemini-2.5-flash-image"

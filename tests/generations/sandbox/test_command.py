@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError
+
 from nanoweb.management.commands.sandbox_upstream import Command
 
 
