@@ -1,4 +1,6 @@
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from generations.models import Generation
 from tests.factories import make_image
@@ -204,3 +206,29 @@ def test_the_studio_counts_the_teams_shared_budget_when_it_binds(
     refusal = batches.over_limit(alice, 1, 100_000)
     assert "team Acme's shared monthly budget of $0.10 has" in refusal
     assert "Nothing was started." in refusal
+
+
+@pytest.mark.parametrize("path", ["/studio/estimate", "/studio/options"])
+def test_a_keystroke_costs_the_same_however_many_images_the_person_has(
+    client, alice, sandbox_model, no_broker, path
+):
+    """The estimate and the pickers re-render on every change of the form: they read the
+    person's limits once and never load the recent cards."""
+    client.force_login(alice)
+    params = {"model": "sandbox", "image_size": "2K", "count": 2, "prompt_chars": 40}
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(path, params, HTTP_HX_REQUEST="true").status_code == 200
+        return len(captured)
+
+    before = queries()
+    for n in range(30):
+        make_image(alice, prompt=f"image {n}")
+    assert queries() == before
+    limits_reads = "accounts_user_allowed_models"
+    with CaptureQueriesContext(connection) as captured:
+        body = client.get(path, params, HTTP_HX_REQUEST="true").content.decode()
+    assert sum(limits_reads in q["sql"] for q in captured) == 1
+    assert not [q for q in captured if 'FROM "generations_generation"' in q["sql"]]
+    assert "up to $" in body and "image 29" not in body
