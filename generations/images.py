@@ -69,9 +69,13 @@ _MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 class ImageRejected(ValueError):
-    def __init__(self, message: str) -> None:
+    """Why an image is refused, in words for the person who sent it. ``too_large``: over
+    the byte cap (an HTTP API answers 413 for it, 400 for anything else)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.too_large = too_large
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ def refuse_oversize(name: str, size: int, max_bytes: int | None = None) -> None:
     max_bytes = max_bytes or settings.NANOWEB_MAX_UPLOAD_BYTES
     if size > max_bytes:
         limit = _bytes(max_bytes).replace(".0 ", " ")  # a round limit reads "20 MB"
-        raise ImageRejected(f"{name} is {_bytes(size)}; the limit is {limit}.")
+        raise ImageRejected(f"{name} is {_bytes(size)}; the limit is {limit}.", too_large=True)
 
 
 def _bytes(n: int) -> str:

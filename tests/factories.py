@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 from django.conf import settings
@@ -258,3 +260,20 @@ def make_images(
                 for g in gens
             ]
         )
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def page_text(html: str | bytes) -> str:
+    """What a person reads on a page or fragment: its text without markup, spaces
+    collapsed (so tests say "2 queued", not which tags hold the number)."""
+    parser = _Text()
+    parser.feed(html.decode() if isinstance(html, bytes) else html)
+    return re.sub(r"\s+", " ", " ".join(parser.parts)).strip()

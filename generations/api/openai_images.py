@@ -144,7 +144,7 @@ def _clean_uploads(uploads, param: str = "image", clean=images.clean_image) -> l
             images.refuse_oversize(upload.name or param, upload.size)
             cleaned.append(clean(upload.read(), name=upload.name or param))
         except images.ImageRejected as exc:
-            status = 413 if "limit" in exc.message and "bytes" in exc.message else 400
+            status = 413 if exc.too_large else 400
             raise ApiError(status, exc.message, param=param, code="invalid_image") from exc
     return cleaned
 

@@ -154,17 +154,20 @@ def _keep_settings(form: StudioForm) -> dict:
 @require_GET
 def options(request):
     """The pickers that depend on the model (sizes, ratios, counts) plus the estimate."""
-    form = StudioForm(initial=request.GET.dict())
-    ctx = _form_context(request, form, limits.for_user(request.user), request.GET)
-    return render(request, "generations/studio.html#options-and-estimate", ctx)
+    return _form_part(request, "options-and-estimate")
 
 
 @login_required
 @require_GET
 def estimate(request):
+    return _form_part(request, "estimate")
+
+
+def _form_part(request, partial: str):
+    """One part of the form, re-rendered as the person changes it (no recent cards)."""
     form = StudioForm(initial=request.GET.dict())
     ctx = _form_context(request, form, limits.for_user(request.user), request.GET)
-    return render(request, "generations/studio.html#estimate", ctx)
+    return render(request, f"generations/studio.html#{partial}", ctx)
 
 
 def _estimate(model: ModelSpec | None, params) -> dict:

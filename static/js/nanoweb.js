@@ -1,7 +1,10 @@
 // nanoweb studio: small progressive enhancements on top of server-rendered HTMX forms.
-window.nanoweb = (() => {
-  const $ = (sel, root = document) => root.querySelector(sel);
+// A plain script (no build step). URLs come from the page's data- attributes, never from here.
+(() => {
+const $ = (sel, root = document) => root.querySelector(sel);
 
+/* References, the studio form, copy buttons */
+window.nanoweb = (() => {
   function refInput() { return $("#id_references"); }
   function promptChars() { const p = $("#id_prompt"); return p ? p.value.length : 0; }
   function refCount() { const i = refInput(); return i && i.files ? i.files.length : 0; }
@@ -42,9 +45,47 @@ window.nanoweb = (() => {
     const zone = e.target.closest && e.target.closest(".dropzone");
     if (zone) zone.classList.remove("is-over");
   });
+
+  // Drag a gallery tile or a Recent card onto the drop zone to use its image as a
+  // reference. The source carries its file URL in data-full (and its id in data-image-id);
+  // dragstart hands them over as IMAGE_TYPE, which works across this browser's tabs too.
+  const IMAGE_TYPE = "application/x-nanoweb-image";
+  document.addEventListener("dragstart", (e) => {
+    const source = e.target.closest && e.target.closest("[data-full]");
+    if (!source) return;
+    const url = new URL(source.dataset.full, location.href).href;
+    e.dataTransfer.setData(IMAGE_TYPE, JSON.stringify({ url, id: source.dataset.imageId || "" }));
+    // A tile dragged out of the page gives its file; a Recent card keeps its link's own URL.
+    if (source.matches("[data-tile]")) e.dataTransfer.setData("text/uri-list", url);
+  });
+
+  async function addPageImage(data) {
+    const input = refInput();
+    let image, url;
+    try {
+      image = JSON.parse(data);
+      url = new URL(image.url, location.href);
+    } catch (err) { return; }
+    if (!input || url.origin !== location.origin) return;
+    const response = await fetch(url.href);
+    if (!response.ok) return;
+    const blob = await response.blob();
+    const dt = new DataTransfer();
+    Array.from(input.files).forEach((f) => dt.items.add(f));
+    dt.items.add(new File([blob], `gallery-${String(image.id).slice(0, 8)}.${blob.type.split("/")[1]}`, { type: blob.type }));
+    input.files = dt.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  // One drop handler: files from the desktop, or an image dragged from the page.
   document.addEventListener("drop", (e) => {
     const zone = e.target.closest && e.target.closest(".dropzone");
-    if (zone) { e.preventDefault(); zone.classList.remove("is-over"); addFiles(e.dataTransfer.files); }
+    if (!zone) return;
+    e.preventDefault();
+    zone.classList.remove("is-over");
+    const files = e.dataTransfer.files;
+    if (files && files.length) addFiles(files);
+    else if (e.dataTransfer.types.includes(IMAGE_TYPE)) addPageImage(e.dataTransfer.getData(IMAGE_TYPE));
   });
   // Ctrl/⌘+Enter submits the studio form from anywhere in it.
   document.addEventListener("keydown", (e) => {
@@ -103,7 +144,6 @@ window.nanoweb = (() => {
   const POLL_MS = 1500;
   let timer = null;
   let busy = false;
-  const $ = (sel) => document.querySelector(sel);
   const liveCards = () => Array.from(document.querySelectorAll("[data-live]"));
   const counter = () => $("#nav-generating");
   const batch = () => $("[data-live-batch]");
@@ -183,10 +223,9 @@ window.nanoweb = (() => {
 })();
 
 /* Gallery */
-// Lightbox, multi-select, "edit this image" in the studio, dragging gallery images in as
-// references, and keyboard shortcuts (? lists them).
+// Lightbox, multi-select, "edit this image" in the studio, and keyboard shortcuts (? lists
+// them). Dragging gallery images in as references is with the drop zone, above.
 (() => {
-  const $ = (sel, root = document) => root.querySelector(sel);
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
 
   // The image being edited counts as a reference for the estimate.
@@ -197,32 +236,6 @@ window.nanoweb = (() => {
     if (!remove) return;
     remove.closest("#edit-parent").remove();
     document.body.dispatchEvent(new CustomEvent("nw:refs"));
-  });
-
-  // Drag a gallery (or Recent) image onto the studio's drop zone: fetch it as a file.
-  // An image's page, file or thumbnail: /images/<id>[/file|/thumbnail]
-  const IMAGE_URL = /^\/images\/([0-9a-f-]{36})(\/file|\/thumbnail)?$/;
-  document.addEventListener("dragstart", (e) => {
-    const tile = e.target.closest && e.target.closest("[data-tile]");
-    if (tile) e.dataTransfer.setData("text/uri-list", new URL(tile.dataset.full, location.href).href);
-  });
-  document.addEventListener("drop", async (e) => {
-    const zone = e.target.closest && e.target.closest(".dropzone");
-    const input = $("#id_references");
-    if (!zone || !input || (e.dataTransfer.files && e.dataTransfer.files.length)) return;
-    const url = (e.dataTransfer.getData("text/uri-list") || "").split("\n")[0].trim();
-    let parsed;
-    try { parsed = new URL(url, location.href); } catch (err) { return; }
-    const match = parsed.origin === location.origin && parsed.pathname.match(IMAGE_URL);
-    if (!match) return;
-    const response = await fetch(`/images/${match[1]}/file`);
-    if (!response.ok) return;
-    const blob = await response.blob();
-    const dt = new DataTransfer();
-    Array.from(input.files).forEach((f) => dt.items.add(f));
-    dt.items.add(new File([blob], `gallery-${match[1].slice(0, 8)}.${blob.type.split("/")[1]}`, { type: blob.type }));
-    input.files = dt.files;
-    input.dispatchEvent(new Event("change", { bubbles: true }));
   });
 
   // Multi-select: the bulk bar shows how many are selected.
@@ -331,4 +344,5 @@ window.nanoweb = (() => {
       $("#id_q").focus();
     }
   });
+})();
 })();

@@ -3,6 +3,7 @@
 import base64
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts import tokens
 from accounts.models import LedgerEntry
@@ -132,6 +133,19 @@ def test_edits_refuse_masks_missing_and_too_many_images(client, bearer):
         r = client.post("/v1/images/edits", data, **bearer)
         assert r.status_code == 400, (param, r.content)
         assert r.json()["error"]["param"] == param
+    assert not Generation.objects.exists()
+
+
+def test_an_image_over_the_byte_limit_is_a_413_naming_the_limit(client, bearer, settings):
+    settings.NANOWEB_MAX_UPLOAD_BYTES = 1000
+    big = SimpleUploadedFile(
+        "big.png", png_bytes(400, 400, (9, 99, 199)) + b"\0" * 2000, content_type="image/png"
+    )
+    r = client.post("/v1/images/edits", {"prompt": "x", "model": "sandbox", "image": big}, **bearer)
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("image", "invalid_image")
+    assert "the limit is 1000 B" in error["message"] or "the limit is" in error["message"]
     assert not Generation.objects.exists()
 
 
