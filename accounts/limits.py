@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SIZE_ORDER = {"1K": 1, "2K": 2, "4K": 3}
+SIZE_ORDER = {"512": 0, "1K": 1, "2K": 2, "4K": 3}
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,10 @@ class EffectiveLimits:
         return self.allowed_model_ids is None or model.pk in self.allowed_model_ids
 
     def allows_size(self, size: str | None) -> bool:
-        return not (self.max_size and size) or SIZE_ORDER[size] <= SIZE_ORDER[self.max_size]
+        # A size this table does not know (an admin added it) counts as the largest.
+        return not (self.max_size and size) or (
+            SIZE_ORDER.get(size, len(SIZE_ORDER)) <= SIZE_ORDER[self.max_size]
+        )
 
 
 def holder(user):

@@ -2,19 +2,24 @@ import json
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.forms import UsdField, checked_micros, micros_to_usd_text
 from accounts.models import format_usd
+from generations import discovery
 from generations.models import (
     Attempt,
     Generation,
     Image,
     ModelSpec,
+    Notice,
     Price,
     Provider,
     ProviderKey,
@@ -29,15 +34,42 @@ from generations.resilience.store import get_store
 class ModelSpecAdmin(admin.ModelAdmin):
     list_display = [
         "name",
-        "slug",
-        "sizes",
+        "status",
+        "shutdown_date",
+        "replacement",
+        "size_list",
         "max_reference_images",
-        "max_images_per_request",
-        "fallback",
         "enabled",
         "sort_order",
     ]
     list_editable = ["enabled", "sort_order"]
+    list_filter = ["status", "enabled"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description", "enabled", "sort_order"]}),
+        ("Life cycle", {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
+        (
+            "What it can do",
+            {
+                "fields": [
+                    "aspect_ratios",
+                    "sizes",
+                    "max_reference_images",
+                    "max_images_per_request",
+                    "thinking_levels",
+                    "grounding",
+                    "supports_mask",
+                    "fallback",
+                ]
+            },
+        ),
+        ("Estimates", {"fields": ["image_tokens", "estimate_text_tokens"]}),
+        ("HTTP API", {"fields": ["aliases"]}),
+        ("Sandbox", {"fields": ["is_sandbox"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="sizes")
+    def size_list(self, spec: ModelSpec) -> str:
+        return ", ".join(spec.sizes) or "one size"
 
 
 class ProviderKeyForm(forms.ModelForm):
@@ -79,13 +111,48 @@ class ProviderAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "base_url", "rpm", "rpd", "max_concurrency", "enabled"]
     inlines = [ProviderKeyInline]
     change_list_template = "admin/generations/provider/change_list.html"
+    change_form_template = "admin/generations/provider/change_form.html"
 
     def get_urls(self):
         health = self.admin_site.admin_view(self.health_view)
+        check_keys = self.admin_site.admin_view(self.check_keys_view)
         return [
             path("health/", health, name="generations_provider_health"),
+            path("<int:pk>/check-keys/", check_keys, name="generations_provider_check_keys"),
             *super().get_urls(),
         ]
+
+    def check_keys_view(self, request, pk: int):
+        """Which image models each key can call, against this provider's routes. A POST
+        adds one offered route (the admin's choice); nothing is applied by itself."""
+        provider = get_object_or_404(Provider, pk=pk)
+        if not self.has_view_permission(request, provider):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not self.has_change_permission(request, provider):
+                raise PermissionDenied
+            model = ModelSpec.objects.filter(slug=request.POST.get("model")).first()
+            upstream = (request.POST.get("upstream") or "").strip()
+            if model is None or not upstream or len(upstream) > 100:
+                messages.error(request, "Pick the model the new route serves.")
+            else:
+                route = discovery.add_route(provider, model, upstream)
+                priced = (
+                    ""
+                    if route.prices.exists()
+                    else " It has no price yet: set one, or mark it free, before it serves."
+                )
+                messages.success(request, f"Added the route {route}.{priced}")
+            return redirect("admin:generations_provider_check_keys", pk=provider.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Check keys: {provider.name}",
+            "provider": provider,
+            "opts": self.model._meta,
+            "report": discovery.check(provider),
+            "models": ModelSpec.objects.exclude(status=ModelSpec.SHUT_DOWN).order_by("sort_order"),
+        }
+        return TemplateResponse(request, "admin/generations/provider/check_keys.html", context)
 
     def health_view(self, request):
         if not self.has_view_permission(request):
@@ -101,7 +168,7 @@ class ProviderAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/generations/provider/health.html", context)
 
 
-PER_IMAGE_KEYS = ("1K", "2K", "4K", "default")
+PER_IMAGE_KEYS = ("512", "1K", "2K", "4K", "default")
 PER_IMAGE_EXAMPLE = '{"1K": 0.134, "4K": 0.24}'
 PER_IMAGE_MESSAGES = {
     "invalid": "The {size} price must be a number of US dollars, like 0.134, not {value}.",
@@ -221,9 +288,44 @@ class PriceInline(admin.TabularInline):
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ["model", "provider", "upstream_model", "priority", "is_free", "enabled"]
-    list_filter = ["model", "provider"]
+    list_display = [
+        "model",
+        "provider",
+        "upstream_model",
+        "priority",
+        "is_free",
+        "enabled",
+        "retired_at",
+    ]
+    list_filter = ["model", "provider", "enabled"]
+    readonly_fields = ["retired_at", "retired_reason"]
     inlines = [PriceInline]
+
+
+@admin.register(Notice)
+class NoticeAdmin(ReadOnlyAdmin):
+    """What happened without the admins: routes moved by an upgrade, retired routes."""
+
+    list_display = ["title", "created", "dismissed_at", "dismissed_by"]
+    list_filter = [("dismissed_at", admin.EmptyFieldListFilter)]
+    fields = readonly_fields = ["title", "message", "created", "dismissed_at", "dismissed_by"]
+
+    def get_urls(self):
+        dismiss = self.admin_site.admin_view(self.dismiss_view)
+        return [
+            path("<int:pk>/dismiss/", dismiss, name="generations_notice_dismiss"),
+            *super().get_urls(),
+        ]
+
+    def dismiss_view(self, request, pk: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        Notice.objects.active().filter(pk=pk).update(
+            dismissed_at=timezone.now(), dismissed_by=request.user
+        )
+        return redirect("admin:index")
 
 
 class AttemptInline(admin.TabularInline):

@@ -28,7 +28,7 @@ from accounts.periods import next_midnight
 from generations import images, pricing, queue, resilience
 from generations.crypto import KeyDecryptionError
 from generations.failures import OK, ErrorKind
-from generations.models import Attempt, Generation, Image, ProviderKey, Route
+from generations.models import Attempt, Generation, Image, Notice, ProviderKey, Route
 from generations.providers.base import (
     ImageRequest,
     ImageResult,
@@ -253,6 +253,8 @@ def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
 
 def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
     _penalise_key(choice.key, err)
+    if err.kind == ErrorKind.MODEL_GONE:
+        _retire_route(choice.route, err)
     # Route budgets: a route that keeps failing hands the job to the next one, and the
     # job fails only once every route it may use has used up its budget. Job budgets
     # (no image, timeouts) are not handed over.
@@ -296,9 +298,40 @@ def _handle_error(gen: Generation, choice: Choice, err: ProviderError, started: 
         delay,
     )
     if delay is None:
-        fail(gen, err.kind, err.message)
+        fail(gen, err.kind, _with_replacement(gen, err))
         return None
     return _requeue(gen, _retry_stage(err.kind), delay)
+
+
+def _with_replacement(gen: Generation, err: ProviderError) -> str:
+    """A model the provider shut down: say which model replaces it, if an admin said."""
+    replacement = gen.model.replacement
+    if err.kind != ErrorKind.MODEL_GONE or replacement is None:
+        return err.message
+    return _("%(message)s %(replacement)s replaces it.") % {
+        "message": err.message.rstrip(".") + ".",
+        "replacement": replacement.label,
+    }
+
+
+def _retire_route(route: Route, err: ProviderError) -> None:
+    """The upstream no longer knows the route's model: take the route out of service with
+    the upstream's reason, and tell the admins (once, by whoever retires it first)."""
+    reason = (err.detail or err.message)[:500]
+    retired = Route.objects.filter(pk=route.pk, enabled=True).update(
+        enabled=False, retired_at=timezone.now(), retired_reason=reason
+    )
+    if retired:
+        log.warning("route %s retired: %s", route, reason)
+        Notice.objects.create(
+            title=_("A route was retired: %(route)s") % {"route": route},
+            message=_(
+                "%(provider)s answered that it no longer serves %(upstream)s, so the "
+                "route was disabled and jobs fail over to the model's other routes. Its "
+                "answer: %(reason)s"
+            )
+            % {"provider": route.provider.name, "upstream": route.upstream_model, "reason": reason},
+        )
 
 
 def _requeue(gen: Generation, stage: str, delay: float) -> float:
@@ -379,6 +412,7 @@ def _retry_stage(kind: ErrorKind) -> str:
         ErrorKind.KEY_EXHAUSTED: "switching key",
         ErrorKind.KEY_INVALID: "switching key",
         ErrorKind.REFUSED: "switching provider",
+        ErrorKind.MODEL_GONE: "switching provider",
     }.get(kind, "retrying")
 
 

@@ -25,6 +25,7 @@ class ErrorKind(models.TextChoices):
     SLOW = "slow", _("Provider too slow")  # 504, read timeout: retry with a longer timeout
     PERMANENT = "permanent", _("The request was refused")  # 400 INVALID_ARGUMENT: never retry
     REFUSED = "refused", _("Not available through this provider")  # fail over, never retry here
+    MODEL_GONE = "model_gone", _("Model shut down by the provider")  # 404: retire the route
     KEY_INVALID = "key_invalid", _("Provider key not working")  # 401/403: disable the key
     BLOCKED = "blocked", _("Blocked by the safety filter")
     NO_IMAGE = "no_image", _("No image returned")  # a 200 without an image: one retry
@@ -47,6 +48,7 @@ RETRYABLE = frozenset(
         ErrorKind.NO_IMAGE,
         ErrorKind.CORRUPT,
         ErrorKind.REFUSED,
+        ErrorKind.MODEL_GONE,
     }
 )
 
@@ -74,6 +76,9 @@ REASONS: dict[str, Promise] = {
     ErrorKind.REFUSED: _(
         "The provider will not serve this account or region, and no other provider for "
         "this model could take the job."
+    ),
+    ErrorKind.MODEL_GONE: _(
+        "The provider has shut this model down, and no other provider for it could take the job."
     ),
     ErrorKind.NO_ROUTE: _("No provider can make images with this model right now."),
     ErrorKind.NOT_SAVED: _(

@@ -9,7 +9,19 @@ from django import forms
 
 from accounts import limits
 from generations import batches, images, jobs
-from generations.models import ASPECT_RATIOS, Image, ModelSpec
+from generations.models import ALL_ASPECT_RATIOS, Image, ModelSpec
+
+
+def offered_choices(models, *, blank: str | None = None) -> tuple[list, list]:
+    """(aspect ratio, size) choices for a form: what any of ``models`` takes, in the
+    usual order and then any an admin added. The model itself validates the pair."""
+    ratios = {r for m in models for r in m.aspect_ratios}
+    sizes = {s for m in models for s in m.sizes}
+    order = {r: i for i, r in enumerate(ALL_ASPECT_RATIOS)}
+    ratio_list = sorted(ratios | {"1:1"}, key=lambda r: (order.get(r, len(order)), r))
+    size_list = sorted(sizes, key=lambda s: (limits.SIZE_ORDER.get(s, 99), s))
+    size_choices = [("", blank)] if blank is not None else []
+    return [(r, r) for r in ratio_list], size_choices + [(s, s) for s in size_list]
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -39,12 +51,8 @@ class StudioForm(forms.Form):
     model = forms.ModelChoiceField(
         queryset=ModelSpec.objects.none(), to_field_name="slug", empty_label=None
     )
-    aspect_ratio = forms.ChoiceField(
-        label="Aspect ratio", choices=[(a, a) for a in ASPECT_RATIOS], initial="1:1"
-    )
-    image_size = forms.ChoiceField(
-        label="Size", required=False, choices=[("", "—"), ("1K", "1K"), ("2K", "2K"), ("4K", "4K")]
-    )
+    aspect_ratio = forms.ChoiceField(label="Aspect ratio", initial="1:1")
+    image_size = forms.ChoiceField(label="Size", required=False)
     count = forms.TypedChoiceField(
         label="Images", coerce=int, initial=1, choices=[(n, str(n)) for n in range(1, 5)]
     )
@@ -55,7 +63,9 @@ class StudioForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = ModelSpec.objects.available()
+        self.fields["model"].queryset = ModelSpec.objects.available().select_related("replacement")
+        ratios, sizes = offered_choices(self.fields["model"].queryset, blank="—")
+        self.fields["aspect_ratio"].choices, self.fields["image_size"].choices = ratios, sizes
         self.user = user
         self.parent_image = self._find_parent()
 
@@ -154,12 +164,8 @@ class BatchForm(forms.Form):
     model = forms.ModelChoiceField(
         queryset=ModelSpec.objects.none(), to_field_name="slug", empty_label=None
     )
-    aspect_ratio = forms.ChoiceField(choices=[(a, a) for a in ASPECT_RATIOS], initial="1:1")
-    image_size = forms.ChoiceField(
-        required=False,
-        label="Size",
-        choices=[("", "Model default"), ("1K", "1K"), ("2K", "2K"), ("4K", "4K")],
-    )
+    aspect_ratio = forms.ChoiceField(initial="1:1")
+    image_size = forms.ChoiceField(required=False, label="Size")
     count = forms.TypedChoiceField(
         coerce=int, initial=1, label="Images per prompt", choices=[(n, str(n)) for n in range(1, 5)]
     )
@@ -171,6 +177,8 @@ class BatchForm(forms.Form):
         allowed = [m.pk for m in available if mine.allows_model(m)]
         self.fields["model"].queryset = available.filter(pk__in=allowed)
         self.fields["model"].label_from_instance = lambda m: m.label
+        ratios, sizes = offered_choices(self.fields["model"].queryset, blank="Model default")
+        self.fields["aspect_ratio"].choices, self.fields["image_size"].choices = ratios, sizes
 
     def clean_csv_file(self):
         upload = self.cleaned_data.get("csv_file")

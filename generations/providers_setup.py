@@ -8,13 +8,12 @@ always (on), or never (off).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from django.conf import settings
 from django.db import transaction
 
-from generations.catalog import GEMINI_PRICES, MODELS
+from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM, MODELS
 from generations.crypto import KeyDecryptionError
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
 
@@ -23,7 +22,6 @@ GOOGLE = "Google Gemini API"
 SANDBOX_KEY = "sandbox-key-not-secret"
 SANDBOX = "Sandbox (offline)"
 ENV_KEY_LABEL = "GEMINI_API_KEY (environment)"
-LIST_PRICES_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 @transaction.atomic

@@ -13,11 +13,11 @@ from django.db import connection
 from PIL import Image as PILImage
 
 from accounts.models import User, usd_to_micros
-from generations.catalog import GEMINI_PRICES
+from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM, MODELS
 from generations.images import clean_image
 from generations.jobs import JobRequest
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
-from generations.providers_setup import LIST_PRICES_FROM, configure_providers
+from generations.providers_setup import configure_providers
 
 REPO = Path(__file__).resolve().parent.parent
 # Real recorded Gemini image responses (large base64 bodies, thought signatures, usage).
@@ -79,10 +79,7 @@ def make_route(
     prices: dict | None = None,
 ) -> Route:
     model = ModelSpec.objects.get(slug=model_slug)
-    upstream = upstream or {
-        "nano-banana": "gemini-2.5-flash-image",
-        "nano-banana-pro": "gemini-3-pro-image-preview",
-    }.get(model_slug, "gemini-3.1-flash-image-preview")
+    upstream = upstream or next(m["upstream"] for m in MODELS if m["slug"] == model_slug)
     provider, _ = Provider.objects.get_or_create(
         name=provider_name, defaults={"kind": kind, "base_url": base_url}
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+from pathlib import Path
 
 from importlinter import Contract, ContractCheck, fields, output
 
@@ -34,12 +35,11 @@ class NoFunctionLevelImports(Contract):
         for module in sorted(graph.modules):
             if not module.startswith(ours) or any(s in f".{module}." for s in skipped):
                 continue
-            spec = importlib.util.find_spec(module)
-            if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            path = _module_file(module)
+            if path is None:
                 continue
-            with open(spec.origin, encoding="utf-8") as handle:
-                tree = ast.parse(handle.read(), spec.origin)
-            package = module if spec.origin.endswith("__init__.py") else module.rpartition(".")[0]
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
             for line, imported in sorted(set(_function_level_imports(tree, package))):
                 if imported.split(".")[0] in ours:
                     found.append((module, line, imported))
@@ -54,6 +54,24 @@ class NoFunctionLevelImports(Contract):
             "is the problem to solve.",
             bold=False,
         )
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module``, found from its top package's folder without importing
+    anything below it (a package's ``__init__`` may need Django set up)."""
+    top, _, rest = module.partition(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = (
+        Path(next(iter(spec.submodule_search_locations)), *rest.split("."))
+        if rest
+        else Path(next(iter(spec.submodule_search_locations)))
+    )
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _function_level_imports(tree: ast.AST, package: str):

@@ -22,6 +22,15 @@ def raw_token(request) -> str | None:
     return request.headers.get("x-goog-api-key") or request.GET.get("key") or None
 
 
+def speaks_gemini(request) -> bool:
+    """A Google client: its key as ``x-goog-api-key`` or ``?key=`` and no Bearer token.
+    Where one path serves both SDKs (``/v1/models``), this picks the Gemini shape."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return False
+    return bool(request.headers.get("x-goog-api-key") or request.GET.get("key"))
+
+
 def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 

@@ -27,6 +27,7 @@ OPENAI_TYPES = {
     401: "invalid_request_error",
     403: "invalid_request_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
@@ -36,6 +37,7 @@ GRPC_STATUS = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
     409: "ABORTED",
     413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
@@ -65,6 +67,16 @@ class ApiError(Exception):
     retry_after: int | None = None  # seconds, for 429s
     retryable: bool = False  # whether the SDKs' automatic retry may help
     extra: dict = field(default_factory=dict)
+    allow: tuple[str, ...] = ()  # for 405s: the methods the path takes
+
+    @classmethod
+    def not_allowed(cls, method: str, path: str, allow: tuple[str, ...]) -> ApiError:
+        return cls(
+            405,
+            f"{path} does not take {method} requests; use {' or '.join(allow)}.",
+            code="method_not_allowed",
+            allow=allow,
+        )
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -73,6 +85,8 @@ class ApiError(Exception):
         headers = {"x-should-retry": "true" if self.retryable else "false"}
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
+        if self.allow:
+            headers["Allow"] = ", ".join(self.allow)
         return headers
 
     def openai(self) -> JsonResponse:

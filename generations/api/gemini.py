@@ -1,4 +1,6 @@
-"""Gemini API: ``POST /v1beta/models/{model}:generateContent`` (and the streaming twin).
+"""Gemini API: ``POST /v1beta/models/{model}:generateContent`` (and the streaming twin),
+``GET /v1beta/models`` and ``GET /v1beta/models/{model}`` (also under ``/v1``, the
+``google-genai`` SDK's default, and ``/v1alpha``).
 
 Point the ``google-genai`` SDK at the instance (``HttpOptions(base_url=...)``) with a
 nanoweb token as the API key. The request's last user turn gives the prompt (its
@@ -9,6 +11,7 @@ shape the real API gives, with the images as ``inlineData``.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 
 from asgiref.sync import sync_to_async
@@ -17,11 +20,11 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
-from generations import catalog, jobs
+from generations import jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import user_for
 from generations.api.errors import ApiError
-from generations.models import Generation
+from generations.models import Generation, ModelSpec, Route
 
 PARAMS = {
     "aspect_ratio": "generationConfig.imageConfig.aspectRatio",
@@ -32,6 +35,13 @@ PARAMS = {
     "model": "model",
 }
 FINISH_BLOCKED = "IMAGE_SAFETY"
+GENERATE = ("POST",)
+READ = ("GET",)
+# Google's published token limits for its image models, by the upstream id that runs;
+# models not listed get those of the Gemini 3 image models.
+TOKEN_LIMITS = {"gemini-2.5-flash-image": (32_768, 32_768)}
+DEFAULT_TOKEN_LIMITS = (65_536, 32_768)
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000  # as Google's models.list
 
 
 def _get(obj: dict, camel: str, snake: str, default=None):
@@ -123,11 +133,11 @@ def _admit(request, model_name: str) -> tuple[list[Generation], Generation | Non
 
 
 def _upstream_name(gen: Generation) -> str:
+    """The model that really ran (its route's upstream id), for ``modelVersion``."""
     if gen.route_id:
         return gen.route.upstream_model
-    return next(
-        (m["upstream"] for m in catalog.MODELS if m["slug"] == gen.model.slug), gen.model.slug
-    )
+    route = Route.objects.usable().filter(model_id=gen.model_id).first()
+    return route.upstream_model if route else gen.model.slug
 
 
 def _usage(gens: list[Generation]) -> dict:
@@ -194,8 +204,8 @@ async def _run(request, model_name: str) -> list[Generation]:
 
 @csrf_exempt
 async def generate_content(request, model: str):
-    if request.method != "POST":
-        return ApiError(405, "Use POST.").gemini()
+    if request.method not in GENERATE:
+        return ApiError.not_allowed(request.method, request.path, GENERATE).gemini()
     try:
         gens = await _run(request, model)
         body = await sync_to_async(
@@ -209,8 +219,8 @@ async def generate_content(request, model: str):
 @csrf_exempt
 async def stream_generate_content(request, model: str):
     """Whole-image events: one chunk per image, usage on the last, as ``alt=sse`` or JSON."""
-    if request.method != "POST":
-        return ApiError(405, "Use POST.").gemini()
+    if request.method not in GENERATE:
+        return ApiError.not_allowed(request.method, request.path, GENERATE).gemini()
     try:
         gens = await _run(request, model)
         chunks = await sync_to_async(lambda: [_response(gens, [_candidate(g, 0)]) for g in gens])()
@@ -226,3 +236,103 @@ async def stream_generate_content(request, model: str):
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     return response
+
+
+def _upstream_ids(models: list[ModelSpec]) -> dict[int, str]:
+    """Each model's first usable route's upstream id: what a request to it runs now."""
+    ids: dict[int, str] = {}
+    for route in Route.objects.usable().filter(model__in=models):
+        ids.setdefault(route.model_id, route.upstream_model)
+    return ids
+
+
+def _model_entry(model: ModelSpec, upstream: str | None) -> dict:
+    """A ``Model`` as Google's ``models.list``/``models.get`` give it; ``version`` is the
+    upstream id that runs it (what ``modelVersion`` names in answers)."""
+    inputs, outputs = TOKEN_LIMITS.get(upstream or "", DEFAULT_TOKEN_LIMITS)
+    description = model.description
+    if model.is_deprecated:
+        instead = f" Use {model.replacement.label} instead." if model.replacement_id else ""
+        description = f"{description} Deprecated by its provider.{instead}".strip()
+    return {
+        "name": f"models/{model.slug}",
+        "baseModelId": model.slug,
+        "version": upstream or model.slug,
+        "displayName": model.label,
+        "description": description,
+        "inputTokenLimit": inputs,
+        "outputTokenLimit": outputs,
+        "supportedGenerationMethods": ["generateContent"],
+    }
+
+
+def _page(request) -> tuple[int, int]:
+    """(page size, offset) from ``pageSize`` and ``pageToken``, as Google pages lists."""
+    raw = request.GET.get("pageSize") or request.GET.get("page_size") or ""
+    try:
+        size = int(raw) if raw else PAGE_SIZE
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ApiError(400, "pageSize must be a whole number of 0 or more.", param="pageSize")
+    size = min(size or PAGE_SIZE, MAX_PAGE_SIZE)
+    token = request.GET.get("pageToken") or request.GET.get("page_token") or ""
+    if not token:
+        return size, 0
+    try:
+        kind, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind != "models" or not offset.isdigit():
+            raise ValueError(token)
+    except (ValueError, UnicodeError, binascii.Error) as exc:
+        raise ApiError(
+            400,
+            "pageToken is not one this API gave out; list again without it.",
+            param="pageToken",
+        ) from exc
+    return size, int(offset)
+
+
+def _next_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"models:{offset}".encode()).decode()
+
+
+@csrf_exempt
+def list_models(request):
+    """``GET /v1beta/models``: the models this token's user may use, in pages."""
+    if request.method not in READ:
+        return ApiError.not_allowed(request.method, request.path, READ).gemini()
+    try:
+        models = mapping.models_for(user_for(request))
+        size, start = _page(request)
+    except ApiError as exc:
+        return exc.gemini()
+    page = models[start : start + size]
+    upstream = _upstream_ids(page)
+    body: dict = {"models": [_model_entry(m, upstream.get(m.pk)) for m in page]}
+    if start + size < len(models):
+        body["nextPageToken"] = _next_token(start + size)
+    return JsonResponse(body)
+
+
+@csrf_exempt
+def get_model(request, model: str):
+    """``GET /v1beta/models/{model}``: by slug, upstream id or alias; 404 when unknown or
+    not this user's to use."""
+    if request.method not in READ:
+        return ApiError.not_allowed(request.method, request.path, READ).gemini()
+    try:
+        spec = mapping.model_for(user_for(request), model)
+    except ApiError as exc:
+        return exc.gemini()
+    return JsonResponse(_model_entry(spec, _upstream_ids([spec]).get(spec.pk)))
+
+
+@csrf_exempt
+def unknown_method(request, model: str, method: str):
+    """``models/{model}:countTokens`` and the like: a 404 saying what is served."""
+    return ApiError(
+        404,
+        f"This instance does not serve models/{model}:{method}. Its models take "
+        "generateContent and streamGenerateContent.",
+        code="not_found",
+    ).gemini()

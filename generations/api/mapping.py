@@ -1,7 +1,9 @@
 """From what API clients send to what a model can do, refusing instead of downgrading.
 
 OpenAI ``size`` (``WIDTHxHEIGHT`` or ``auto``) picks the model's aspect ratio closest
-to WIDTH:HEIGHT; the longer side and ``quality`` pick the image size:
+to WIDTH:HEIGHT; a size more than 5 % from every ratio the model makes (``64x1536``)
+is refused rather than bent into the nearest one. The longer side and ``quality``
+pick the image size:
 
 =======================  ===========  =========================================
 size (longer side)       quality      imageSize (models with sizes)
@@ -25,9 +27,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from django.db.models import Q
-
-from generations import catalog, images
+from accounts import limits
+from generations import images
 from generations.api.errors import ApiError
 from generations.models import ModelSpec
 
@@ -35,6 +36,9 @@ SIZE_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 QUALITIES = {"auto", "low", "medium", "high", "standard", "hd"}
 HIGH = {"high", "hd"}
 MAX_SIDE = 4096
+# How far (as a factor) WIDTH:HEIGHT may be from the ratio it is made at: 1792x1024
+# (1.75) is 16:9 (1.78), 1.6 % off; 64x1536 is no ratio any model makes.
+RATIO_TOLERANCE = 1.05
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,7 @@ def find_model(name: str | None, *, param: str = "model") -> ModelSpec:
             )
         return first
     name = name.removeprefix("models/")
-    found = models.filter(slug=name).first()
-    if found is None:
-        slugs = [m["slug"] for m in catalog.MODELS if m["upstream"] == name]
-        found = (
-            models.filter(slug__in=slugs).exclude(is_sandbox=True).first()
-            or models.filter(Q(slug__in=slugs)).first()
-        )
+    found = lookup(name)
     if found is None:
         offered = ", ".join(models.values_list("slug", flat=True)) or "none"
         raise ApiError(
@@ -72,14 +70,69 @@ def find_model(name: str | None, *, param: str = "model") -> ModelSpec:
     return found
 
 
+def lookup(name: str) -> ModelSpec | None:
+    """An available model by slug, by a usable route's upstream id or by alias."""
+    models = ModelSpec.objects.available()
+    name = name.removeprefix("models/")
+    if not name:
+        return None
+    return models.filter(slug=name).first() or _by_upstream_name(models, name)
+
+
+def models_for(user) -> list[ModelSpec]:
+    """The available models ``user``'s limits let them use, in catalogue order."""
+    mine = limits.for_user(user)
+    return [m for m in ModelSpec.objects.available() if mine.allows_model(m)]
+
+
+def model_for(user, name: str) -> ModelSpec:
+    """One model ``user`` may use (by slug, upstream id or alias), or a 404: a model their
+    limits leave out is answered as one that does not exist."""
+    name = (name or "").removeprefix("models/")
+    found = lookup(name)
+    yours = models_for(user)
+    if found is None or found not in yours:
+        offered = ", ".join(m.slug for m in yours) or "none"
+        raise ApiError(
+            404,
+            f"There is no model '{name}' you can use on this instance. Your models: {offered}.",
+            code="model_not_found",
+        )
+    return found
+
+
+def _by_upstream_name(models, name: str) -> ModelSpec | None:
+    """The model a Gemini name stands for: one whose usable route calls that upstream id,
+    or that lists it among its aliases (a shut-down preview id); a real model before the
+    sandbox."""
+    routed = list(models.filter(routes__upstream_model=name, routes__enabled=True))
+    aliased = [m for m in models if name in (m.aliases or [])]
+    found = routed + [m for m in aliased if m not in routed]
+    return min(found, key=lambda m: (m.is_sandbox, m.sort_order), default=None)
+
+
+def _log_ratio(ratio: str) -> float:
+    w, h = (int(x) for x in ratio.split(":"))
+    return math.log(w / h)
+
+
 def nearest_ratio(model: ModelSpec, width: int, height: int) -> str:
+    """The model's aspect ratio closest to WIDTH:HEIGHT (on a log scale, so 2:1 and 1:2
+    are as far from 1:1), or a 400 naming ``size`` when even that one is more than
+    5 % away."""
     wanted = math.log(width / height)
-
-    def distance(ratio: str) -> float:
-        w, h = (int(x) for x in ratio.split(":"))
-        return abs(math.log(w / h) - wanted)
-
-    return min(model.aspect_ratios, key=distance)
+    ratio = min(model.aspect_ratios, key=lambda r: abs(_log_ratio(r) - wanted))
+    if abs(_log_ratio(ratio) - wanted) > math.log(RATIO_TOLERANCE):
+        raise ApiError(
+            400,
+            f"{model.name} makes no image shaped like {width}x{height} (aspect ratio "
+            f"{width / height:.3g}): the closest it makes is {ratio}, more than 5 % away. "
+            f"Its aspect ratios are {', '.join(model.aspect_ratios)}; choose a size near "
+            "one of them, or send aspect_ratio.",
+            param="size",
+            code="unsupported_value",
+        )
+    return ratio
 
 
 def openai_shape(model: ModelSpec, size: str | None, quality: str | None) -> Shape:

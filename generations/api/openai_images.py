@@ -1,4 +1,5 @@
-"""OpenAI Images API: ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/models``.
+"""OpenAI Images API: ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/models``
+and ``/v1/models/{model}``.
 
 Point the ``openai`` SDK at ``https://<instance>/v1`` with a nanoweb token as the
 API key. Each request runs the same jobs, quotas and ledger as the studio; the
@@ -16,7 +17,6 @@ from ninja import File, Form, Router, Schema
 from ninja.files import UploadedFile
 from pydantic import ConfigDict, Field
 
-from accounts import limits
 from generations import images, jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import TokenAuth
@@ -42,31 +42,40 @@ class ImageGenerationIn(Schema):
     background: str | None = None
     aspect_ratio: str | None = Field(None, description="nanoweb: overrides size, e.g. 16:9.")
     image_size: str | None = Field(None, description="nanoweb: overrides quality: 1K, 2K, 4K.")
+    stream: bool | None = Field(None, description="Not supported: true is refused with a 400.")
+    partial_images: int | None = Field(
+        None, description="Not supported: anything but 0 is refused with a 400."
+    )
 
 
-@router.get("/models", summary="Models this token may use")
+def _model(m: ModelSpec) -> dict:
+    return {
+        "id": m.slug,
+        "object": "model",
+        "created": 1_700_000_000,
+        "owned_by": "nanoweb",
+        "shutdown_date": m.shutdown_date.isoformat() if m.shutdown_date else None,
+        "name": m.name,
+        "aspect_ratios": m.aspect_ratios,
+        "sizes": m.sizes,
+        "max_reference_images": m.max_reference_images,
+    }
+
+
+@router.get("/models", summary="Models this token may use", url_name="openai-models")
 def list_models(request):
-    mine = limits.for_user(request.auth)
-    data = [
-        {
-            "id": m.slug,
-            "object": "model",
-            "created": 1_700_000_000,
-            "owned_by": "nanoweb",
-            "name": m.name,
-            "aspect_ratios": m.aspect_ratios,
-            "sizes": m.sizes,
-            "max_reference_images": m.max_reference_images,
-        }
-        for m in ModelSpec.objects.available()
-        if mine.allows_model(m)
-    ]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_model(m) for m in mapping.models_for(request.auth)]}
+
+
+@router.get("/models/{model}", summary="One model this token may use", url_name="openai-model")
+def retrieve_model(request, model: str):
+    return _model(mapping.model_for(request.auth, model))
 
 
 @router.post("/images/generations", summary="Create images from a prompt")
 async def create_image(request, body: ImageGenerationIn):
     user = request.auth
+    _refuse_streaming(body.stream, body.partial_images)
     model = await sync_to_async(mapping.find_model)(body.model)
     _refuse_unsupported(body.background)
     shape = _shape(model, body.size, body.quality, body.aspect_ratio, body.image_size)
@@ -101,8 +110,13 @@ async def edit_image(
     background: str | None = Form(None),
     image: list[UploadedFile] = File(None, description="One or more images (also image[])."),
     mask: UploadedFile | None = File(None),
+    stream: str | None = Form(None, description="Not supported: true is refused with a 400."),
+    partial_images: str | None = Form(
+        None, description="Not supported: anything but 0 is refused with a 400."
+    ),
 ):
     user = request.auth
+    _refuse_streaming(stream, partial_images)
     spec = await sync_to_async(mapping.find_model)(model)
     _refuse_unsupported(background)
     if mask is not None and not spec.supports_mask:
@@ -147,6 +161,28 @@ def _clean_uploads(uploads, param: str = "image", clean=images.clean_image) -> l
             status = 413 if exc.too_large else 400
             raise ApiError(status, exc.message, param=param, code="invalid_image") from exc
     return cleaned
+
+
+def _refuse_streaming(stream, partial_images) -> None:
+    """nanoweb answers with finished images in one response: no event stream, no partial
+    images. Refused before anything is reserved, so a client is never charged for an
+    answer it cannot read."""
+    if str(stream).strip().lower() not in ("none", "false", "0", ""):
+        raise ApiError(
+            400,
+            "Streaming is not supported: this API answers with the finished images in one "
+            "response. Leave out stream or set it to false.",
+            param="stream",
+            code="unsupported_value",
+        )
+    if str(partial_images).strip().lower() not in ("none", "0", ""):
+        raise ApiError(
+            400,
+            "Partial images are not supported: this API answers with the finished images "
+            "only. Leave out partial_images or set it to 0.",
+            param="partial_images",
+            code="unsupported_value",
+        )
 
 
 def _refuse_unsupported(background: str | None) -> None:

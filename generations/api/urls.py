@@ -1,17 +1,28 @@
 """One django-ninja API (OpenAI-compatible + jobs, one OpenAPI document) and the
-Gemini-compatible views, with every error in the envelope its clients expect."""
+Gemini-compatible views, with every error in the envelope its clients expect.
+
+``/v1/models`` and ``/v1/models/{model}`` serve both SDKs (google-genai's default API
+version is v1): a Google key (``x-goog-api-key`` or ``?key=``, no Bearer token) gets
+Google's shape, anything else OpenAI's. Unknown paths and wrong methods under ``/v1``,
+``/v1beta``, ``/v1alpha`` and ``/api/v1`` answer in their API's envelope too, never
+with Django's HTML pages.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 
+from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
-from django.http import FileResponse, Http404
-from django.urls import path, re_path
+from django.http import FileResponse, Http404, HttpResponseNotAllowed
+from django.urls import URLPattern, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from generations.api import gemini, native, openai_images, results
+from generations.api.auth import speaks_gemini
 from generations.api.errors import ApiError
 from generations.models import Generation
 
@@ -89,6 +100,8 @@ def _unexpected(request, exc):
 
 def media(request, value: str):
     """A signed, expiring image link (the ``url`` of API answers): no token needed."""
+    if request.method not in ("GET", "HEAD"):
+        return ApiError.not_allowed(request.method, request.path, ("GET", "HEAD")).openai()
     try:
         pk, fmt = results.unsign(value)
     except ApiError as exc:
@@ -101,8 +114,6 @@ def media(request, value: str):
     if gen is None or not hasattr(gen, "image"):
         return ApiError(404, "This image no longer exists.", code="not_found").openai()
     if fmt:
-        import io
-
         data, mime = results.image_bytes(gen, fmt)
         response = FileResponse(io.BytesIO(data), content_type=mime)
     else:
@@ -110,6 +121,66 @@ def media(request, value: str):
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _gemini_client(request) -> bool:
+    """Whose envelope a path with no endpoint or a wrong method gets: Google's under
+    /v1beta and /v1alpha, and under /v1 for a Google key; OpenAI's otherwise."""
+    version = request.path.lstrip("/").split("/", 1)[0]
+    return version in ("v1beta", "v1alpha") or (version == "v1" and speaks_gemini(request))
+
+
+def _render(request, exc: ApiError):
+    return exc.gemini() if _gemini_client(request) else exc.openai()
+
+
+@csrf_exempt
+def no_such_endpoint(request, rest: str = ""):
+    return _render(
+        request,
+        ApiError(404, f"There is no API endpoint at {request.path}.", code="not_found"),
+    )
+
+
+def _not_allowed_in_envelope(request, response):
+    """django-ninja answers a wrong method with an empty 405: give it the envelope."""
+    if isinstance(response, HttpResponseNotAllowed):
+        allow = tuple(sorted(m.strip() for m in response["Allow"].split(",") if m.strip()))
+        return _render(request, ApiError.not_allowed(request.method, request.path, allow))
+    return response
+
+
+def _enveloped(pattern: URLPattern) -> URLPattern:
+    view = pattern.callback
+    if iscoroutinefunction(view):
+
+        async def wrapped(request, *args, **kwargs):
+            return _not_allowed_in_envelope(request, await view(request, *args, **kwargs))
+
+    else:
+
+        def wrapped(request, *args, **kwargs):
+            return _not_allowed_in_envelope(request, view(request, *args, **kwargs))
+
+    wrapped.csrf_exempt = True
+    return URLPattern(pattern.pattern, wrapped, pattern.default_args, pattern.name)
+
+
+ninja_patterns, ninja_app, ninja_namespace = api.urls
+ninja_patterns = [_enveloped(p) if isinstance(p, URLPattern) else p for p in ninja_patterns]
+_openai_views = {p.name: p.callback for p in ninja_patterns if isinstance(p, URLPattern)}
+
+
+def _either(openai_view, gemini_view):
+    """One /v1 path for both SDKs: Google's shape for a Google key, OpenAI's otherwise."""
+
+    @csrf_exempt
+    def view(request, **kwargs):
+        if speaks_gemini(request):
+            return gemini_view(request, **kwargs)
+        return openai_view(request, **kwargs)
+
+    return view
 
 
 urlpatterns = [
@@ -124,5 +195,24 @@ urlpatterns = [
         gemini.stream_generate_content,
         name="gemini-stream",
     ),
-    path("", api.urls),
+    re_path(
+        r"^v1(?:beta|alpha)?/models/(?P<model>[^/:]+):(?P<method>[^/]*)$",
+        gemini.unknown_method,
+        name="gemini-unknown-method",
+    ),
+    re_path(r"^v1(?:beta|alpha)/models$", gemini.list_models, name="gemini-models"),
+    re_path(r"^v1(?:beta|alpha)/models/(?P<model>[^/:]+)$", gemini.get_model, name="gemini-model"),
+    path(
+        "v1/models",
+        _either(_openai_views["openai-models"], gemini.list_models),
+        name="v1-models",
+    ),
+    path(
+        "v1/models/<str:model>",
+        _either(_openai_views["openai-model"], gemini.get_model),
+        name="v1-model",
+    ),
+    path("", (ninja_patterns, ninja_app, ninja_namespace)),
+    # Last: whatever no endpoint above took, in its API's envelope.
+    re_path(r"^(?:v1(?:beta|alpha)?|api/v1)(?:/(?P<rest>.*))?$", no_such_endpoint),
 ]

@@ -146,6 +146,18 @@ class Provider(ABC):
     def generate(self, request: ImageRequest) -> ImageResult:
         """Make one image call. Raise :class:`ProviderError` for every non-success."""
 
+    def list_models(self) -> list[str]:
+        """The upstream model ids this key can call that make images (all pages), for
+        the admin's key check. Raise :class:`ProviderError` when the upstream refuses."""
+        raise ProviderError(ErrorKind.PERMANENT, "This kind of provider cannot list its models.")
+
+
+def looks_like_image_model(model_id: str) -> bool:
+    """Model lists say nothing of output kinds: image models are known by their names
+    (gemini-…-image, gemini-nano-banana-…, gpt-image-…, dall-e-…)."""
+    name = model_id.lower()
+    return any(mark in name for mark in ("image", "nano-banana", "dall-e"))
+
 
 PROVIDER_KINDS: dict[str, str] = {
     "gemini": "generations.providers.gemini.GeminiProvider",

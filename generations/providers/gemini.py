@@ -7,6 +7,13 @@ responses: :func:`build_request_body`, :func:`parse_response` (a 200) and
 
 The API key travels in the ``x-goog-api-key`` header, never in the URL, and is
 scrubbed from every error before it leaves this module.
+
+``models.list`` (``GET /v1beta/models``) is paginated with ``pageSize`` (at most 1000)
+and ``pageToken``/``nextPageToken``; its entries carry ``name`` ("models/<id>") and
+``supportedGenerationMethods`` but no output modalities, so image models are known by
+their ids (ai.google.dev/api/models#method:-models.list). A ``generateContent`` for an id
+the key cannot see, or that was shut down, answers 404 NOT_FOUND "models/<id> is not
+found for API version v1beta, or is not supported for generateContent".
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from generations.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    looks_like_image_model,
 )
 from generations.providers.common import (
     UPSTREAM_MESSAGE_CHARS,
@@ -92,6 +100,36 @@ class GeminiProvider(Provider):
             # Relays sometimes echo the credential back; it must not reach a page or log.
             raise scrubbed(err, self.api_key) from None
 
+    def list_models(self) -> list[str]:
+        """``GET {base_url}/v1beta/models``, every page (``pageToken`` → ``nextPageToken``),
+        keeping the image models that take ``generateContent``."""
+        try:
+            return self._list_models()
+        except ProviderError as err:
+            raise scrubbed(err, self.api_key) from None
+
+    def _list_models(self) -> list[str]:
+        found, token = [], None
+        for _page in range(MAX_MODEL_PAGES):
+            params = {"pageSize": 1000, **({"pageToken": token} if token else {})}
+            try:
+                response = self.client.get(
+                    f"{self.base_url}/v1beta/models",
+                    params=params,
+                    headers={"x-goog-api-key": self.api_key, "accept": "application/json"},
+                    timeout=self.timeouts.as_httpx(),
+                )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise transport_error(exc) from None
+            if not response.is_success:
+                raise classify_error(response.status_code, response.content, response.headers)
+            body = json_body(response)
+            found += parse_model_list(body)
+            token = body.get("nextPageToken") if isinstance(body, dict) else None
+            if not token:
+                break
+        return found
+
     def endpoint(self, upstream_model: str) -> str:
         model = upstream_model.removeprefix("models/")
         return f"{self.base_url}/v1beta/models/{model}:generateContent"
@@ -110,6 +148,23 @@ class GeminiProvider(Provider):
         if not response.is_success:
             raise classify_error(response.status_code, response.content, response.headers)
         return parse_response(json_body(response), http_status=response.status_code)
+
+
+MAX_MODEL_PAGES = 20
+
+
+def parse_model_list(body: Any) -> list[str]:
+    """Image model ids (without ``models/``) from one page of ``models.list``."""
+    models = body.get("models") if isinstance(body, dict) else None
+    ids = []
+    for entry in models if isinstance(models, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        name = str(entry.get("name") or "").removeprefix("models/")
+        methods = entry.get("supportedGenerationMethods") or []
+        if name and "generateContent" in methods and looks_like_image_model(name):
+            ids.append(name)
+    return ids
 
 
 def build_request_body(request: ImageRequest) -> dict:
@@ -324,6 +379,12 @@ def classify_error(
         # account, but another route (a relay) may well serve: refused, fail over.
         message = "The provider is not available to this account or from this location"
         return error_of(ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}.")
+    if status == 404 and rpc_status == "NOT_FOUND" and "models/" in upstream:
+        # "models/x is not found for API version v1beta, or is not supported for
+        # generateContent": shut down, or unknown to this key. Another route may still
+        # serve; this one is retired (ai.google.dev/gemini-api/docs/troubleshooting).
+        message = "The provider no longer serves this model"
+        return error_of(ErrorKind.MODEL_GONE, f"{message}: {upstream}")
     if status == 504:
         return error_of(
             ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True

@@ -64,6 +64,7 @@ from generations.providers.base import (
     Provider,
     ProviderError,
     Usage,
+    looks_like_image_model,
 )
 from generations.providers.common import (
     IMAGE_SIGNATURES,
@@ -93,6 +94,7 @@ RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "requests", "tokens"})
 NO_CREDIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 KEY_CODES = frozenset({"invalid_api_key", "account_deactivated", "invalid_organization"})
 REFUSED_CODES = frozenset({"unsupported_country_region_territory"})
+MODEL_GONE_CODES = frozenset({"model_not_found"})
 BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 BLOCKED_MESSAGE = (
     "The provider's safety system rejected this request. Rephrasing the prompt may help."
@@ -107,6 +109,36 @@ class OpenAIImagesProvider(Provider):
             return self._generate(request)
         except ProviderError as err:
             raise scrubbed(err, self.api_key) from None
+
+    def list_models(self) -> list[str]:
+        """``GET {base_url}/models`` (``{"data": [{"id": …}]}``), keeping image models."""
+        try:
+            try:
+                response = self.client.get(
+                    f"{self.base_url}/models",
+                    headers={
+                        "authorization": f"Bearer {self.api_key}",
+                        "accept": "application/json",
+                    },
+                    timeout=self.timeouts.as_httpx(),
+                )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise transport_error(exc) from None
+            if not response.is_success:
+                raise classify_error(response.status_code, response.content, response.headers)
+            data = json_body(response)
+        except ProviderError as err:
+            raise scrubbed(err, self.api_key) from None
+        entries = data.get("data") if isinstance(data, dict) else None
+        return (
+            [
+                str(e["id"])
+                for e in entries
+                if isinstance(e, dict) and e.get("id") and looks_like_image_model(str(e["id"]))
+            ]
+            if isinstance(entries, list)
+            else []
+        )
 
     def _generate(self, request: ImageRequest) -> ImageResult:
         path, body = build_request(request)
@@ -352,6 +384,11 @@ def classify_error(
             ErrorKind.RATE_LIMITED,
             "The provider is receiving too many requests right now.",
             retry_after=retry_after(headers),
+        )
+    if tags & MODEL_GONE_CODES:  # 404 "The model `x` does not exist or you do not have access"
+        message = "The provider no longer serves this model"
+        return error_of(
+            ErrorKind.MODEL_GONE, f"{message}: {upstream}" if upstream else f"{message}."
         )
     if tags & REFUSED_CODES:
         message = "The provider is not available from this location"

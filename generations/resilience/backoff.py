@@ -18,6 +18,7 @@ RETRY_BUDGET: dict[ErrorKind, int] = {
     ErrorKind.KEY_EXHAUSTED: 5,  # moves to another key at once; bounded by the keys there are
     ErrorKind.KEY_INVALID: 5,
     ErrorKind.REFUSED: 0,  # never retried on the route that refused; the next one goes at once
+    ErrorKind.MODEL_GONE: 0,  # the route is retired; the next one goes at once
 }
 
 # Countdowns must stay well below the broker's visibility timeout (Redis: 3600 s).
@@ -45,6 +46,7 @@ def retry_delay(kind: ErrorKind, retry_number: int, retry_after: float | None) -
         ErrorKind.KEY_INVALID,
         ErrorKind.TRANSIENT,
         ErrorKind.REFUSED,
+        ErrorKind.MODEL_GONE,
     ):
         delay = 0.0 if retry_number == 1 else backoff_delay(retry_number - 1)
     else:

@@ -15,7 +15,7 @@ import textwrap
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from generations.sandbox.specs import ASPECT_RATIOS, SCALE, SIZES_1K, upstream_model
+from generations.sandbox.specs import SCALE, upstream_model
 
 # Gradients are smooth, so they are drawn at this size and scaled up.
 _SKETCH_SIDE = 256
@@ -29,13 +29,22 @@ _MAX_LINES = 7
 
 
 def dimensions(model: str, aspect_ratio: str = "1:1", image_size: str = "1K") -> tuple[int, int]:
-    """Pixel size of ``model``'s output; ValueError for a ratio or size it does not make."""
-    if aspect_ratio not in SIZES_1K:
-        raise ValueError(f"Unsupported aspect ratio {aspect_ratio!r}; use one of {ASPECT_RATIOS}")
-    if image_size not in upstream_model(model).image_tokens:
+    """Pixel size of ``model``'s output; ValueError for a ratio or size it does not make.
+
+    Each model has its own 1K table (Gemini 3 models differ from 2.5); 2K doubles both
+    sides, 4K quadruples them and "512" halves them."""
+    spec = upstream_model(model)
+    if not spec.makes_images:
+        raise ValueError(f"{model} does not make images")
+    if aspect_ratio not in spec.aspect_ratios:
+        raise ValueError(
+            f"Unsupported aspect ratio {aspect_ratio!r}; use one of {spec.aspect_ratios}"
+        )
+    if image_size not in spec.image_tokens:
         raise ValueError(f"{model} does not make {image_size!r} images")
-    w, h = SIZES_1K[aspect_ratio]
-    return w * SCALE[image_size], h * SCALE[image_size]
+    w, h = spec.sizes_1k[aspect_ratio]
+    num, den = SCALE[image_size]
+    return w * num // den, h * num // den
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,16 +10,29 @@ default. It renders real images (``render``), answers in the exact wire shape
   class) or ``[sandbox:CLASSxN]`` (the first N requests with that exact prompt,
   then success), e.g. ``[sandbox:503x2]``. Classes are listed in ``TRIGGERS``.
 
-Routes: ``POST /v1beta/models/{model}:generateContent`` (key in ``x-goog-api-key``
-or ``?key=``); ``POST /v1/images/generations`` and ``POST /v1/images/edits`` (key
-as ``Authorization: Bearer``, see ``openai_images``), where the same faults take
-OpenAI's forms (a daily quota is ``insufficient_quota``, blocks are
-``moderation_blocked``, NO_IMAGE and text-only answers an empty ``data``);
-``GET /healthz``. Anything else is a 404 in the envelope of the API its path belongs to.
+Routes: ``POST /v1beta/models/{model}:generateContent``, ``GET /v1beta/models``
+(models.list, ``pageSize`` and ``pageToken``) and ``GET /v1beta/models/{model}``
+(models.get), key in ``x-goog-api-key`` or ``?key=``; ``POST /v1/images/generations``
+and ``POST /v1/images/edits`` (key as ``Authorization: Bearer``, see
+``openai_images``), where the same faults take OpenAI's forms (a daily quota is
+``insufficient_quota``, blocks are ``moderation_blocked``, NO_IMAGE and text-only
+answers an empty ``data``); ``GET /healthz``. Anything else is a 404 in the envelope
+of the API its path belongs to.
+
+Models are those of ``specs`` (Google's December 2026 lineup, sources there). An id
+it does not serve (unknown, shut down such as ``gemini-3-pro-image-preview``, not a
+generateContent model, or hidden from the key by ``SandboxConfig.hidden_models``) is
+answered on generateContent and models.get with Google's 404 NOT_FOUND, and left out
+of models.list for that key. models.list pages for real; its default page size is
+``MODELS_PAGE_SIZE`` (Google's is 50: the sandbox's is small so that a client sees
+more than one page). The key is checked before the model, and a 404 is not counted
+against the key's quotas.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import random
@@ -28,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +52,7 @@ from generations.sandbox import openai_images as openai
 from generations.sandbox import responses
 from generations.sandbox.parse import BadRequest, GenerateRequest, parse_request
 from generations.sandbox.render import dimensions, render_image
-from generations.sandbox.specs import upstream_model
+from generations.sandbox.specs import MODELS, find_model, upstream_model
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +82,10 @@ TRIGGERS = {
 }
 TRIGGER = re.compile(r"\[sandbox:(?P<name>[a-z0-9_]+?)(?:x(?P<times>\d+))?\]", re.IGNORECASE)
 GENERATE_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+MODELS_PATH = "/v1beta/models"
+MODEL_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+)$")
+MODELS_PAGE_SIZE = 5  # models.list's default page; Google's is 50 (see the docstring)
+MAX_MODELS_PAGE_SIZE = 1000  # Google's cap
 OPENAI_PATHS = {"/v1/images/generations": "generations", "/v1/images/edits": "edits"}
 MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline data
 INJECTED_RETRY_DELAY = 1.5  # seconds, in the RetryInfo of an injected per-minute 429
@@ -89,6 +106,9 @@ class SandboxConfig:
     invalid_keys: frozenset[str] = frozenset()
     seed: int | None = None
     hang_seconds: float = 600.0  # how long a "timeout" holds the connection
+    # API key → model ids that key cannot see: not listed, and 404 on generateContent
+    # and models.get (a project without access to a model, as Google answers it).
+    hidden_models: Mapping[str, Iterable[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(FAULTS)
@@ -101,6 +121,13 @@ class SandboxConfig:
         if not 0 <= self.latency_min <= self.latency_max:
             raise ValueError("Latency needs 0 <= min <= max")
         self.invalid_keys = frozenset(self.invalid_keys)
+        self.hidden_models = {
+            key: frozenset(models) for key, models in dict(self.hidden_models).items()
+        }
+
+    def can_see(self, key: str, model: str) -> bool:
+        """Whether ``key`` may use ``model``: served by the sandbox and not hidden from it."""
+        return model in MODELS and model not in self.hidden_models.get(key, ())
 
 
 @dataclass(frozen=True)
@@ -261,10 +288,12 @@ class SandboxServer(ThreadingHTTPServer):
     def answer(self, model: str, key: str, raw: bytes) -> Reply:
         """The whole decision for one generateContent call."""
         self.state.count_request()
-        if not key:
-            return Reply.of(403, responses.permission_denied_body(), "no_key")
-        if key in self.config.invalid_keys:
-            return Reply.of(400, responses.api_key_invalid_body(), "api_key_invalid")
+        refused = self._check_key(key)
+        if refused is not None:
+            return refused
+        spec = find_model(model)
+        if spec is None or not spec.generates_content or not self.config.can_see(key, model):
+            return Reply.of(404, responses.model_not_found_body(model), "model_not_found")
         refused = self.state.admit(key, model)
         if refused is not None:
             return refused
@@ -282,7 +311,7 @@ class SandboxServer(ThreadingHTTPServer):
         return self._fault(req, fault, rng)
 
     def _fault(self, req: GenerateRequest, fault: str, rng: random.Random) -> Reply:
-        model, prompt, refs = req.model, req.prompt, req.references
+        model, prompt, refs, level = req.model, req.prompt, req.references, req.thinking_level
         match fault:
             case "timeout":
                 return Reply(0, outcome=fault, hang=True)
@@ -305,10 +334,14 @@ class SandboxServer(ThreadingHTTPServer):
                 return Reply.of(200, body, fault)
             case "image_safety" | "no_image":
                 reason = fault.upper()
-                body = responses.no_content_body(model, prompt, reason, references=refs, rng=rng)
+                body = responses.no_content_body(
+                    model, prompt, reason, references=refs, thinking_level=level, rng=rng
+                )
                 return Reply.of(200, body, fault)
             case "malformed":
-                body = responses.text_only_body(model, prompt, references=refs, rng=rng)
+                body = responses.text_only_body(
+                    model, prompt, references=refs, thinking_level=level, rng=rng
+                )
                 whole = json.dumps(body, indent=2).encode()
                 return Reply(200, whole[: len(whole) // 2], fault)
         raise AssertionError(f"unhandled fault {fault}")
@@ -317,7 +350,12 @@ class SandboxServer(ThreadingHTTPServer):
         """What the model made: an image (perhaps truncated on the way) or only text."""
         if fault == "text_only" or "IMAGE" not in req.modalities:
             body = responses.text_only_body(
-                req.model, req.prompt, references=req.references, rng=rng
+                req.model,
+                req.prompt,
+                references=req.references,
+                thinking_level=req.thinking_level,
+                grounded=req.grounded,
+                rng=rng,
             )
             return Reply.of(200, body, fault or "ok")
         width, height = dimensions(req.model, req.aspect_ratio, req.image_size)
@@ -329,6 +367,8 @@ class SandboxServer(ThreadingHTTPServer):
             image_size=req.image_size,
             references=req.references,
             with_text="TEXT" in req.modalities,
+            thinking_level=req.thinking_level,
+            grounded=req.grounded,
             rng=rng,
         )
         if fault == "truncated":
@@ -336,6 +376,40 @@ class SandboxServer(ThreadingHTTPServer):
             # Cut on a 4-character boundary: the base64 still decodes, the image does not.
             inline["data"] = inline["data"][: len(inline["data"]) * 2 // 5 // 4 * 4]
         return Reply.of(200, body, fault or "ok")
+
+    def _check_key(self, key: str) -> Reply | None:
+        if not key:
+            return Reply.of(403, responses.permission_denied_body(), "no_key")
+        if key in self.config.invalid_keys:
+            return Reply.of(400, responses.api_key_invalid_body(), "api_key_invalid")
+        return None
+
+    def answer_models_list(self, key: str, query: str) -> Reply:
+        """models.list: the models ``key`` can see, a page at a time."""
+        refused = self._check_key(key)
+        if refused is not None:
+            return refused
+        params = parse_qs(query)
+        try:
+            size = _page_size(params.get("pageSize", params.get("page_size", [""]))[0])
+            start = _page_offset(params.get("pageToken", params.get("page_token", [""]))[0])
+        except BadRequest as exc:
+            return Reply.of(400, responses.invalid_argument_body(str(exc)), "invalid_argument")
+        visible = [m for name, m in MODELS.items() if self.config.can_see(key, name)]
+        page = visible[start : start + size]
+        more = start + size < len(visible)
+        token = _page_token(start + size) if more else None
+        return Reply.of(200, responses.models_page(page, token))
+
+    def answer_model_get(self, model: str, key: str) -> Reply:
+        """models.get: one Model, or 404 when ``key`` cannot see it."""
+        refused = self._check_key(key)
+        if refused is not None:
+            return refused
+        if not self.config.can_see(key, model):
+            body = responses.model_not_found_body(model, "get")
+            return Reply.of(404, body, "model_not_found")
+        return Reply.of(200, responses.model_resource(upstream_model(model)))
 
     def answer_openai(
         self, endpoint: str, key: str, raw: bytes, content_type: str
@@ -450,6 +524,11 @@ class _Handler(BaseHTTPRequestHandler):
                 model, reply = self.server.answer_openai(
                     OPENAI_PATHS[url.path], self._bearer_key(), raw, content_type
                 )
+        elif self.command == "GET" and url.path == MODELS_PATH:
+            reply = self.server.answer_models_list(self._api_key(url.query), url.query)
+        elif self.command == "GET" and (listed := MODEL_PATH.match(url.path)):
+            model = unquote(listed["model"])
+            reply = self.server.answer_model_get(model, self._api_key(url.query))
         elif self.command == "GET" and url.path == "/healthz":
             health = {"status": "ok", "upstream": "sandbox", "requests": self.server.state.requests}
             reply = Reply.of(200, health)
@@ -520,6 +599,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:
         pass  # http.server's own messages can quote the request line, key included
+
+
+def _page_size(raw: str) -> int:
+    """models.list's pageSize: unset or 0 is the default page, more than 1000 is 1000."""
+    if not raw:
+        return MODELS_PAGE_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid value at 'page_size' (TYPE_INT32), {json.dumps(raw)}") from None
+    if size < 0:
+        raise BadRequest("page_size must not be negative.")  # the sandbox's wording
+    return min(size, MAX_MODELS_PAGE_SIZE) or MODELS_PAGE_SIZE
+
+
+def _page_token(offset: int) -> str:
+    """An opaque token for the page starting at ``offset`` (Google's are opaque too)."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        offset = None
+    if not isinstance(offset, int) or offset < 0:
+        raise BadRequest("Invalid page token.")  # the sandbox's wording
+    return offset
 
 
 def make_server(

@@ -3,11 +3,13 @@
 import base64
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts import tokens
 from accounts.models import LedgerEntry
-from generations.api import mapping
+from generations import engine
+from generations.api import mapping, waiting
 from generations.api.errors import ApiError
 from generations.models import Generation, ModelSpec
 from tests.factories import png_bytes
@@ -42,12 +44,120 @@ def test_the_size_table(slug, size, quality, expected):
         ("nano-banana-pro", "10x10", "auto", "size"),
         ("nano-banana-pro", "1024*1024", "auto", "size"),
         ("nano-banana-pro", "1024x1024", "ultra", "quality"),
+        ("nano-banana-pro", "64x1536", "auto", "size"),  # 1:24, no ratio it makes
+        ("nano-banana-2", "64x1536", "auto", "size"),  # nor 1:8, the tallest of this one
+        ("nano-banana-pro", "1024x1080", "auto", "size"),  # 5.5 % from 1:1, 16 % from 4:5
+        ("nano-banana", "4096x1024", "auto", "size"),
     ],
 )
 def test_what_a_model_cannot_do_is_refused_not_downgraded(slug, size, quality, param):
     with pytest.raises(ApiError) as refused:
         mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, quality)
     assert refused.value.status == 400 and refused.value.param == param
+
+
+@pytest.mark.parametrize(
+    "slug, size, ratio",
+    [
+        ("nano-banana-pro", "1024x1075", "1:1"),  # 4.98 % off: still 1:1
+        ("nano-banana-pro", "1075x1024", "1:1"),
+        ("nano-banana-2", "128x1024", "1:8"),
+        ("nano-banana-2", "4096x1024", "4:1"),
+        ("nano-banana-pro", "1024x1792", "9:16"),  # dall-e-3's portrait, 1.6 % off
+    ],
+)
+def test_a_size_within_five_percent_of_a_ratio_is_made_at_that_ratio(slug, size, ratio):
+    shape = mapping.openai_shape(ModelSpec.objects.get(slug=slug), size, "auto")
+    assert shape.aspect_ratio == ratio
+
+
+def test_a_size_too_far_from_every_ratio_says_which_ratios_there_are(client, bearer):
+    body = {"model": "sandbox", "prompt": "x", "size": "64x1536"}
+    r = post_json(client, "/v1/images/generations", body, bearer)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("size", "unsupported_value")
+    assert "1:8" in error["message"] and "aspect_ratio" in error["message"]
+    assert not Generation.objects.exists() and not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"stream": True}, "stream"),
+        ({"stream": True, "partial_images": 2}, "stream"),
+        ({"partial_images": 1}, "partial_images"),
+    ],
+)
+def test_streaming_is_refused_before_anything_is_reserved(client, bearer, extra, param):
+    r = post_json(
+        client, "/v1/images/generations", {"model": "sandbox", "prompt": "x", **extra}, bearer
+    )
+    assert r.status_code == 400, r.content
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == (param, "unsupported_value")
+    assert not Generation.objects.exists() and not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [({"stream": "true"}, "stream"), ({"partial_images": "3"}, "partial_images")],
+)
+def test_streamed_edits_are_refused_before_anything_is_reserved(client, bearer, extra, param):
+    image = SimpleUploadedFile("a.png", png_bytes(64, 64), content_type="image/png")
+    data = {"prompt": "x", "model": "sandbox", "image": image, **extra}
+    r = client.post("/v1/images/edits", data, **bearer)
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["param"] == param
+    assert not Generation.objects.exists() and not LedgerEntry.objects.exists()
+
+
+def test_stream_false_is_no_streaming(client, bearer, settings):
+    settings.NANOWEB_API_WAIT_SECONDS = 0.2
+    body = {"model": "sandbox", "prompt": "x", "stream": False, "partial_images": 0}
+    r = post_json(client, "/v1/images/generations", body, bearer)
+    assert r.status_code == 504  # admitted and waited for (no worker runs in this test)
+    assert Generation.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "method, path, headers, status, family",
+    [
+        ("get", "/v1/nothing-here", "bearer", 404, "openai"),
+        ("get", "/v1/images/variations", "bearer", 404, "openai"),
+        ("get", "/v1", "bearer", 404, "openai"),
+        ("get", "/api/v1/nothing-here", "bearer", 404, "openai"),
+        ("get", "/v1beta/nothing-here", "google", 404, "gemini"),
+        ("get", "/v1beta/tunedModels/x", "google", 404, "gemini"),
+        ("post", "/v1beta/models/sandbox:countTokens", "google", 404, "gemini"),
+        ("post", "/v1/models/sandbox:embedContent", "google", 404, "gemini"),
+        ("get", "/v1/files", "google", 404, "gemini"),  # google-genai's default version
+        ("get", "/v1alpha/nothing-here", None, 404, "gemini"),
+        ("get", "/v1/images/generations", "bearer", 405, "openai"),
+        ("delete", "/v1/models/sandbox", "bearer", 405, "openai"),
+        ("put", "/api/v1/generations", "bearer", 405, "openai"),
+        ("get", "/v1beta/models/sandbox:generateContent", "google", 405, "gemini"),
+        ("post", "/v1beta/models", "google", 405, "gemini"),
+        ("delete", "/v1beta/models/sandbox", "google", 405, "gemini"),
+        ("post", "/v1/models", "google", 405, "gemini"),
+    ],
+)
+def test_unknown_paths_and_wrong_methods_answer_in_the_apis_envelope(
+    client, alice, bearer, method, path, headers, status, family
+):
+    key = bearer["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+    extra = {"bearer": bearer, "google": {"HTTP_X_GOOG_API_KEY": key}, None: {}}[headers]
+    r = getattr(client, method)(path, **extra)
+    assert r.status_code == status, r.content
+    assert r["Content-Type"] == "application/json"
+    error = r.json()["error"]
+    assert error["message"]
+    if family == "openai":
+        assert error["type"] == "invalid_request_error" and "param" in error
+    else:
+        assert error["code"] == status and error["status"] in ("NOT_FOUND", "UNIMPLEMENTED")
+    if status == 405:
+        assert r["Allow"] and r["Allow"].split(", ")[0] in error["message"]
 
 
 @pytest.fixture
@@ -240,7 +350,7 @@ def test_gemini_quota_errors_carry_retry_info(client, alice, sandbox_model, no_b
     alice.save()
     r = gemini(
         client,
-        "gemini-3.1-flash-image-preview",
+        "gemini-3.1-flash-image",
         {"contents": [{"parts": [{"text": "a fox"}]}]},
         tokens.create(alice, "g").secret,
     )
@@ -263,6 +373,32 @@ def test_gemini_auth_and_unknown_models(client, alice, sandbox_model, no_broker)
         content_type="application/json",
     )
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_gemini_names_the_model_that_really_ran_when_asked_by_alias(
+    client, alice, sandbox_model, no_broker, monkeypatch
+):
+    """A shut-down preview id (an alias) runs the model's route: ``modelVersion`` names
+    the upstream id that ran, not the name the client sent."""
+    sandbox_model.aliases = ["gemini-sandbox-preview"]
+    sandbox_model.save()
+
+    async def run_inline(ids, timeout=None):
+        for pk in ids:
+            await sync_to_async(engine.run_generation)(pk)
+        return True
+
+    monkeypatch.setattr(waiting, "wait_for", run_inline)
+    r = gemini(
+        client,
+        "gemini-sandbox-preview",
+        {"contents": [{"parts": [{"text": "a fox"}]}]},
+        tokens.create(alice, "g").secret,
+    )
+    assert r.status_code == 200, r.content
+    ran = Generation.objects.get()
+    assert ran.status == Generation.SUCCEEDED and ran.model == sandbox_model
+    assert r.json()["modelVersion"] == ran.route.upstream_model == "gemini-3.1-flash-image"
 
 
 def test_gemini_takes_snake_case_and_times_out_in_its_own_envelope(

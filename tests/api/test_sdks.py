@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from accounts import quotas
 from accounts.models import LedgerEntry
 from generations.models import Generation, Image
-from tests.factories import png_bytes
+from tests.factories import make_route, png_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -74,9 +74,20 @@ def test_the_openai_sdk_gets_clear_errors(api_server, alice, alice_token):
     import openai
 
     client = openai.OpenAI(base_url=api_server + "/v1", api_key=alice_token, max_retries=0)
+    model = client.models.retrieve("sandbox")
+    assert (model.id, model.object, model.owned_by) == ("sandbox", "model", "nanoweb")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("dall-e-3")
+    assert missing.value.body["code"] == "model_not_found"
     with pytest.raises(openai.NotFoundError) as missing:
         client.images.generate(model="dall-e-3", prompt="x")
     assert missing.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as streamed:
+        client.images.generate(model="sandbox", prompt="x", stream=True)
+    assert streamed.value.body["param"] == "stream"
+    with pytest.raises(openai.NotFoundError) as nowhere:  # no Django HTML page
+        client.get("/nothing-here", cast_to=object)
+    assert nowhere.value.body["code"] == "not_found"
     with pytest.raises(openai.BadRequestError) as bad:
         client.images.generate(model="sandbox", prompt="x", size="big")
     assert bad.value.body["param"] == "size"
@@ -105,7 +116,7 @@ def test_the_google_genai_sdk_generates_and_streams(api_server, alice, alice_tok
         response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")
     )
     response = client.models.generate_content(
-        model="gemini-3.1-flash-image-preview", contents="a lighthouse at dusk", config=config
+        model="gemini-3.1-flash-image", contents="a lighthouse at dusk", config=config
     )
     images = [p.inline_data for p in response.candidates[0].content.parts if p.inline_data]
     assert len(images) == 1 and images[0].mime_type.startswith("image/")
@@ -137,4 +148,31 @@ def test_the_google_genai_sdk_generates_and_streams(api_server, alice, alice_tok
     with pytest.raises(genai.errors.ClientError) as missing:
         client.models.generate_content(model="imagen-9", contents="x", config=config)
     assert missing.value.code == 404
+    with pytest.raises(genai.errors.ClientError) as missing:
+        client.models.get(model="imagen-9")
+    assert missing.value.code == 404 and missing.value.status == "NOT_FOUND"
+    with pytest.raises(genai.errors.ClientError) as unserved:
+        client.models.count_tokens(model="sandbox", contents="x")
+    assert unserved.value.code == 404 and unserved.value.status == "NOT_FOUND"
     assert Generation.objects.filter(user=alice, source="api", status="succeeded").count() == 2
+
+
+@pytest.mark.parametrize("api_version", [None, "v1beta"])  # None: the SDK's default, v1
+def test_the_google_genai_sdk_lists_and_gets_models(api_server, alice, alice_token, api_version):
+    from google import genai
+    from google.genai import types
+
+    make_route("nano-banana")  # a second model, so that pages of one take two requests
+    options = types.HttpOptions(base_url=api_server, timeout=60_000, api_version=api_version)
+    client = genai.Client(api_key=alice_token, http_options=options)
+    pager = client.models.list(config={"page_size": 1})
+    assert len(pager.page) == 1
+    models = list(pager)
+    assert [m.name for m in models] == ["models/nano-banana", "models/sandbox"]
+    sandbox = models[1]
+    assert sandbox.display_name == "Sandbox (offline)" and sandbox.version
+    assert sandbox.input_token_limit > 0 and sandbox.output_token_limit > 0
+    assert sandbox.supported_actions == ["generateContent"]
+    fetched = client.models.get(model="sandbox")
+    assert fetched.name == "models/sandbox" and fetched.description == sandbox.description
+    assert client.models.get(model="gemini-2.5-flash-image").name == "models/nano-banana"

@@ -49,7 +49,7 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
     )
-    assert "Sandbox" in card.inner_text() and "1344×768" in card.inner_text()
+    assert "Sandbox" in card.inner_text() and "1376×768" in card.inner_text()
     assert page.locator("#estimate").inner_text().startswith("up to $")  # kept after submit
     shot(page, "3-after")
 

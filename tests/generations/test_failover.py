@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts import quotas
 from generations import engine, routing
 from generations.failures import ErrorKind
-from generations.models import Generation, KeyPermit, ModelSpec, Provider, Route
+from generations.models import Generation, KeyPermit, ModelSpec, Notice, Provider, Route
 from generations.resilience.store import get_store
 from generations.resilience.types import BreakerConfig, Permit
 from tests.factories import make_route, png_bytes, submit_one
@@ -408,3 +408,39 @@ def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, 
     assert delay is not None and delay < 60
     job.refresh_from_db()
     assert job.status == "queued" and routing.choose_route(job).route == relay
+
+
+def test_a_model_the_provider_shut_down_retires_the_route_and_fails_over(
+    alice, sandbox_model, relay
+):
+    primary = sandbox_model.routes.get(provider__is_sandbox=True)
+    Route.objects.filter(pk=primary.pk).update(upstream_model="gemini-3.1-flash-image-preview")
+    job = submit_one(sandbox_model, alice)
+    assert engine.run_generation(job.pk) == 0  # the next route at once
+    assert again(job) is None
+    job.refresh_from_db()
+    log = list(job.attempt_log.values_list("route__provider__name", "outcome"))
+    assert log == [("Sandbox (offline)", "model_gone"), ("Relay", "ok")]
+    assert job.status == "succeeded" and job.route == relay
+    primary.refresh_from_db()
+    assert not primary.enabled and primary.retired_at
+    assert "gemini-3.1-flash-image-preview is not found" in primary.retired_reason
+    notice = Notice.objects.active().get()
+    assert "gemini-3.1-flash-image-preview" in notice.message and "Sandbox" in notice.title
+    later = submit_one(sandbox_model, alice, prompt="another")
+    assert engine.run_generation(later.pk) is None  # straight to the relay now
+    assert later.attempt_log.get().route == relay
+
+
+def test_with_no_route_left_the_card_names_the_replacement(alice, sandbox_model):
+    ModelSpec.objects.filter(slug="sandbox").update(
+        replacement=ModelSpec.objects.get(slug="nano-banana-2-1")
+    )
+    sandbox_model.routes.update(upstream_model="gemini-3-pro-image-preview")
+    job = submit_one(sandbox_model, alice)
+    assert engine.run_generation(job.pk) is None
+    job.refresh_from_db()
+    assert (job.status, job.error_kind, job.refunded) == ("failed", "model_gone", True)
+    assert job.failure_title == "Model shut down by the provider"
+    assert job.error_message.endswith("Nano Banana 2.1 replaces it.")
+    assert quotas.ledger_problems() == []

@@ -42,7 +42,11 @@ def test_it_shows_stored_prices_in_dollars():
             "image_output_per_mtok",
             "not an amount in US dollars",
         ),
-        ({"per_image": '{"8K": 0.1}'}, "per_image", "Unknown size '8K': use 1K, 2K, 4K, default."),
+        (
+            {"per_image": '{"8K": 0.1}'},
+            "per_image",
+            "Unknown size '8K': use 512, 1K, 2K, 4K, default.",
+        ),
         ({"per_image": '{"1K": -0.05}'}, "per_image", "The 1K price cannot be negative."),
         (
             {"per_image": '{"4K": "cheap"}'},

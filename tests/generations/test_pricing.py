@@ -5,7 +5,7 @@ from generations.pricing import Rates, Unpriced, cost_micros, worst_case_usage
 from generations.providers.base import Usage
 
 FLASH = Rates(**GEMINI_PRICES["gemini-2.5-flash-image"])
-PRO = Rates(**GEMINI_PRICES["gemini-3-pro-image-preview"])
+PRO = Rates(**GEMINI_PRICES["gemini-3-pro-image"])
 
 
 def test_it_prices_the_recorded_flash_image_response_to_the_micro_dollar():

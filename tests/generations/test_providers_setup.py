@@ -24,9 +24,11 @@ def test_a_gemini_key_creates_the_google_provider_and_routes_once(gemini_env):
     google = Provider.objects.get(name=GOOGLE)
     assert google.keys.get().get_key() == "AIza-real-key-0123456789"
     assert set(Route.objects.filter(provider=google).values_list("model__slug", flat=True)) == {
-        "nano-banana",
+        "nano-banana-2-1",
         "nano-banana-pro",
         "nano-banana-2",
+        "nano-banana-2-lite",
+        "nano-banana",
     }
     assert all(r.price_at() for r in Route.objects.filter(provider=google))
     assert not Provider.objects.get(is_sandbox=True).enabled  # a real key turns it off

@@ -31,7 +31,7 @@ def test_a_worker_process_makes_the_images_and_settles(alice, sandbox_model, cel
     assert [r.status for r in rows] == ["succeeded", "succeeded"]
     for job in rows:
         with PILImage.open(job.image.file) as im:
-            assert im.size == (864, 1184)  # 3:4 at 1K, as Gemini answers
+            assert im.size == (896, 1200)  # 3:4 at 1K, as Gemini 3.x answers
         assert job.image.thumbnail
         assert 0 < job.actual_micros <= job.reserved_micros
     s = quotas.summary(alice)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from generations.sandbox.server import SandboxConfig, make_server
+from generations.sandbox.specs import MODELS
 
 # --rate-<flag> → fault class
 RATE_FLAGS = {
@@ -37,11 +38,26 @@ def parse_latency(value: str) -> tuple[float, float]:
     return bounds
 
 
+def parse_hidden_models(pairs: list[str]) -> dict[str, frozenset[str]]:
+    """["k1=m1", "k1=m2", "k2=m1"] → {"k1": {"m1", "m2"}, "k2": {"m1"}}."""
+    hidden: dict[str, set[str]] = {}
+    for pair in pairs:
+        key, sep, model = pair.partition("=")
+        key, model = key.strip(), model.strip().removeprefix("models/")
+        if not sep or not key or not model:
+            raise CommandError(f"--hide-model wants KEY=MODEL, not {pair!r}")
+        if model not in MODELS:
+            known = ", ".join(MODELS)
+            raise CommandError(f"--hide-model: the sandbox serves no {model!r} (it has {known})")
+        hidden.setdefault(key, set()).add(model)
+    return {key: frozenset(models) for key, models in hidden.items()}
+
+
 class Command(BaseCommand):
     help = (
         "Run the Sandbox (offline) upstream: a test double that speaks Google's Gemini "
-        "generateContent API and OpenAI's Images API, renders placeholder images locally "
-        "and injects faults on demand."
+        "generateContent and models API and OpenAI's Images API, renders placeholder "
+        "images locally and injects faults on demand."
     )
     # The sandbox touches no models, URLs or templates: it starts even when the
     # project around it would not pass its checks.
@@ -72,6 +88,15 @@ class Command(BaseCommand):
             metavar="KEY",
             help="answer this key with API_KEY_INVALID (repeatable)",
         )
+        parser.add_argument(
+            "--hide-model",
+            action="append",
+            default=[],
+            dest="hidden_models",
+            metavar="KEY=MODEL",
+            help="hide MODEL from KEY: not listed, 404 on generateContent and models.get "
+            "(repeatable)",
+        )
         parser.add_argument("--seed", type=int, help="seed for repeatable fault draws")
         parser.add_argument(
             "--hang-seconds",
@@ -101,6 +126,7 @@ class Command(BaseCommand):
 
     def build_config(self, options: dict) -> SandboxConfig:
         low, high = parse_latency(options["latency"])
+        hidden = parse_hidden_models(options.get("hidden_models") or [])
         rates = {f: options[f"rate_{f}"] for f in RATE_FLAGS.values() if options[f"rate_{f}"]}
         try:
             return SandboxConfig(
@@ -110,6 +136,7 @@ class Command(BaseCommand):
                 rpm=options["rpm"],
                 daily_quota=options["daily_quota"],
                 invalid_keys=frozenset(options["invalid_keys"]),
+                hidden_models=hidden,
                 seed=options["seed"],
                 hang_seconds=options["hang_seconds"],
             )
@@ -129,4 +156,7 @@ class Command(BaseCommand):
         ]
         if config.invalid_keys:
             limits.append(f"{len(config.invalid_keys)} invalid key(s)")
+        if config.hidden_models:
+            count = sum(len(models) for models in config.hidden_models.values())
+            limits.append(f"{count} model(s) hidden from {len(config.hidden_models)} key(s)")
         return "; ".join(limits)

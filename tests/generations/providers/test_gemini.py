@@ -656,9 +656,11 @@ HTTP_ERRORS = [
      False),
     (404, [rpc_error(404, "NOT_FOUND", "models/nano-banana-9 is not found for API version "
                                        "v1beta.")],
-     ErrorKind.PERMANENT,
-     "The provider rejected the request: models/nano-banana-9 is not found for API version "
-     "v1beta.", False),
+     ErrorKind.MODEL_GONE,
+     "The provider no longer serves this model: models/nano-banana-9 is not found for API "
+     "version v1beta.", False),
+    (404, b"<html>404 Not Found</html>", ErrorKind.PERMANENT,
+     "The provider rejected the request.", False),
     (413, b"<html>Request Entity Too Large</html>", ErrorKind.PERMANENT,
      "The request was too large for the provider (are the reference images too big?).", False),
     (400, b"", ErrorKind.PERMANENT, "The provider rejected the request.", False),

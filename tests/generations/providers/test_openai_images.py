@@ -502,8 +502,8 @@ HTTP_ERRORS = [
      "Supported values are: '1024x1024', '1024x1536', '1536x1024', and 'auto'.", False),
     (404, openai_error("The model `gpt-image-9` does not exist or you do not have access to it.",
                        "invalid_request_error", "model_not_found"),
-     ErrorKind.PERMANENT, "The provider rejected the request: The model `gpt-image-9` does not "
-     "exist or you do not have access to it.", False),
+     ErrorKind.MODEL_GONE, "The provider no longer serves this model: The model `gpt-image-9` "
+     "does not exist or you do not have access to it.", False),
     (422, {"detail": "unprocessable"}, ErrorKind.PERMANENT,
      "The provider rejected the request.", False),
     (413, b"<html>Request Entity Too Large</html>", ErrorKind.PERMANENT,

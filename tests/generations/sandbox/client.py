@@ -14,8 +14,12 @@ from tests.factories import GEMINI_FIXTURES
 
 KEY = "test-key-0123456789"
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
-FLASH_31 = "gemini-3.1-flash-image-preview"
+PRO = "gemini-3-pro-image"
+FLASH_31 = "gemini-3.1-flash-image"
+NB21 = "gemini-nano-banana-2.1"
+LITE = "gemini-3.1-flash-lite-image"
+TEXT_MODEL = "gemini-3.5-flash"
+SHUT_DOWN = ("gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview")
 # In CI the repository is cloned with `shared/` as a sibling of the repo root.
 FIXTURES = GEMINI_FIXTURES
 # One client for the whole run: a fresh one per call costs ~30 ms of TLS set-up.
@@ -30,6 +34,8 @@ def generate(
     key: str | None = KEY,
     image_config: dict | None = None,
     modalities: list[str] | None = None,
+    thinking: dict | None = None,
+    tools: list[dict] | None = None,
     body: dict | None = None,
     timeout: float = 10.0,
 ) -> httpx.Response:
@@ -39,8 +45,12 @@ def generate(
             config["imageConfig"] = image_config
         if modalities:
             config["responseModalities"] = modalities
+        if thinking is not None:
+            config["thinkingConfig"] = thinking
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
         body["generationConfig"] = config
+        if tools is not None:
+            body["tools"] = tools
     headers = {"x-goog-api-key": key} if key else {}
     return http.post(
         f"{url}/v1beta/models/{model}:generateContent",
@@ -48,6 +58,16 @@ def generate(
         headers=headers,
         timeout=timeout,
     )
+
+
+def list_models(url: str, key: str | None = KEY, **params) -> httpx.Response:
+    headers = {"x-goog-api-key": key} if key else {}
+    return http.get(f"{url}/v1beta/models", params=params, headers=headers, timeout=10.0)
+
+
+def get_model(url: str, model: str, key: str | None = KEY) -> httpx.Response:
+    headers = {"x-goog-api-key": key} if key else {}
+    return http.get(f"{url}/v1beta/models/{model}", headers=headers, timeout=10.0)
 
 
 def parts(response: httpx.Response) -> list[dict]:

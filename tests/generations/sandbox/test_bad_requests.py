@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from tests.generations.sandbox.client import FLASH, KEY, PRO, generate
+from tests.generations.sandbox.client import FLASH, FLASH_31, KEY, LITE, NB21, PRO, generate
 
 
 def error_of(response: httpx.Response, status: int = 400) -> dict:
@@ -34,6 +34,37 @@ def test_it_refuses_image_size_for_flash_image(sandbox_url):
 def test_it_refuses_what_the_model_cannot_make(sandbox_url, image_config, message):
     error = error_of(generate(sandbox_url, PRO, image_config=image_config))
     assert error["message"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "supported"),
+    [
+        (NB21, "512", "1K, 2K, 4K"),  # 2.1 dropped the 512 tier
+        (PRO, "512", "1K, 2K, 4K"),
+        (LITE, "2K", "1K"),
+        (LITE, "4K", "1K"),
+        (LITE, "512", "1K"),
+    ],
+)
+def test_it_refuses_an_image_size_the_model_does_not_make(sandbox_url, model, size, supported):
+    error = error_of(generate(sandbox_url, model, image_config={"imageSize": size}))
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"] == f"Unsupported image size {size!r}. Supported values: {supported}."
+
+
+@pytest.mark.parametrize(("model", "size"), [(LITE, "1K"), (FLASH_31, "512"), (NB21, "4K")])
+def test_it_takes_the_sizes_the_model_makes(sandbox_url, model, size):
+    assert generate(sandbox_url, model, image_config={"imageSize": size}).status_code == 200
+
+
+@pytest.mark.parametrize("ratio", ["1:4", "4:1", "1:8", "8:1"])
+def test_only_the_3_1_models_take_the_extreme_ratios(sandbox_url, ratio):
+    for model in (PRO, FLASH):
+        error = error_of(generate(sandbox_url, model, image_config={"aspectRatio": ratio}))
+        assert error["message"].startswith(f"Unsupported aspect ratio {ratio!r}.")
+    for model in (NB21, FLASH_31, LITE):
+        response = generate(sandbox_url, model, image_config={"aspectRatio": ratio})
+        assert response.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from tests.generations.sandbox.client import (
     FLASH,
     FLASH_31,
     KEY,
+    LITE,
+    NB21,
     PRO,
     generate,
     image_of,
@@ -28,7 +30,13 @@ PRO_RECORDING = "gemini-3-pro-image-preview.text-and-image.json"
 
 @pytest.mark.parametrize(
     ("model", "recording"),
-    [(FLASH, FLASH_RECORDING), (PRO, PRO_RECORDING), (FLASH_31, PRO_RECORDING)],
+    [
+        (FLASH, FLASH_RECORDING),
+        (PRO, PRO_RECORDING),
+        (FLASH_31, PRO_RECORDING),
+        (NB21, PRO_RECORDING),
+        (LITE, PRO_RECORDING),
+    ],
 )
 def test_it_answers_in_the_shape_of_the_recorded_responses(sandbox_url, model, recording):
     response = generate(sandbox_url, model)
@@ -44,10 +52,17 @@ def test_it_answers_in_the_shape_of_the_recorded_responses(sandbox_url, model, r
         (FLASH, {}, "PNG", (1024, 1024)),
         (FLASH, {"aspectRatio": "21:9"}, "PNG", (1536, 672)),
         (FLASH, {"aspectRatio": "3:4"}, "PNG", (864, 1184)),
-        (PRO, {"aspectRatio": "16:9", "imageSize": "1K"}, "JPEG", (1344, 768)),
-        (FLASH_31, {"aspectRatio": "9:16", "imageSize": "2K"}, "JPEG", (1536, 2688)),
-        (FLASH_31, {"aspectRatio": "4:5"}, "JPEG", (896, 1152)),
-        ("gemini-2.0-unknown", {"aspectRatio": "2:3"}, "PNG", (832, 1248)),
+        # The Gemini 3 models have a 1K table of their own, and four more ratios.
+        (PRO, {"aspectRatio": "16:9", "imageSize": "1K"}, "JPEG", (1376, 768)),
+        (PRO, {"aspectRatio": "2:3"}, "JPEG", (848, 1264)),
+        (FLASH_31, {"aspectRatio": "9:16", "imageSize": "2K"}, "JPEG", (1536, 2752)),
+        (FLASH_31, {"aspectRatio": "4:5"}, "JPEG", (928, 1152)),
+        (FLASH_31, {"aspectRatio": "16:9", "imageSize": "512"}, "JPEG", (688, 384)),
+        (NB21, {}, "JPEG", (1024, 1024)),
+        (NB21, {"aspectRatio": "1:8"}, "JPEG", (352, 2928)),
+        (NB21, {"aspectRatio": "16:9", "imageSize": "4K"}, "JPEG", (5504, 3072)),
+        (LITE, {"aspectRatio": "4:1", "imageSize": "1K"}, "JPEG", (2064, 512)),
+        (LITE, {"aspectRatio": "21:9"}, "JPEG", (1584, 672)),
     ],
 )
 def test_it_renders_the_requested_aspect_ratio_and_size(
@@ -73,17 +88,28 @@ def test_it_reports_flash_image_usage_without_thinking(sandbox_url):
 
 
 @pytest.mark.parametrize(
-    ("model", "size", "image_tokens"),
-    [(PRO, "1K", 1120), (PRO, "2K", 1120), (FLASH_31, "1K", 1120), (FLASH_31, "2K", 1680)],
+    ("model", "size", "image_tokens", "thoughts"),
+    [
+        (PRO, "1K", 1120, (100, 400)),  # Pro always thinks hard
+        (PRO, "2K", 1120, (100, 400)),
+        (FLASH_31, "512", 747, (20, 90)),  # 3.1 Flash and Lite default to minimal
+        (FLASH_31, "1K", 1120, (20, 90)),
+        (FLASH_31, "2K", 1680, (20, 90)),
+        (FLASH_31, "4K", 2520, (20, 90)),
+        (NB21, "1K", 1120, (120, 400)),  # 2.1 defaults to medium
+        (NB21, "2K", 1680, (120, 400)),
+        (NB21, "4K", 2520, (120, 400)),
+        (LITE, "1K", 1120, (20, 90)),
+    ],
 )
 def test_it_reports_thinking_models_usage_and_signs_every_part(
-    sandbox_url, model, size, image_tokens
+    sandbox_url, model, size, image_tokens, thoughts
 ):
     body = generate(sandbox_url, model, image_config={"imageSize": size}).json()
     usage = body["usageMetadata"]
     assert usage["candidatesTokensDetails"] == [{"modality": "IMAGE", "tokenCount": image_tokens}]
     assert usage["candidatesTokenCount"] == image_tokens + parts_text_tokens(body)
-    assert 100 <= usage["thoughtsTokenCount"] <= 400
+    assert thoughts[0] <= usage["thoughtsTokenCount"] <= thoughts[1]
     assert usage["totalTokenCount"] == (
         usage["promptTokenCount"] + usage["candidatesTokenCount"] + usage["thoughtsTokenCount"]
     )
@@ -96,7 +122,7 @@ def test_it_bills_4k_pro_images_at_2000_tokens(sandbox_url):
     body = generate(sandbox_url, PRO, image_config={"aspectRatio": "21:9", "imageSize": "4K"})
     usage = body.json()["usageMetadata"]
     assert usage["candidatesTokensDetails"][0]["tokenCount"] == 2000
-    assert image_of(body).size == (6144, 2688)
+    assert image_of(body).size == (6336, 2688)
 
 
 def test_it_counts_reference_images_in_the_prompt(sandbox_url):
@@ -137,7 +163,7 @@ def test_it_accepts_snake_case_requests(sandbox_url):
     }
     response = generate(sandbox_url, FLASH_31, body=request)
     assert response.status_code == 200
-    assert image_of(response).size == (2688, 1536)
+    assert image_of(response).size == (2752, 1536)
     assert [list(p) for p in parts(response)] == [["inlineData", "thoughtSignature"]]
     assert response.json()["usageMetadata"]["promptTokensDetails"][0]["tokenCount"] == 258
 

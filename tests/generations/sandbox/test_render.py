@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from generations.sandbox.render import dimensions, render_image
-from tests.generations.sandbox.client import FLASH, FLASH_31, PRO
+from tests.generations.sandbox.client import FLASH, FLASH_31, LITE, NB21, PRO
 
 FLASH_1K = {
     "1:1": (1024, 1024),
@@ -23,21 +23,63 @@ FLASH_1K = {
     "21:9": (1536, 672),
 }
 
+GEMINI_3_1K = {
+    "1:1": (1024, 1024),
+    "2:3": (848, 1264),
+    "3:2": (1264, 848),
+    "3:4": (896, 1200),
+    "4:3": (1200, 896),
+    "4:5": (928, 1152),
+    "5:4": (1152, 928),
+    "9:16": (768, 1376),
+    "16:9": (1376, 768),
+    "21:9": (1584, 672),
+}
+EXTREME_1K = {"1:4": (512, 2064), "4:1": (2064, 512), "1:8": (352, 2928), "8:1": (2928, 352)}
+
 
 @pytest.mark.parametrize(("ratio", "size"), FLASH_1K.items())
-def test_it_knows_the_1k_size_of_every_aspect_ratio(ratio, size):
+def test_it_knows_the_1k_size_of_every_aspect_ratio_of_2_5_flash(ratio, size):
     assert dimensions(FLASH, ratio) == size
-    assert dimensions(PRO, ratio, "1K") == size
 
 
-@pytest.mark.parametrize(("image_size", "factor"), [("1K", 1), ("2K", 2), ("4K", 4)])
-def test_it_scales_both_sides_for_2k_and_4k(image_size, factor):
-    assert dimensions(FLASH_31, "16:9", image_size) == (1344 * factor, 768 * factor)
+@pytest.mark.parametrize(("ratio", "size"), GEMINI_3_1K.items())
+def test_the_gemini_3_models_have_a_1k_table_of_their_own(ratio, size):
+    for model in (PRO, FLASH_31, NB21, LITE):
+        assert dimensions(model, ratio, "1K") == size
+
+
+@pytest.mark.parametrize(("ratio", "size"), EXTREME_1K.items())
+def test_the_3_1_models_make_the_four_new_ratios(ratio, size):
+    for model in (FLASH_31, NB21, LITE):
+        assert dimensions(model, ratio) == size
+    with pytest.raises(ValueError, match="Unsupported aspect ratio"):
+        dimensions(PRO, ratio)
+    with pytest.raises(ValueError, match="Unsupported aspect ratio"):
+        dimensions(FLASH, ratio)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "size"),
+    [("512", (688, 384)), ("1K", (1376, 768)), ("2K", (2752, 1536)), ("4K", (5504, 3072))],
+)
+def test_it_halves_512_and_doubles_2k_and_quadruples_4k(image_size, size):
+    assert dimensions(FLASH_31, "16:9", image_size) == size
+
+
+def test_it_halves_every_ratio_exactly_at_512():
+    for ratio, (w, h) in {**GEMINI_3_1K, **EXTREME_1K}.items():
+        assert dimensions(FLASH_31, ratio, "512") == (w // 2, h // 2)
+        assert w % 2 == h % 2 == 0
 
 
 def test_it_refuses_sizes_a_model_does_not_make():
     with pytest.raises(ValueError, match="does not make '2K'"):
         dimensions(FLASH, "1:1", "2K")
+    with pytest.raises(ValueError, match="does not make '512'"):
+        dimensions(NB21, "1:1", "512")
+    with pytest.raises(ValueError, match="does not make '4K'"):
+        dimensions(LITE, "1:1", "4K")
     with pytest.raises(ValueError, match="Unsupported aspect ratio"):
         dimensions(PRO, "7:3", "1K")
 

@@ -1,0 +1,116 @@
+"""“Check keys”: which image models each of a provider's keys can call, compared with the
+provider's routes. It only shows: adding a route is the admin's click.
+
+Each key lists the upstream's models (every page). A route whose upstream id no key can
+see is flagged (Google answers 404 for it: shut down, or not enabled for the project);
+an image model the keys can call that no route of this provider uses is offered, with
+the catalog model it stands for when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.utils.translation import gettext as _
+
+from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM
+from generations.crypto import KeyDecryptionError
+from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
+from generations.providers.base import ProviderError, Timeouts, provider_class
+
+
+@dataclass
+class KeyCheck:
+    key: ProviderKey
+    models: list[str] = field(default_factory=list)
+    error: str = ""  # why the key could not list its models
+
+
+@dataclass
+class RouteCheck:
+    route: Route
+    missing_for: list[str]  # labels of the keys that cannot see its upstream id
+
+    @property
+    def unseen(self) -> bool:
+        return bool(self.missing_for)
+
+
+@dataclass
+class Offer:
+    upstream: str
+    model: ModelSpec | None  # the catalog model it stands for, if any
+
+
+@dataclass
+class Report:
+    provider: Provider
+    keys: list[KeyCheck]
+    routes: list[RouteCheck]
+    offers: list[Offer]
+
+    @property
+    def listed(self) -> bool:
+        """At least one key listed its models (otherwise nothing can be compared)."""
+        return any(not k.error for k in self.keys)
+
+
+def check(provider: Provider) -> Report:
+    """List the models of every enabled key (network calls; run outside a transaction)."""
+    keys = [_check_key(provider, key) for key in provider.keys.filter(enabled=True)]
+    listing = [k for k in keys if not k.error]
+    seen = {m for k in listing for m in k.models}
+    routes = list(provider.routes.select_related("model").order_by("model__sort_order", "priority"))
+    checks = (
+        [
+            RouteCheck(r, [k.key.label for k in listing if r.upstream_model not in k.models])
+            for r in routes
+        ]
+        if listing
+        else [RouteCheck(r, []) for r in routes]
+    )
+    used = {r.upstream_model for r in routes}
+    offers = [Offer(m, _catalog_model(m)) for m in sorted(seen - used)]
+    return Report(provider, keys, checks, offers)
+
+
+def _check_key(provider: Provider, key: ProviderKey) -> KeyCheck:
+    try:
+        upstream = provider_class(provider.kind)(
+            provider.base_url, key.get_key(), Timeouts(provider.connect_timeout, 30.0)
+        )
+        return KeyCheck(key, models=sorted(set(upstream.list_models())))
+    except KeyDecryptionError:
+        return KeyCheck(key, error=_("The key no longer decrypts; enter it again."))
+    except ProviderError as err:
+        return KeyCheck(key, error=err.message)
+
+
+def _catalog_model(upstream: str) -> ModelSpec | None:
+    """The model people pick for this upstream id: one whose other routes call it, or
+    whose aliases name it."""
+    routed = ModelSpec.objects.filter(routes__upstream_model=upstream, is_sandbox=False).first()
+    return routed or next(
+        (m for m in ModelSpec.objects.filter(is_sandbox=False) if upstream in (m.aliases or [])),
+        None,
+    )
+
+
+def add_route(provider: Provider, model: ModelSpec, upstream: str) -> Route:
+    """A route the admin chose from the offers: last in the failover order, with Google's
+    list price when the catalog knows it (otherwise unpriced, so refused until priced)."""
+    last = provider.routes.filter(model=model).order_by("-priority").first()
+    route, _created = Route.objects.get_or_create(
+        model=model,
+        provider=provider,
+        upstream_model=upstream,
+        defaults={"priority": (last.priority + 10) if last else 100},
+    )
+    if upstream in GEMINI_PRICES and not route.prices.exists():
+        Price.objects.create(
+            route=route,
+            effective_from=LIST_PRICES_FROM,
+            note="Official list price",
+            **GEMINI_PRICES[upstream],
+        )
+    return route

@@ -1,0 +1,232 @@
+"""The work: one Generation per image, its references (Uploads), the Batch it may belong
+to, each upstream call (Attempt) and the API's idempotency keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Team
+from generations.failures import ATTEMPT_OUTCOMES, ErrorKind, explain
+from generations.models.upstreams import ModelSpec, Route
+
+
+class Upload(models.Model):
+    """A reference image a user uploaded, validated and re-encoded."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    file = models.ImageField(upload_to="uploads/%Y/%m/", width_field="width", height_field="height")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    mime_type = models.CharField(max_length=30)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    original_name = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.pk)
+
+
+class Batch(models.Model):
+    """Many prompts started at once; its progress is counted from its generations."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches"
+    )
+    name = models.CharField(max_length=200)
+    created = models.DateTimeField(default=timezone.now)
+    # Rows not started yet because the person's jobs-in-progress limit was full: each
+    # {"model", "prompt", "aspect_ratio", "image_size", "count"}; nothing is reserved
+    # for them until they start, as room frees up.
+    waiting = models.JSONField(default=list, blank=True)
+    stalled = models.CharField(
+        max_length=500, blank=True, help_text="Why waiting rows cannot start (another limit)."
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["user", "-created"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def waiting_images(self) -> int:
+        return sum(row.get("count", 1) for row in self.waiting)
+
+
+class GenerationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(user=user)
+
+    def in_flight(self):
+        return self.filter(status__in=[Generation.QUEUED, Generation.RUNNING])
+
+
+class Generation(models.Model):
+    """One image job: its request, its state machine, its money."""
+
+    QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    )
+    STATUSES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
+    FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="generations")
+    request_id = models.UUIDField(db_index=True, help_text="Shared by the images of one submit.")
+    prompt = models.TextField()
+    aspect_ratio = models.CharField(max_length=5)
+    image_size = models.CharField(max_length=3, blank=True)
+    references = models.ManyToManyField(Upload, blank=True, related_name="generations")
+    mask = models.ForeignKey(
+        Upload,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="masked_generations",
+        help_text="Edit mask for the first reference image.",
+    )
+    parent_image = models.ForeignKey(
+        "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+    )
+
+    status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED, db_index=True)
+    stage = models.CharField(max_length=40, blank=True, help_text="What the job is doing now.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+
+    quota_day = models.DateField()
+    reserved_micros = models.BigIntegerField(default=0)
+    actual_micros = models.BigIntegerField(null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Same model, prompt, parameters and references → same fingerprint.",
+    )
+    booked_slot = models.JSONField(
+        null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
+    )
+    error_kind = models.CharField(max_length=20, blank=True, choices=ErrorKind.choices)
+    error_message = models.CharField(max_length=500, blank=True)
+    refunded = models.BooleanField(default=False)
+    upstream_text = models.TextField(blank=True)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(
+        max_length=10, default="studio", help_text='"studio", "api" (OpenAI, Gemini or jobs API).'
+    )
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["user", "-created"]),
+            models.Index(fields=["status", "next_attempt_at"]),
+            # "Generating (N)" on every page: a person's jobs in flight, however many
+            # images they have made.
+            models.Index(
+                fields=["user"],
+                name="generation_in_flight_idx",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} · {self.prompt[:40]}"
+
+    def ordered_references(self) -> list[Upload]:
+        """The reference images in the order they were attached (a mask edits the first)."""
+        through = Generation.references.through.objects.filter(generation=self)
+        return [row.upload for row in through.select_related("upload").order_by("pk")]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def stage_label(self) -> str:
+        if self.status == self.QUEUED and self.stage in ("", "queued"):
+            return "Queued"
+        return (self.stage or self.status).capitalize()
+
+    @property
+    def failure(self):
+        """Title and plain-language reason of why this job made no image."""
+        return explain(ErrorKind.CANCELLED if self.status == self.CANCELLED else self.error_kind)
+
+    @property
+    def failure_title(self) -> str:
+        return str(self.failure.title)
+
+    def elapsed(self) -> timedelta:
+        return (self.finished or timezone.now()) - (self.started or self.created)
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a client sent with a jobs-API request, and the request it
+    created: sending the same key again returns the same jobs instead of paying twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_id = models.UUIDField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="unique_idempotency_key_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.request_id}"
+
+
+class Attempt(models.Model):
+    """One upstream call, whatever its outcome."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    route = models.ForeignKey(Route, null=True, on_delete=models.SET_NULL)
+    key_label = models.CharField(max_length=100, blank=True)
+    started = models.DateTimeField(default=timezone.now)
+    latency_ms = models.PositiveIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=20, choices=ATTEMPT_OUTCOMES, help_text='"ok" or an error class.'
+    )
+    detail = models.CharField(max_length=500, blank=True)
+    retry_delay = models.FloatField(null=True, blank=True)
+    may_have_been_billed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["generation", "number"]
+
+    def __str__(self) -> str:
+        return f"#{self.number} {self.outcome}"
