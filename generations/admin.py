@@ -248,6 +248,12 @@ class PriceForm(forms.ModelForm):
     image_output_per_mtok = UsdField(
         label="Image output (USD / 1M tokens)", required=False, placeholder="0"
     )
+    search_query_micros = UsdField(
+        label="Google Search (USD per query)",
+        required=False,
+        placeholder="0",
+        help_text="What each search of a grounded answer costs (Gemini 3: 0.014).",
+    )
     per_image = PerImageUsdField(
         label="Per image (USD by size)",
         help_text=f"Flat US dollars per image by size ({', '.join(PER_IMAGE_KEYS)}), e.g. "
@@ -261,13 +267,19 @@ class PriceForm(forms.ModelForm):
             "input_per_mtok",
             "text_output_per_mtok",
             "image_output_per_mtok",
+            "search_query_micros",
             "per_image",
             "note",
         ]
 
     def clean(self):
         data = super().clean()
-        for name in ("input_per_mtok", "text_output_per_mtok", "image_output_per_mtok"):
+        for name in (
+            "input_per_mtok",
+            "text_output_per_mtok",
+            "image_output_per_mtok",
+            "search_query_micros",
+        ):
             data[name] = data.get(name) or 0
         rates = [
             data[n] for n in ("input_per_mtok", "text_output_per_mtok", "image_output_per_mtok")

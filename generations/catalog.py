@@ -38,6 +38,12 @@ import datetime as dt
 
 from generations.models import ALL_ASPECT_RATIOS, ASPECT_RATIOS
 
+# Grounding with Google Search on Gemini 3 models is billed per search query the model
+# runs: $14 per 1,000 after a monthly free allowance (ai.google.dev/gemini-api/docs/pricing,
+# as summarised by Google's forum and you.com's 2026-09-17 reading of it). The default
+# assumes the allowance is used up; an admin within it sets the route's price to 0.
+SEARCH_QUERY_MICROS = 14_000
+
 # When the list prices take effect on a new route (before any job: they apply to all).
 LIST_PRICES_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -46,16 +52,19 @@ GEMINI_PRICES = {
         "input_per_mtok": 1_500_000,
         "text_output_per_mtok": 7_500_000,
         "image_output_per_mtok": 30_000_000,
+        "search_query_micros": SEARCH_QUERY_MICROS,
     },
     "gemini-3-pro-image": {
         "input_per_mtok": 2_000_000,
         "text_output_per_mtok": 12_000_000,
         "image_output_per_mtok": 120_000_000,
+        "search_query_micros": SEARCH_QUERY_MICROS,
     },
     "gemini-3.1-flash-image": {
         "input_per_mtok": 500_000,
         "text_output_per_mtok": 3_000_000,
         "image_output_per_mtok": 60_000_000,
+        "search_query_micros": SEARCH_QUERY_MICROS,
     },
     "gemini-3.1-flash-lite-image": {
         "input_per_mtok": 250_000,

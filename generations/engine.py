@@ -114,6 +114,8 @@ def build_request(gen: Generation, route: Route) -> ImageRequest:
         prompt=gen.prompt,
         aspect_ratio=gen.aspect_ratio,
         image_size=upstream_size(gen, route),
+        thinking_level=(gen.params or {}).get("thinking_level"),
+        grounding=bool((gen.params or {}).get("grounding")),
         references=tuple(read(u) for u in gen.ordered_references()),
         mask=read(gen.mask) if gen.mask_id else None,
     )
@@ -241,6 +243,7 @@ def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
             usage={**result.usage.as_dict(), "upstream_cost_micros": cost},
             route=choice.route,
             upstream_text=result.text[:4000],
+            grounding=result.extra.get("grounding") or {},
             error_kind="",
             error_message="",
         )

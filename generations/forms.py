@@ -56,6 +56,9 @@ class StudioForm(forms.Form):
     count = forms.TypedChoiceField(
         label="Images", coerce=int, initial=1, choices=[(n, str(n)) for n in range(1, 5)]
     )
+    # Checked against the chosen model by jobs.validate, which names what the model takes.
+    thinking_level = forms.CharField(label="Thinking", required=False, max_length=20)
+    grounding = forms.BooleanField(label="Ground in Google Search", required=False)
     references = MultipleImageField(label="Reference images", required=False)
     again = forms.BooleanField(required=False, widget=forms.HiddenInput)  # past the duplicate guard
     # "Edit this image": the image being edited, sent again as the first reference.
@@ -139,6 +142,8 @@ class StudioForm(forms.Form):
             references=[c for _, c in refs],
             reference_names=[n for n, _ in refs],
             parent_image=self.parent_image,
+            thinking_level=data.get("thinking_level") or None,
+            grounding=bool(data.get("grounding")),
         )
         try:
             jobs.validate(self.job_request)

@@ -44,6 +44,18 @@ class JobRequest:
     mask: CleanImage | None = None  # transparent where the first reference may change
     parent_image: Image | None = None
     source: str = "studio"  # or "api"
+    thinking_level: str | None = None  # one of the model's thinking_levels
+    grounding: bool = False  # ground the answer in Google Search, where the model takes it
+
+    @property
+    def params(self) -> dict:
+        """The model parameters asked for, as the job stores them (none: empty)."""
+        params: dict = {}
+        if self.thinking_level:
+            params["thinking_level"] = self.thinking_level
+        if self.grounding:
+            params["grounding"] = True
+        return params
 
 
 def validate(req: JobRequest) -> None:
@@ -81,6 +93,26 @@ def validate(req: JobRequest) -> None:
         raise SubmitError(too_many_references(model, len(req.references)), field="references")
     if req.mask is not None:
         _validate_mask(req)
+    _validate_params(req)
+
+
+def _validate_params(req: JobRequest) -> None:
+    """Thinking levels and Search grounding only where the model takes them: refused with a
+    message, never dropped."""
+    model = req.model
+    if req.thinking_level and req.thinking_level not in model.thinking_levels:
+        if model.thinking_levels:
+            message = (
+                f"{model.name} takes the thinking levels "
+                f"{', '.join(model.thinking_levels)}, not {req.thinking_level}."
+            )
+        else:
+            message = f"{model.name} takes no thinking level."
+        raise SubmitError(message, field="thinking_level")
+    if req.grounding and not model.grounding:
+        raise SubmitError(
+            f"{model.name} cannot ground its images in Google Search.", field="grounding"
+        )
 
 
 def no_mask(model: ModelSpec) -> str:
@@ -143,6 +175,7 @@ def fingerprint(req: JobRequest) -> str:
     ]
     if req.mask:
         parts.append(f"mask:{req.mask.sha256}")
+    parts += [f"{k}:{v}" for k, v in sorted(req.params.items())]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -179,15 +212,22 @@ def too_many_references(model: ModelSpec, attached: int) -> str:
 
 
 def estimate_per_image(
-    model: ModelSpec, *, image_size: str | None, prompt_chars: int, references: int
+    model: ModelSpec,
+    *,
+    image_size: str | None,
+    prompt_chars: int,
+    references: int,
+    grounding: bool = False,
 ) -> int:
-    """Worst case over the model's routes, so any route that serves is covered."""
+    """Worst case over the model's routes, so any route that serves is covered. A grounded
+    image allows for ``NANOWEB_GROUNDING_ESTIMATE_QUERIES`` searches."""
     worst = None
     usage = pricing.worst_case_usage(
         prompt_chars=prompt_chars,
         references=references,
         image_tokens=model.image_tokens_for(image_size),
         text_tokens=model.estimate_text_tokens,
+        search_queries=settings.NANOWEB_GROUNDING_ESTIMATE_QUERIES if grounding else 0,
     )
     for route in Route.objects.usable().filter(model=model):
         price = route.price_at()
@@ -211,6 +251,7 @@ def estimate_request(req: JobRequest) -> int:
         image_size=req.image_size,
         prompt_chars=len(req.prompt),
         references=len(req.references),
+        grounding=req.grounding,
     )
 
 
@@ -240,6 +281,7 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
                     parent_image=req.parent_image,
                     mask=mask,
                     fingerprint=print_,
+                    params=req.params,
                     quota_day=quota_day(now),
                     reserved_micros=per_image,
                     stage="queued",
@@ -339,6 +381,8 @@ def request_like(gen: Generation) -> JobRequest:
         reference_names=[u.original_name for u in uploads],
         mask=reread(gen.mask, clean_mask, "edit mask") if gen.mask_id else None,
         parent_image=gen.parent_image,
+        thinking_level=(gen.params or {}).get("thinking_level"),
+        grounding=bool((gen.params or {}).get("grounding")),
     )
 
 

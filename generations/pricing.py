@@ -28,6 +28,7 @@ class Rates:
     text_output_per_mtok: int = 0
     image_output_per_mtok: int = 0
     per_image: dict | None = None
+    search_query_micros: int = 0  # per Google Search query of a grounded answer
 
     @classmethod
     def of(cls, price) -> Rates:
@@ -36,6 +37,7 @@ class Rates:
             price.text_output_per_mtok,
             price.image_output_per_mtok,
             dict(price.per_image or {}),
+            price.search_query_micros,
         )
 
 
@@ -56,15 +58,16 @@ def cost_micros(
         return 0
     if rates is None:
         raise Unpriced("no price in force")
+    searches = usage.search_queries * rates.search_query_micros  # exact, billed per query
     flat = (rates.per_image or {}).get(image_size or "default")
     if flat is not None:
-        return int(flat) * images
+        return int(flat) * images + searches
     numerator = (
         usage.input_tokens * rates.input_per_mtok
         + (usage.output_text_tokens + usage.thinking_tokens) * rates.text_output_per_mtok
         + usage.output_image_tokens * rates.image_output_per_mtok
     )
-    return _round_micros(numerator)
+    return _round_micros(numerator) + searches
 
 
 def route_cost(route, price, usage: Usage, image_size: str | None) -> int:
@@ -75,12 +78,19 @@ def route_cost(route, price, usage: Usage, image_size: str | None) -> int:
 
 
 def worst_case_usage(
-    *, prompt_chars: int, references: int, image_tokens: int, text_tokens: int
+    *,
+    prompt_chars: int,
+    references: int,
+    image_tokens: int,
+    text_tokens: int,
+    search_queries: int = 0,
 ) -> Usage:
     """Usage no real call should exceed: every prompt character a token, every
-    reference at the dearest image rate, the model's text/thinking allowance."""
+    reference at the dearest image rate, the model's text/thinking allowance, and the
+    Google Search queries a grounded answer is allowed for."""
     return Usage(
         input_tokens=prompt_chars + references * ESTIMATE_TOKENS_PER_REFERENCE,
         output_text_tokens=text_tokens,
         output_image_tokens=image_tokens,
+        search_queries=search_queries,
     )

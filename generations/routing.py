@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count, F
 from django.utils.translation import gettext as _
 
@@ -66,6 +67,14 @@ def next_choice(gen: Generation) -> Choice:
 def choose_route(gen: Generation) -> Choice:
     """The first route that can serve now, with a key that has a permit (see the module)."""
     routes = candidate_routes(gen)
+    if gen.params and not gen.mask_id and not routes:
+        raise NoRoute(
+            _(
+                "No provider for %(model)s takes thinking levels or Search grounding: they "
+                "need a Gemini provider. An admin needs to add one."
+            )
+            % {"model": gen.model.name}
+        )
     if gen.mask_id and not routes:
         raise NoRoute(
             _(
@@ -165,6 +174,8 @@ def candidate_routes(gen: Generation) -> list[Route]:
     routes = routes_of(gen.model)
     if gen.mask_id:  # only OpenAI's edits API takes a mask: never fail over to other kinds
         return [r for r in routes if r.provider.kind == "openai"]
+    if gen.params:  # thinking levels and Search grounding travel only in Gemini's protocol
+        routes = [r for r in routes if r.provider.kind == "gemini"]
     fallback = gen.model.fallback
     if fallback and fallback.enabled and fallback.pk != gen.model_id and _fits(gen, fallback):
         routes += [r for r in routes_of(fallback) if _fallback_cost(gen, r) <= gen.reserved_micros]
@@ -176,6 +187,11 @@ def _fits(gen: Generation, model: ModelSpec) -> bool:
     if gen.aspect_ratio not in model.aspect_ratios:
         return False
     if gen.references.count() > model.max_reference_images:
+        return False
+    params = gen.params or {}
+    if params.get("thinking_level") and params["thinking_level"] not in model.thinking_levels:
+        return False
+    if params.get("grounding") and not model.grounding:
         return False
     return not gen.image_size or not model.sizes or gen.image_size in model.sizes
 
@@ -195,6 +211,9 @@ def _fallback_cost(gen: Generation, route: Route) -> int:
         references=gen.references.count(),
         image_tokens=route.model.image_tokens_for(size),
         text_tokens=route.model.estimate_text_tokens,
+        search_queries=settings.NANOWEB_GROUNDING_ESTIMATE_QUERIES
+        if (gen.params or {}).get("grounding")
+        else 0,
     )
     return pricing.route_cost(route, price, usage, size)
 

@@ -228,6 +228,9 @@ NANOWEB_DEFAULT_MAX_CONCURRENT_JOBS = env.int("NANOWEB_DEFAULT_MAX_CONCURRENT_JO
 # An identical request within this many seconds offers the earlier result instead.
 NANOWEB_DUPLICATE_WINDOW_SECONDS = env.int("NANOWEB_DUPLICATE_WINDOW_SECONDS", default=600)
 NANOWEB_MAX_PROMPT_CHARS = env.int("NANOWEB_MAX_PROMPT_CHARS", default=8000)
+# Google Search queries a grounded image is estimated to run (each is billed; the real
+# count from the answer is what is charged).
+NANOWEB_GROUNDING_ESTIMATE_QUERIES = env.int("NANOWEB_GROUNDING_ESTIMATE_QUERIES", default=3)
 NANOWEB_MAX_UPLOAD_BYTES = env.int("NANOWEB_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 NANOWEB_MAX_IMAGE_PIXELS = env.int("NANOWEB_MAX_IMAGE_PIXELS", default=50_000_000)
 NANOWEB_THUMBNAIL_SIZE = env.int("NANOWEB_THUMBNAIL_SIZE", default=512)

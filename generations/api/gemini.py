@@ -33,6 +33,8 @@ PARAMS = {
     "references": "contents.parts.inlineData",
     "prompt": "contents.parts.text",
     "model": "model",
+    "thinking_level": "generationConfig.thinkingConfig.thinkingLevel",
+    "grounding": "tools",
 }
 FINISH_BLOCKED = "IMAGE_SAFETY"
 GENERATE = ("POST",)
@@ -106,7 +108,42 @@ def _parse(model, body) -> jobs.JobRequest:
         image_size=shape.image_size,
         count=count,
         references=refs,
+        thinking_level=_thinking_level(config),
+        grounding=_grounding(body),
     )
+
+
+def _thinking_level(config: dict) -> str | None:
+    """``generationConfig.thinkingConfig.thinkingLevel`` (the model checks the value)."""
+    thinking = _get(config, "thinkingConfig", "thinking_config", {}) or {}
+    if not isinstance(thinking, dict):
+        raise ApiError(400, "thinkingConfig must be an object.", param=PARAMS["thinking_level"])
+    level = _get(thinking, "thinkingLevel", "thinking_level")
+    if level is None:
+        return None
+    if not isinstance(level, str):
+        raise ApiError(
+            400, 'thinkingLevel must be text, e.g. "high".', param=PARAMS["thinking_level"]
+        )
+    return level.strip().lower() or None
+
+
+def _grounding(body: dict) -> bool:
+    """``tools: [{"googleSearch": {}}]`` asks for Search grounding; no other tool is served
+    (refused rather than dropped)."""
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise ApiError(400, "tools must be a list.", param="tools")
+    grounding = False
+    for tool in tools:
+        names = set(tool) if isinstance(tool, dict) else set()
+        if names and names <= {"googleSearch", "google_search"}:
+            grounding = True
+        else:
+            raise ApiError(
+                400, "The only tool these models take here is googleSearch.", param="tools"
+            )
+    return grounding
 
 
 def _image(inline, i: int):

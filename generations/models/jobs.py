@@ -128,6 +128,14 @@ class Generation(models.Model):
         db_index=True,
         help_text="Same model, prompt, parameters and references → same fingerprint.",
     )
+    params = models.JSONField(
+        default=dict, blank=True, help_text="Model parameters asked for: thinking_level, grounding."
+    )
+    grounding = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The Google searches a grounded answer ran and its sources.",
+    )
     booked_slot = models.JSONField(
         null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
     )

@@ -278,6 +278,11 @@ class Price(models.Model):
         default=0, help_text="Text and thinking output."
     )
     image_output_per_mtok = models.PositiveBigIntegerField(default=0)
+    search_query_micros = models.PositiveBigIntegerField(
+        default=0,
+        help_text="Per Google Search query a grounded answer ran, in micro-USD (Gemini 3: "
+        "$14 per 1,000 = 14000, after the monthly free allowance).",
+    )
     per_image = models.JSONField(
         default=dict, blank=True, help_text='Flat micro-USD per image by size, e.g. {"1K": 39000}.'
     )

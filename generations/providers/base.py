@@ -71,6 +71,8 @@ class ImageRequest:
     image_size: str | None = None  # "1K" | "2K" | "4K", None when the model takes no size
     references: tuple[Reference, ...] = ()
     mask: Reference | None = None  # a PNG, transparent where the first reference may change
+    thinking_level: str | None = None  # "minimal" | "medium" | "high", where the model takes it
+    grounding: bool = False  # ground the answer in Google Search
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Usage:
     output_image_tokens: int = 0
     thinking_tokens: int = 0
     total_tokens: int = 0
+    search_queries: int = 0  # Google Search queries a grounded answer ran (billed per query)
 
     def __post_init__(self) -> None:
         # A relay that reports image input tokens but fewer (or no) input tokens: the
@@ -98,6 +101,7 @@ class Usage:
             "output_image_tokens": self.output_image_tokens,
             "thinking_tokens": self.thinking_tokens,
             "total_tokens": self.total_tokens,
+            "search_queries": self.search_queries,
         }
 
 

@@ -8,6 +8,12 @@ responses: :func:`build_request_body`, :func:`parse_response` (a 200) and
 The API key travels in the ``x-goog-api-key`` header, never in the URL, and is
 scrubbed from every error before it leaves this module.
 
+Thinking levels go in ``generationConfig.thinkingConfig.thinkingLevel`` (minimal / medium /
+high where the model takes them) and Search grounding as ``tools: [{"googleSearch": {}}]``;
+a grounded answer carries ``candidates[].groundingMetadata`` (``webSearchQueries``,
+``groundingChunks[].web.{uri,title}``), and Gemini 3 models bill each search query
+(ai.google.dev/gemini-api/docs/image-generation, /google-search, /pricing).
+
 ``models.list`` (``GET /v1beta/models``) is paginated with ``pageSize`` (at most 1000)
 and ``pageToken``/``nextPageToken``; its entries carry ``name`` ("models/<id>") and
 ``supportedGenerationMethods`` but no output modalities, so image models are known by
@@ -23,6 +29,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -182,10 +189,13 @@ def build_request_body(request: ImageRequest) -> dict:
     image_config: dict[str, str] = {"aspectRatio": request.aspect_ratio}
     if request.image_size is not None:
         image_config["imageSize"] = request.image_size
-    return {
-        "contents": [{"role": "user", "parts": parts}],
-        "generationConfig": {"responseModalities": ["TEXT", "IMAGE"], "imageConfig": image_config},
-    }
+    config: dict = {"responseModalities": ["TEXT", "IMAGE"], "imageConfig": image_config}
+    if request.thinking_level:
+        config["thinkingConfig"] = {"thinkingLevel": request.thinking_level}
+    body: dict = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+    if request.grounding:
+        body["tools"] = [{"googleSearch": {}}]
+    return body
 
 
 # --- a 200 ------------------------------------------------------------------
@@ -211,9 +221,13 @@ def _parse(body: dict, http_status: int) -> ImageResult:
         code = body["error"].get("code") if isinstance(body["error"], dict) else None
         status = code if isinstance(code, int) and 400 <= code < 600 else 502
         raise classify_error(status, json.dumps(body), {})
-    usage = usage_from_metadata(body.get("usageMetadata"))
-    billed = {"http_status": http_status, "may_have_been_billed": True, "usage": usage}
     candidates = [c for c in body.get("candidates") or [] if isinstance(c, dict)]
+    grounding = grounding_of(candidates)
+    usage = replace(
+        usage_from_metadata(body.get("usageMetadata")),
+        search_queries=len(grounding.get("queries", [])),
+    )
+    billed = {"http_status": http_status, "may_have_been_billed": True, "usage": usage}
     _raise_if_blocked(body.get("promptFeedback") or {}, candidates, billed)
 
     images: list[GeneratedImage] = []
@@ -235,8 +249,33 @@ def _parse(body: dict, http_status: int) -> ImageResult:
         model_version=str(body.get("modelVersion") or ""),
         response_id=str(body.get("responseId") or ""),
         http_status=http_status,
-        extra={"finish_reasons": reasons},
+        extra={"finish_reasons": reasons, "grounding": grounding},
     )
+
+
+def grounding_of(candidates: list[dict]) -> dict:
+    """``groundingMetadata``: the searches the model ran (each billed on Gemini 3) and the
+    web sources it cites, as ``{"queries": [...], "sources": [{"uri", "title"}]}``; empty
+    when the answer was not grounded."""
+    queries: list[str] = []
+    sources: list[dict] = []
+    for candidate in candidates:
+        meta = candidate.get("groundingMetadata")
+        if not isinstance(meta, dict):
+            continue
+        queries += [str(q) for q in meta.get("webSearchQueries") or [] if str(q).strip()]
+        for chunk in meta.get("groundingChunks") or []:
+            web = chunk.get("web") if isinstance(chunk, dict) else None
+            if isinstance(web, dict) and str(web.get("uri", "")).startswith(
+                ("https://", "http://")
+            ):
+                source = {
+                    "uri": str(web["uri"])[:2000],
+                    "title": clean_text(str(web.get("title") or ""))[:200],
+                }
+                if source not in sources:
+                    sources.append(source)
+    return {"queries": queries, "sources": sources} if queries or sources else {}
 
 
 def usage_from_metadata(meta: Any) -> Usage:

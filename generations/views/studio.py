@@ -31,6 +31,7 @@ def _form_context(request, form: StudioForm, mine: limits.EffectiveLimits, param
             "prompt_chars": len((values.get("prompt") or "").strip()),
             "ref_count": (len(request.FILES.getlist("references")) if form.is_bound else 0)
             + (1 if form.parent_image else 0),
+            "grounding": values.get("grounding"),
         }
     quota = quotas.summary(request.user, mine=mine)
     estimate = _estimate(selected, params)
@@ -147,6 +148,8 @@ def _keep_settings(form: StudioForm) -> dict:
         "aspect_ratio": data["aspect_ratio"],
         "image_size": data.get("image_size"),
         "count": data["count"],
+        "thinking_level": data.get("thinking_level"),
+        "grounding": "on" if data.get("grounding") else "",
     }
 
 
@@ -184,6 +187,7 @@ def _estimate(model: ModelSpec | None, params) -> dict:
             image_size=size,
             prompt_chars=_bounded_int(params.get("prompt_chars"), 0, 100_000),
             references=_bounded_int(params.get("ref_count"), 0, model.max_reference_images),
+            grounding=model.grounding and params.get("grounding") in ("on", "true", "1", True),
         )
     except jobs.SubmitError as exc:
         return {"estimate": None, "estimate_error": exc.message}

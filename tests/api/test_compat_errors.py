@@ -453,3 +453,31 @@ def test_a_job_without_an_image_answers_with_its_reason_and_refund(
     assert (error.status, error.code) == (status, code)
     assert error.message.startswith(job.failure_title) and "Nothing was charged." in error.message
     assert error.extra["job_ids"] == [str(job.pk)]
+
+
+def test_gemini_takes_thinking_and_search_where_the_model_does(
+    client, alice, sandbox_url, no_broker, settings
+):
+    from tests.factories import make_route
+
+    settings.NANOWEB_API_WAIT_SECONDS = 0.3  # no worker here: the admitted job just waits
+    make_route("nano-banana-2-1", base_url=sandbox_url)
+    make_route("nano-banana-2-lite", base_url=sandbox_url)
+    key = tokens.create(alice, "g").secret
+    body = {
+        "contents": [{"parts": [{"text": "a tram"}]}],
+        "generationConfig": {"thinkingConfig": {"thinkingLevel": "HIGH"}},
+        "tools": [{"googleSearch": {}}],
+    }
+    lite = gemini(client, "gemini-3.1-flash-lite-image", body, key)
+    assert lite.status_code == 400
+    assert lite.json()["error"]["details"][0]["fieldViolations"][0]["field"] == "tools"
+    no_tool = gemini(
+        client, "gemini-nano-banana-2.1", {**body, "tools": [{"codeExecution": {}}]}, key
+    )
+    assert no_tool.status_code == 400 and "googleSearch" in no_tool.json()["error"]["message"]
+    assert not Generation.objects.exists()
+    admitted = gemini(client, "gemini-nano-banana-2.1", body, key)
+    assert admitted.status_code == 504  # still being made: nothing is lost
+    job = Generation.objects.get()
+    assert job.params == {"thinking_level": "high", "grounding": True}

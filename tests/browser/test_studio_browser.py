@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generations.models import Generation
-from tests.factories import make_user, shot
+from tests.factories import make_route, make_user, shot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -80,3 +80,35 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     assert response.status == 200
     assert response.headers["content-type"] == "image/jpeg"  # as Gemini 3 answers
     assert errors == []
+
+
+def test_the_very_tall_ratios_are_offered_only_by_models_that_take_them(
+    page, live_server, sandbox_url, celery_worker
+):
+    make_route("nano-banana-pro", base_url=sandbox_url)
+    make_route("nano-banana-2-1", base_url=sandbox_url)
+    make_user("eli@example.com", password="a long enough passphrase")
+    page.goto(live_server.url + "/")
+    page.get_by_label("Email").fill("eli@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Prompt").wait_for()
+
+    ratios = page.locator("#model-options .ratios")
+    page.get_by_label("Model").select_option("nano-banana-pro")
+    expect(ratios.get_by_text("1:8", exact=True)).to_have_count(0)
+    expect(page.locator("#model-options").get_by_text("Thinking")).to_have_count(0)
+    page.get_by_label("Model").select_option("nano-banana-2-1")
+    expect(ratios.get_by_text("1:8", exact=True)).to_be_visible()
+    expect(page.locator("#model-options").get_by_text("Ground in Google Search")).to_be_visible()
+    ratios.get_by_text("1:8", exact=True).click()
+    page.locator("#model-options").get_by_text("High", exact=True).click()
+    page.get_by_label("Prompt").fill("a lighthouse, very tall")
+    shot(page, "tall-ratio-before")
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator(".card.is-succeeded").first
+    card.wait_for(timeout=60_000)
+    assert "1:8" in card.inner_text() and "352×2928" in card.inner_text()
+    job = Generation.objects.get()
+    assert (job.aspect_ratio, job.params) == ("1:8", {"thinking_level": "high"})
+    shot(page, "tall-ratio-after")
