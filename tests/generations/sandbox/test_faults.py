@@ -12,7 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from generations.sandbox.server import FAULTS, SandboxConfig, running_sandbox
+from generations.sandbox.server import running_sandbox
+from generations.sandbox.state import FAULTS, SandboxConfig
 from tests.generations.sandbox.client import FLASH, PRO, generate, parts
 
 TRIGGERS = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from generations.sandbox.server import SandboxConfig, SandboxState, running_sandbox
+from generations.sandbox.server import running_sandbox
+from generations.sandbox.state import SandboxConfig, SandboxState
 from tests.generations.sandbox.client import FLASH, generate
 
 
