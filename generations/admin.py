@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.forms import UsdField, checked_micros, micros_to_usd_text
@@ -134,19 +135,24 @@ class ProviderAdmin(admin.ModelAdmin):
             model = ModelSpec.objects.filter(slug=request.POST.get("model")).first()
             upstream = (request.POST.get("upstream") or "").strip()
             if model is None or not upstream or len(upstream) > 100:
-                messages.error(request, "Pick the model the new route serves.")
-            else:
-                route = discovery.add_route(provider, model, upstream)
-                priced = (
-                    ""
-                    if route.prices.exists()
-                    else " It has no price yet: set one, or mark it free, before it serves."
+                messages.error(request, _("Pick the model the new route serves."))
+            elif discovery.add_route(provider, model, upstream).prices.exists():
+                messages.success(
+                    request, _("Added the route for %(upstream)s.") % {"upstream": upstream}
                 )
-                messages.success(request, f"Added the route {route}.{priced}")
+            else:
+                messages.warning(
+                    request,
+                    _(
+                        "Added the route for %(upstream)s. It has no price yet: set one, or mark "
+                        "it free, before it serves."
+                    )
+                    % {"upstream": upstream},
+                )
             return redirect("admin:generations_provider_check_keys", pk=provider.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Check keys: {provider.name}",
+            "title": _("Check keys: %(provider)s") % {"provider": provider.name},
             "provider": provider,
             "opts": self.model._meta,
             "report": discovery.check(provider),

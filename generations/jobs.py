@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
 from accounts.periods import quota_day
@@ -102,16 +103,18 @@ def _validate_params(req: JobRequest) -> None:
     model = req.model
     if req.thinking_level and req.thinking_level not in model.thinking_levels:
         if model.thinking_levels:
-            message = (
-                f"{model.name} takes the thinking levels "
-                f"{', '.join(model.thinking_levels)}, not {req.thinking_level}."
-            )
+            message = _("%(model)s takes the thinking levels %(levels)s, not %(level)s.") % {
+                "model": model.name,
+                "levels": ", ".join(model.thinking_levels),
+                "level": req.thinking_level,
+            }
         else:
-            message = f"{model.name} takes no thinking level."
+            message = _("%(model)s takes no thinking level.") % {"model": model.name}
         raise SubmitError(message, field="thinking_level")
     if req.grounding and not model.grounding:
         raise SubmitError(
-            f"{model.name} cannot ground its images in Google Search.", field="grounding"
+            _("%(model)s cannot ground its images in Google Search.") % {"model": model.name},
+            field="grounding",
         )
 
 
