@@ -176,6 +176,8 @@ MODELS = [
         "max_reference_images": 14,
         "image_tokens": dict(FLASH_TOKENS),
         "estimate_text_tokens": 1500,
+        "thinking_levels": ["minimal", "high"],  # as its upstream, so both work offline
+        "grounding": True,
         "status": "ga",
         "sort_order": 90,
         "is_sandbox": True,
