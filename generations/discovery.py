@@ -70,7 +70,8 @@ def check(provider: Provider) -> Report:
         else [RouteCheck(r, []) for r in routes]
     )
     used = {r.upstream_model for r in routes}
-    offers = [Offer(m, _catalog_model(m)) for m in sorted(seen - used)]
+    catalog = _catalog_models()
+    offers = [Offer(m, catalog.get(m)) for m in sorted(seen - used)]
     return Report(provider, keys, checks, offers)
 
 
@@ -86,14 +87,13 @@ def _check_key(provider: Provider, key: ProviderKey) -> KeyCheck:
         return KeyCheck(key, error=err.message)
 
 
-def _catalog_model(upstream: str) -> ModelSpec | None:
-    """The model people pick for this upstream id: one whose other routes call it, or
-    whose aliases name it."""
-    routed = ModelSpec.objects.filter(routes__upstream_model=upstream, is_sandbox=False).first()
-    return routed or next(
-        (m for m in ModelSpec.objects.filter(is_sandbox=False) if upstream in (m.aliases or [])),
-        None,
-    )
+def _catalog_models() -> dict[str, ModelSpec]:
+    """Upstream id → the model people pick for it: one whose routes call it, else one
+    whose aliases name it (read once per check)."""
+    models = list(ModelSpec.objects.filter(is_sandbox=False).prefetch_related("routes"))
+    found = {alias: m for m in reversed(models) for alias in m.aliases or []}
+    found |= {r.upstream_model: m for m in reversed(models) for r in m.routes.all()}
+    return found
 
 
 def add_route(provider: Provider, model: ModelSpec, upstream: str) -> Route:

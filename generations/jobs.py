@@ -230,7 +230,7 @@ def estimate_per_image(
         references=references,
         image_tokens=model.image_tokens_for(image_size),
         text_tokens=model.estimate_text_tokens,
-        search_queries=settings.NANOWEB_GROUNDING_ESTIMATE_QUERIES if grounding else 0,
+        grounded=grounding,
     )
     for route in Route.objects.usable().filter(model=model):
         price = route.price_at()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from generations.providers.base import Usage
 
 TOKENS_PER_MILLION = 1_000_000
@@ -83,7 +85,7 @@ def worst_case_usage(
     references: int,
     image_tokens: int,
     text_tokens: int,
-    search_queries: int = 0,
+    grounded: bool = False,
 ) -> Usage:
     """Usage no real call should exceed: every prompt character a token, every
     reference at the dearest image rate, the model's text/thinking allowance, and the
@@ -92,5 +94,5 @@ def worst_case_usage(
         input_tokens=prompt_chars + references * ESTIMATE_TOKENS_PER_REFERENCE,
         output_text_tokens=text_tokens,
         output_image_tokens=image_tokens,
-        search_queries=search_queries,
+        search_queries=settings.NANOWEB_GROUNDING_ESTIMATE_QUERIES if grounded else 0,
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db.models import Count, F
 from django.utils.translation import gettext as _
 
@@ -211,9 +210,7 @@ def _fallback_cost(gen: Generation, route: Route) -> int:
         references=gen.references.count(),
         image_tokens=route.model.image_tokens_for(size),
         text_tokens=route.model.estimate_text_tokens,
-        search_queries=settings.NANOWEB_GROUNDING_ESTIMATE_QUERIES
-        if (gen.params or {}).get("grounding")
-        else 0,
+        grounded=bool((gen.params or {}).get("grounding")),
     )
     return pricing.route_cost(route, price, usage, size)
 
