@@ -27,6 +27,10 @@ class ErrorKind(models.TextChoices):
     REFUSED = "refused", _("Not available through this provider")  # fail over, never retry here
     MODEL_GONE = "model_gone", _("Model shut down by the provider")  # 404: retire the route
     KEY_INVALID = "key_invalid", _("Provider key not working")  # 401/403: disable the key
+    OUT_OF_CREDIT = (
+        "out_of_credit",
+        _("Provider account out of credit"),
+    )  # rest the key, tell admins
     BLOCKED = "blocked", _("Blocked by the safety filter")
     NO_IMAGE = "no_image", _("No image returned")  # a 200 without an image: one retry
     CORRUPT = "corrupt", _("Damaged image from provider")  # unreadable body or image
@@ -45,6 +49,7 @@ RETRYABLE = frozenset(
         ErrorKind.TRANSIENT,
         ErrorKind.SLOW,
         ErrorKind.KEY_INVALID,
+        ErrorKind.OUT_OF_CREDIT,
         ErrorKind.NO_IMAGE,
         ErrorKind.CORRUPT,
         ErrorKind.REFUSED,
@@ -72,6 +77,9 @@ REASONS: dict[str, Promise] = {
     ErrorKind.RATE_LIMITED: _("The provider stayed at its rate limit until the job's deadline."),
     ErrorKind.KEY_EXHAUSTED: _("Every provider key for this model has used its daily quota."),
     ErrorKind.KEY_INVALID: _("The provider refused the instance's keys; an admin has been told."),
+    ErrorKind.OUT_OF_CREDIT: _(
+        "The instance's account with the provider has run out of credit; an admin has been told."
+    ),
     ErrorKind.PERMANENT: _("The provider refused the request as invalid; retrying will not help."),
     ErrorKind.REFUSED: _(
         "The provider will not serve this account or region, and no other provider for "

@@ -9,6 +9,7 @@ decides what happens next (see DESIGN.md, "The upstream path").
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -73,6 +74,11 @@ class ImageRequest:
     mask: Reference | None = None  # a PNG, transparent where the first reference may change
     thinking_level: str | None = None  # "minimal" | "medium" | "high", where the model takes it
     grounding: bool = False  # ground the answer in Google Search
+    # Queue-style upstreams: let the upstream serve with its capacity fallback model
+    # (Replicate's allow_fallback_model; only where the admin allowed it on the route),
+    # and how long the upstream may keep the request before dropping it (Cancel-After).
+    allow_fallback: bool = False
+    deadline_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,8 +137,51 @@ class Timeouts:
         return httpx.Timeout(self.read, connect=self.connect, write=self.read, pool=self.connect)
 
 
+@dataclass(frozen=True)
+class UpstreamJob:
+    """A request a queue-style upstream accepted: its id and the URLs it returned for
+    status, result and cancel (fal's drop the endpoint's subpath, so they are kept as
+    given, never rebuilt). Stored on the job, so a crashed worker resumes polling the
+    same request instead of submitting (and paying for) another."""
+
+    id: str
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "urls": dict(self.urls)}
+
+    @classmethod
+    def of(cls, data: dict) -> UpstreamJob:
+        return cls(str(data["id"]), dict(data.get("urls") or {}))
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The upstream is still working on ``job``: ask again in ``poll_after`` seconds
+    (the upstream's own hint; None lets the engine pace the polls)."""
+
+    job: UpstreamJob
+    started: bool = False  # False while queued upstream, True once the model is working
+    poll_after: float | None = None
+    position: int | None = None  # place in the upstream's queue, where it says
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified webhook delivery: which upstream request it is about."""
+
+    delivery_id: str  # unique per delivery, for refusing replays
+    upstream_id: str
+
+
+class WebhookRejected(Exception):
+    """A webhook that must not be believed (bad or missing signature, stale timestamp)."""
+
+
 class Provider(ABC):
     """One upstream protocol. Instances are cheap; the HTTP client is shared."""
+
+    queued = False  # True for queue-style upstreams (see QueueProvider)
 
     def __init__(
         self,
@@ -154,6 +203,63 @@ class Provider(ABC):
         """The upstream model ids this key can call that make images (all pages), for
         the admin's key check. Raise :class:`ProviderError` when the upstream refuses."""
         raise ProviderError(ErrorKind.PERMANENT, "This kind of provider cannot list its models.")
+
+
+class QueueProvider(Provider):
+    """An upstream that takes a job and hands back an id to poll (fal, Replicate).
+
+    The engine never waits on one: it submits, stores the :class:`UpstreamJob`, and
+    polls it on Celery countdowns, so a job waiting upstream holds no worker and no
+    connection. ``submit`` may answer at once with the finished result (Replicate's
+    ``Prefer: wait``)."""
+
+    queued = True
+
+    @abstractmethod
+    def submit(
+        self, request: ImageRequest, *, webhook_url: str | None = None
+    ) -> Pending | ImageResult:
+        """Start one request upstream. Raise :class:`ProviderError` when it is refused."""
+
+    @abstractmethod
+    def poll(self, job: UpstreamJob) -> Pending | ImageResult:
+        """Where ``job`` is: still pending, or done with its images (downloaded now).
+        Raise :class:`ProviderError` when it failed."""
+
+    @abstractmethod
+    def cancel(self, job: UpstreamJob) -> bool:
+        """Ask the upstream to drop ``job``: True when it did so before the model ran
+        (nothing billed), False when it was too late. Raise :class:`ProviderError`
+        when the upstream cannot be asked."""
+
+    @classmethod
+    def verify_webhook(
+        cls, headers: dict[str, str], body: bytes, *, secret: str, keys_url: str, now: float
+    ) -> WebhookEvent:
+        """Check a webhook delivery's signature and timestamp (``headers`` have
+        lower-case names). Raise :class:`WebhookRejected` when it does not hold."""
+        raise WebhookRejected("this provider sends no webhooks")
+
+    def generate(self, request: ImageRequest) -> ImageResult:
+        """Submit and wait in-process (the key check and ad-hoc calls; the engine polls
+        on countdowns instead), within the read timeout."""
+        deadline = time.monotonic() + self.timeouts.read
+        answer = self.submit(request)
+        while isinstance(answer, Pending):
+            pause = min(max(answer.poll_after or 1.0, 0.2), 5.0)
+            if time.monotonic() + pause > deadline:
+                try:
+                    self.cancel(answer.job)
+                except ProviderError:
+                    pass  # the timeout below is the answer either way
+                raise ProviderError(
+                    ErrorKind.SLOW,
+                    "The provider took too long to answer.",
+                    detail=f"upstream request {answer.job.id} still pending",
+                )
+            time.sleep(pause)
+            answer = self.poll(answer.job)
+        return answer
 
 
 def looks_like_image_model(model_id: str) -> bool:

@@ -17,6 +17,7 @@ RETRY_BUDGET: dict[ErrorKind, int] = {
     ErrorKind.NO_IMAGE: 1,
     ErrorKind.KEY_EXHAUSTED: 5,  # moves to another key at once; bounded by the keys there are
     ErrorKind.KEY_INVALID: 5,
+    ErrorKind.OUT_OF_CREDIT: 5,  # the key rests; moves to another key or route at once
     ErrorKind.REFUSED: 0,  # never retried on the route that refused; the next one goes at once
     ErrorKind.MODEL_GONE: 0,  # the route is retired; the next one goes at once
 }
@@ -44,6 +45,7 @@ def retry_delay(kind: ErrorKind, retry_number: int, retry_after: float | None) -
     if kind in (
         ErrorKind.KEY_EXHAUSTED,
         ErrorKind.KEY_INVALID,
+        ErrorKind.OUT_OF_CREDIT,
         ErrorKind.TRANSIENT,
         ErrorKind.REFUSED,
         ErrorKind.MODEL_GONE,
