@@ -8,6 +8,7 @@ decides what happens next (see DESIGN.md, "The upstream path").
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -248,10 +249,8 @@ class QueueProvider(Provider):
         while isinstance(answer, Pending):
             pause = min(max(answer.poll_after or 1.0, 0.2), 5.0)
             if time.monotonic() + pause > deadline:
-                try:
+                with contextlib.suppress(ProviderError):  # the timeout is the answer either way
                     self.cancel(answer.job)
-                except ProviderError:
-                    pass  # the timeout below is the answer either way
                 raise ProviderError(
                     ErrorKind.SLOW,
                     "The provider took too long to answer.",
