@@ -2,12 +2,13 @@ import json
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -31,6 +32,34 @@ from generations.resilience import health
 from generations.resilience.store import get_store
 
 
+class RouteInline(admin.TabularInline):
+    """A model's routes in failover order: the first usable one is tried first."""
+
+    model = Route
+    extra = 0
+    fields = ["priority", "provider", "upstream_model", "enabled", "price_now", "retired_at"]
+    readonly_fields = ["price_now", "retired_at"]
+    ordering = ["priority", "id"]
+    show_change_link = True
+    verbose_name_plural = _("Routes, in failover order (lower priority is tried first)")
+
+    @admin.display(description=_("Price in force"))
+    def price_now(self, route: Route) -> str:
+        if not route.pk:
+            return ""
+        price = route.price_at()
+        if price is None:
+            return _("free") if route.is_free else _("no price: not used")
+        if price.per_image:
+            return ", ".join(
+                f"{size} {format_usd(micros)}" for size, micros in price.per_image.items()
+            ) + _(" per image")
+        return _("per token: %(input)s in / %(image)s image output per million") % {
+            "input": format_usd(price.input_per_mtok),
+            "image": format_usd(price.image_output_per_mtok),
+        }
+
+
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
     list_display = [
@@ -45,6 +74,7 @@ class ModelSpecAdmin(admin.ModelAdmin):
     ]
     list_editable = ["enabled", "sort_order"]
     list_filter = ["status", "enabled"]
+    inlines = [RouteInline]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "enabled", "sort_order"]}),
         ("Life cycle", {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
@@ -107,10 +137,90 @@ class ProviderKeyInline(admin.TabularInline):
         return health.key_status(obj) if obj.pk else ""
 
 
+class ProviderForm(forms.ModelForm):
+    webhook_secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Replicate: the webhook signing secret (whsec_…, from "
+        "GET https://api.replicate.com/v1/webhooks/default/secret). Stored encrypted and "
+        "never shown again; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "enabled",
+            "rpm",
+            "rpd",
+            "max_concurrency",
+            "connect_timeout",
+            "read_timeout",
+            "webhooks",
+            "webhook_secret",
+            "webhook_keys_url",
+            "is_sandbox",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("kind")
+        if data.get("webhooks"):
+            if kind not in Provider.WEBHOOK_KINDS:
+                self.add_error(
+                    "webhooks", _("Only fal.ai and Replicate providers call back with webhooks.")
+                )
+            elif (
+                kind == "replicate"
+                and not data.get("webhook_secret")
+                and not self.instance.encrypted_webhook_secret
+            ):
+                self.add_error(
+                    "webhook_secret",
+                    _("Replicate signs its webhooks: paste the signing secret to check them."),
+                )
+        return data
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("webhook_secret"):
+            self.instance.set_webhook_secret(self.cleaned_data["webhook_secret"])
+        return super().save(commit)
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
     list_display = ["name", "kind", "base_url", "rpm", "rpd", "max_concurrency", "enabled"]
+    readonly_fields = ["webhook_address"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
+        (
+            _("Limits per key"),
+            {"fields": ["rpm", "rpd", "max_concurrency", "connect_timeout", "read_timeout"]},
+        ),
+        (
+            _("Webhooks (fal.ai and Replicate)"),
+            {
+                "fields": ["webhooks", "webhook_address", "webhook_secret", "webhook_keys_url"],
+                "classes": ["collapse"],
+            },
+        ),
+        (_("Sandbox"), {"fields": ["is_sandbox"], "classes": ["collapse"]}),
+    ]
     inlines = [ProviderKeyInline]
+
+    @admin.display(description=_("Webhook address"))
+    def webhook_address(self, provider: Provider) -> str:
+        if not provider.pk or provider.kind not in Provider.WEBHOOK_KINDS:
+            return _("Only fal.ai and Replicate providers call back.")
+        path = reverse("generations:webhook", args=[provider.kind, provider.webhook_token])
+        return _(
+            "%(url)s — nanoweb gives it to the provider with each request; it must be "
+            "reachable from the internet (set NANOWEB_BASE_URL)."
+        ) % {"url": settings.NANOWEB_BASE_URL.rstrip("/") + path}
+
     change_list_template = "admin/generations/provider/change_list.html"
     change_form_template = "admin/generations/provider/change_form.html"
 

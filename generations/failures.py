@@ -94,7 +94,7 @@ REASONS: dict[str, Promise] = {
         "problem), even after retries. An admin can see why in the logs."
     ),
     ErrorKind.DEADLINE: _("No image arrived before the job's deadline."),
-    ErrorKind.CANCELLED: _("You cancelled it before it started."),
+    ErrorKind.CANCELLED: _("You cancelled it before it was made."),
 }
 UNKNOWN = Explanation(
     _("No image this time"), _("Something went wrong on the way to the provider.")

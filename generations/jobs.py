@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -307,18 +308,22 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
 
 
 def cancel(user, request_id) -> list[Generation]:
-    """Cancel the jobs of one request that no worker has started, returning their money.
+    """Cancel the jobs of one request that no worker is running, returning their money.
 
-    A job a worker already claimed keeps running (its upstream call may be paid for);
+    A job is cancellable until a worker calls the upstream for it; a job waiting at a
+    queue-style upstream (fal.ai, Replicate) between polls is too, and its upstream
+    request is called off as well (the attempt log says whether the provider had
+    already started it and may bill it). A job a worker has claimed keeps running;
     the conditional update makes cancel and claim race safely.
     """
+    cancellable = Q(started__isnull=True) | Q(upstream_job__isnull=False)
     cancelled = []
     for gen in Generation.objects.filter(
-        user=user, request_id=request_id, status=Generation.QUEUED, started__isnull=True
+        cancellable, user=user, request_id=request_id, status=Generation.QUEUED
     ):
         with transaction.atomic():
             won = Generation.objects.filter(
-                pk=gen.pk, status=Generation.QUEUED, started__isnull=True
+                cancellable, pk=gen.pk, status=Generation.QUEUED, attempts=gen.attempts
             ).update(
                 status=Generation.CANCELLED,
                 stage="",
@@ -326,11 +331,14 @@ def cancel(user, request_id) -> list[Generation]:
                 actual_micros=0,
                 refunded=True,
                 error_kind=ErrorKind.CANCELLED,
-                error_message="Cancelled before it started.",
+                error_message=_("Cancelled before it was made."),
             )
             if won:
-                quotas.release(gen, reason="cancelled before it started")
+                quotas.release(gen, reason=_("cancelled before it was made"))
                 cancelled.append(gen)
+    upstream = [gen.pk for gen in cancelled if gen.upstream_job]
+    if upstream:
+        transaction.on_commit(lambda: queue.cancel_upstream(upstream))
     return cancelled
 
 

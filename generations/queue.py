@@ -14,6 +14,7 @@ from celery import current_app
 log = logging.getLogger(__name__)
 
 RUN_GENERATION = "generations.tasks.run_generation"
+CANCEL_UPSTREAM = "generations.tasks.cancel_upstream"
 CHECK_BUDGET_ALERTS = "accounts.tasks.check_budget_alerts"
 
 
@@ -21,6 +22,17 @@ def enqueue(ids, *, countdown: float | None = None) -> None:
     """Run the next attempt of each job (after ``countdown`` seconds, if given)."""
     for pk in ids:
         current_app.send_task(RUN_GENERATION, args=(str(pk),), countdown=countdown)
+
+
+def cancel_upstream(ids) -> None:
+    """Call off the queue-style upstream requests of jobs that ended without them (a
+    cancel, a deadline). A broker hiccup leaves the request to run out upstream: it is
+    logged, and the job's money is already settled."""
+    for pk in ids:
+        try:
+            current_app.send_task(CANCEL_UPSTREAM, args=(str(pk),))
+        except Exception:
+            log.warning("could not queue the upstream cancel of job %s", pk, exc_info=True)
 
 
 def check_budget_alerts(user_id: int) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count, F
 from django.utils.translation import gettext as _
 
 from generations import pricing, resilience
 from generations.failures import ErrorKind
 from generations.models import Generation, ModelSpec, Price, ProviderKey, Route
+from generations.providers.base import Provider, Timeouts, provider_class
 from generations.resilience import breaker, limiter
 from generations.resilience.types import Limits, Permit
 
@@ -34,7 +36,13 @@ class Choice:
     route: Route
     key: ProviderKey
     price: Price | None
-    permit: Permit
+    permit: Permit | None  # None for a poll: it makes no new call the limiter counts
+
+    def connect(self, timeouts: Timeouts) -> Provider:
+        """The provider client for this route and key (raises KeyDecryptionError when
+        the stored key cannot be read)."""
+        kind = self.route.provider.kind
+        return provider_class(kind)(self.route.provider.base_url, self.key.get_key(), timeouts)
 
 
 class NoRoute(Exception):
@@ -107,6 +115,9 @@ def choose_route(gen: Generation) -> Choice:
             continue
         limits = Limits.of(route.provider)
         for key in keys:
+            if _upstream_full(route, key):  # a queue-style upstream's slots per key
+                waits.append((settings.NANOWEB_POLL_MIN_SECONDS * 2, "waiting for the provider"))
+                continue
             permit = limiter.acquire(key.pk, limits)
             if isinstance(permit, Permit):
                 return Choice(route, key, price, permit)
@@ -228,6 +239,22 @@ def spent_routes(gen: Generation) -> set[int]:
         for row in counts
         if row["n"] > resilience.RETRY_BUDGET[ErrorKind(row["outcome"])]
     }
+
+
+def in_flight_upstream(key: ProviderKey) -> int:
+    """Requests this key has submitted to a queue-style upstream that have not finished."""
+    return (
+        Generation.objects.in_flight()
+        .filter(upstream_job__isnull=False, upstream_job__key=key.pk)
+        .count()
+    )
+
+
+def _upstream_full(route: Route, key: ProviderKey) -> bool:
+    """For fal.ai and Replicate, max_concurrency counts the requests a key has waiting
+    upstream (their accounts run 2-40 at once and queue or refuse the rest)."""
+    limit = route.provider.max_concurrency
+    return bool(route.provider.is_queued and limit and in_flight_upstream(key) >= limit)
 
 
 def servable(route: Route) -> bool:

@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 
 from accounts import quotas
-from generations import batches, engine, gallery, queue
+from generations import batches, engine, gallery, polling, queue, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,20 @@ def audit_ledger() -> dict:
     problems = quotas.ledger_problems()
     for problem in problems:
         logger.error("ledger check: %s", problem)
-    return {"released": released, "problems": len(problems)}
+    return {
+        "released": released,
+        "problems": len(problems),
+        "webhooks_pruned": webhooks.prune(),
+    }
 
 
 @shared_task
 def purge_deleted_images() -> int:
     """Every few minutes: remove the files of images deleted longer ago than the undo window."""
     return gallery.purge_deleted()
+
+
+@shared_task(acks_late=True)
+def cancel_upstream(generation_id: str) -> None:
+    """A job ended (cancelled, past its deadline) while a queue-style upstream had it."""
+    polling.cancel_upstream(generation_id)

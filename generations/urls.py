@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations.views import batches, files, gallery, live, studio
+from generations.views import batches, files, gallery, hooks, live, studio
 
 app_name = "generations"
 urlpatterns = [
@@ -31,4 +31,6 @@ urlpatterns = [
     path("images/<uuid:pk>/share", gallery.image_share, name="image-share"),
     path("images/<uuid:pk>/delete", gallery.image_delete, name="image-delete"),
     path("images/<uuid:pk>/restore", gallery.image_restore, name="image-restore"),
+    # Queue-style upstreams calling back
+    path("hooks/<slug:kind>/<str:token>", hooks.webhook, name="webhook"),
 ]

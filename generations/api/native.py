@@ -53,6 +53,7 @@ class ImageOut(Schema):
     refunded: bool
     reserved_usd: str
     cost_usd: str | None = None
+    made_by: str | None = None  # the model that made it, when not the one asked for
     width: int | None = None
     height: int | None = None
     url: str | None = None
@@ -101,10 +102,21 @@ def _image(request, gen: Generation) -> dict:
         "cost_usd": None
         if gen.actual_micros is None
         else format_usd(gen.actual_micros).lstrip("$"),
+        "made_by": _made_by(gen),
         "width": gen.image.width if done else None,
         "height": gen.image.height if done else None,
         "url": results.signed_url(request, gen) if done else None,
     }
+
+
+def _made_by(gen: Generation) -> str | None:
+    """A stand-in model: the admin's fallback model, or the provider's own (Replicate's
+    capacity fallback)."""
+    if gen.served_by:
+        return gen.served_by
+    if gen.route is not None and gen.route.model_id != gen.model_id:
+        return gen.route.model.slug
+    return None
 
 
 def _out(request, gens: list[Generation]) -> dict:
@@ -129,7 +141,7 @@ def _out(request, gens: list[Generation]) -> dict:
 def _jobs_of(user, request_id) -> list[Generation]:
     gens = list(
         Generation.objects.filter(user=user, request_id=request_id)
-        .select_related("model", "image")
+        .select_related("model", "image", "route__model")
         .order_by("created")
     )
     if not gens:
@@ -193,7 +205,7 @@ def list_generations(
     by_request: dict = {rid: [] for rid in ids}
     for gen in (
         Generation.objects.filter(user=request.auth, request_id__in=ids)
-        .select_related("model", "image")
+        .select_related("model", "image", "route__model")
         .order_by("created")
     ):
         by_request[gen.request_id].append(gen)

@@ -1,7 +1,7 @@
 """What is made and how, split by concept:
 
 * :mod:`.upstreams` — ModelSpec (with its life cycle), Provider, ProviderKey, Route, Price;
-* :mod:`.jobs` — Generation, Upload, Batch, Attempt, IdempotencyKey;
+* :mod:`.jobs` — Generation, Upload, Batch, Attempt, IdempotencyKey, WebhookDelivery;
 * :mod:`.images` — Image;
 * :mod:`.resilience` — KeyPermit, RouteCircuit (the database store's state);
 * :mod:`.notices` — Notice.
@@ -15,6 +15,7 @@ from generations.models.jobs import (
     GenerationQuerySet,
     IdempotencyKey,
     Upload,
+    WebhookDelivery,
 )
 from generations.models.notices import Notice, NoticeQuerySet
 from generations.models.resilience import KeyPermit, RouteCircuit
@@ -56,4 +57,5 @@ __all__ = [
     "RouteCircuit",
     "RouteQuerySet",
     "Upload",
+    "WebhookDelivery",
 ]

@@ -139,6 +139,17 @@ class Generation(models.Model):
     booked_slot = models.JSONField(
         null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
     )
+    # A queue-style upstream (fal.ai, Replicate) working on this job: its request id and
+    # {"id", "urls", "route", "key", "price", "submitted", "polls", ...}. Kept while it is
+    # pending, so a crashed or reclaimed job resumes polling instead of paying again.
+    upstream_id = models.CharField(max_length=200, blank=True, db_index=True)
+    upstream_job = models.JSONField(null=True, blank=True)
+    served_by = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The model that made the image when the provider served it with another "
+        "(Replicate's capacity fallback).",
+    )
     error_kind = models.CharField(max_length=20, blank=True, choices=ErrorKind.choices)
     error_message = models.CharField(max_length=500, blank=True)
     refunded = models.BooleanField(default=False)
@@ -214,6 +225,26 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → {self.request_id}"
+
+
+class WebhookDelivery(models.Model):
+    """A webhook a provider sent and nanoweb believed: kept for a while, so the same
+    delivery sent again (a replay) is refused."""
+
+    provider = models.ForeignKey("Provider", on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.CharField(max_length=200)
+    upstream_id = models.CharField(max_length=200)
+    received = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "delivery_id"], name="unique_webhook_delivery"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} → {self.upstream_id}"
 
 
 class Attempt(models.Model):

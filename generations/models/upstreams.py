@@ -3,8 +3,12 @@ upstream providers and their keys, and the routes between them with versioned pr
 
 from __future__ import annotations
 
+import re
+import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -155,29 +159,109 @@ class ModelSpec(models.Model):
         return self.sizes[0] if self.sizes else None
 
 
+HOST_LABEL = r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+HOST_NAME = re.compile(rf"{HOST_LABEL}(?:\.{HOST_LABEL})*\.?", re.IGNORECASE)
+HOST_IP = re.compile(r"[0-9a-f:.]+", re.IGNORECASE)  # IPv4, or IPv6 (urlsplit drops the [])
+
+
+def validate_base_url(value: str) -> None:
+    """An http(s) URL whose host may be a single label: a relay reached as
+    ``http://relay:8080`` (a docker-compose service name) is as good as a domain, which
+    Django's URLValidator refuses."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+        port_ok = True
+    except ValueError:
+        port_ok = False
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or not (HOST_NAME.fullmatch(host) or HOST_IP.fullmatch(host))
+        or not port_ok
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value)
+    ):
+        raise ValidationError(
+            _(
+                "Enter the provider's base URL, such as https://api.example.com/v1 or "
+                "http://relay:8080 (http or https, no query string)."
+            ),
+            code="invalid",
+        )
+
+
 class Provider(models.Model):
-    """An upstream endpoint (official API, a relay, or the sandbox)."""
+    """An upstream endpoint (official API, a relay, a queue-style service or the sandbox)."""
 
     KINDS = [
-        ("gemini", "Gemini generateContent"),
+        ("gemini", "Gemini generateContent (Google, or a relay speaking it)"),
         ("openai", "OpenAI Images (generations / edits)"),
+        ("openai_chat", "OpenAI chat completions with the image in the message (relays)"),
+        ("fal", "fal.ai queue"),
+        ("replicate", "Replicate predictions"),
     ]
+    QUEUED_KINDS = frozenset({"fal", "replicate"})
+    WEBHOOK_KINDS = QUEUED_KINDS
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=KINDS, default="gemini")
-    base_url = models.URLField()
+    base_url = models.CharField(
+        max_length=300,
+        validators=[validate_base_url],
+        help_text="Google: https://generativelanguage.googleapis.com · OpenAI or a relay: "
+        "https://…/v1 · fal.ai: https://queue.fal.run · Replicate: https://api.replicate.com/v1",
+    )
     connect_timeout = models.FloatField(default=10.0)
     read_timeout = models.FloatField(default=120.0)
     rpm = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per minute per key."
     )
     rpd = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per day per key.")
-    max_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Calls in flight per key; for fal.ai and Replicate, requests submitted and "
+        "not finished upstream per key.",
+    )
+    webhooks = models.BooleanField(
+        default=False,
+        help_text="fal.ai and Replicate: ask the provider to call this instance when a "
+        "request finishes (NANOWEB_BASE_URL must be reachable from the internet). Polling "
+        "stays the fallback.",
+    )
+    webhook_token = models.CharField(max_length=43, blank=True, editable=False)
+    encrypted_webhook_secret = models.TextField(blank=True, editable=False)
+    webhook_keys_url = models.CharField(
+        max_length=300,
+        blank=True,
+        validators=[validate_base_url],
+        help_text="fal.ai: where its webhook signing keys are published; empty for fal's own "
+        "(https://rest.alpha.fal.ai/.well-known/jwks.json).",
+    )
     is_sandbox = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.webhook_token:
+            self.webhook_token = secrets.token_urlsafe(32)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_queued(self) -> bool:
+        return self.kind in self.QUEUED_KINDS
+
+    def set_webhook_secret(self, clear: str) -> None:
+        self.encrypted_webhook_secret = crypto.encrypt(clear.strip()) if clear.strip() else ""
+
+    def webhook_secret(self) -> str:
+        return (
+            crypto.decrypt(self.encrypted_webhook_secret) if self.encrypted_webhook_secret else ""
+        )
 
 
 class ProviderKeyQuerySet(models.QuerySet):
@@ -238,6 +322,11 @@ class Route(models.Model):
     upstream_model = models.CharField(max_length=100)
     priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
     is_free = models.BooleanField(default=False, help_text="Explicitly free: bill nothing.")
+    allow_fallback_model = models.BooleanField(
+        default=False,
+        help_text="Replicate: when Google's model is at capacity, let Replicate serve the "
+        "request with its fallback model (another model; the image page says which made it).",
+    )
     enabled = models.BooleanField(default=True)
     retired_at = models.DateTimeField(
         null=True, blank=True, help_text="When the provider said it no longer knows the model."

@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 
 from accounts import quotas
 from accounts.models import LedgerEntry
-from generations import engine, queue
+from generations import engine, outcomes, queue
 from generations.models import Generation, ProviderKey
 from tests.factories import make_route, png_bytes, submit_one
 
@@ -227,7 +227,7 @@ def test_an_image_that_never_can_be_stored_fails_refunded(
             break
     job.refresh_from_db()
     assert (job.status, job.error_kind, job.refunded) == ("failed", "not_saved", True)
-    assert job.attempt_log.count() == 1 + engine.SAVE_RETRIES
+    assert job.attempt_log.count() == 1 + outcomes.SAVE_RETRIES
     assert not hasattr(job, "image") or job.image is None
     assert _files_under(settings.MEDIA_ROOT) == before  # nothing left behind
     assert quotas.summary(alice).reserved_month == 0 and quotas.ledger_problems() == []

@@ -8,7 +8,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts import quotas
-from generations import engine, routing
+from generations import engine, outcomes, routing
 from generations.failures import ErrorKind
 from generations.models import Generation, KeyPermit, ModelSpec, Notice, Provider, Route
 from generations.resilience.store import get_store
@@ -404,7 +404,7 @@ def test_a_rate_limited_route_hands_over_without_its_wait(alice, sandbox_model, 
         Permit(key_id=primary.provider.keys.get().pk, token="t"),
     )
     err = ProviderError(ErrorKind.RATE_LIMITED, "Slow down.", http_status=429, retry_after=600)
-    delay = engine._handle_error(job, choice, err, 0.0)
+    delay = outcomes.handle_error(job, choice, err, 0.0)
     assert delay is not None and delay < 60
     job.refresh_from_db()
     assert job.status == "queued" and routing.choose_route(job).route == relay

@@ -31,7 +31,7 @@ def test_a_cancelled_card_says_so(client, alice, sandbox_model, no_broker):
     jobs.cancel(alice, job.request_id)
     client.force_login(alice)
     page = client.get("/").content.decode()
-    assert "Cancelled" in page and "You cancelled it before it started." in page
+    assert "Cancelled" in page and "You cancelled it before it was made." in page
 
 
 def test_edit_prompt_refills_the_studio_form(client, alice, sandbox_model, no_broker):
