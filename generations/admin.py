@@ -75,6 +75,12 @@ class ModelSpecAdmin(admin.ModelAdmin):
     list_editable = ["enabled", "sort_order"]
     list_filter = ["status", "enabled"]
     inlines = [RouteInline]
+
+    def save_formset(self, request, form, formset, change):
+        new = formset.save()
+        if formset.model is Route:
+            for route in new:
+                discovery.give_list_price(route)  # a route added here starts at its list price
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "enabled", "sort_order"]}),
         ("Life cycle", {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
@@ -428,6 +434,11 @@ class RouteAdmin(admin.ModelAdmin):
     list_filter = ["model", "provider", "enabled"]
     readonly_fields = ["retired_at", "retired_reason"]
     inlines = [PriceInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change:  # a new route without a price typed in starts at its list price
+            discovery.give_list_price(form.instance)
 
 
 @admin.register(Notice)

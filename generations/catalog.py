@@ -78,6 +78,38 @@ GEMINI_PRICES = {
     },
 }
 
+# Per-image list prices of the queue-style channels, by (provider kind, upstream id), in
+# micro-USD by size: a new route through such a provider starts with these (an admin
+# edits them as the channels change theirs). Both bill only images that were made.
+# fal.ai, from each endpoint's page (fal.ai/models/<endpoint>/llms.txt, read
+# 2026-12-01): nano-banana $0.039; nano-banana-pro $0.15, 4K at double; nano-banana-2
+# $0.08, 0.5K ×0.75, 2K ×1.5, 4K ×2. google/nano-banana-2.1 is billed by fal per token
+# with no token counts in its answer; the figures are fal's own per-image ones for a
+# short prompt (fal.ai/learn/tools/nano-banana-api: ~$0.040 at 1K, ~$0.134 at 4K) and
+# 2K at Google's 1680 image tokens. Replicate, from replicate.com/google/<model>:
+# nano-banana $0.039; nano-banana-pro $0.15 at 1K/2K, $0.30 at 4K. Replicate's
+# nano-banana-2 price was not found published per size: its routes start unpriced (and
+# so unused) until an admin prices them.
+_FAL_NB2 = {"512": 60_000, "1K": 80_000, "2K": 120_000, "4K": 160_000}
+_PRO = {"1K": 150_000, "2K": 150_000, "4K": 300_000}
+CHANNEL_PRICES: dict[tuple[str, str], dict[str, int]] = {
+    ("fal", "fal-ai/nano-banana"): {"default": 39_000},
+    ("fal", "fal-ai/nano-banana-pro"): _PRO,
+    ("fal", "fal-ai/nano-banana-2"): _FAL_NB2,
+    ("fal", "google/nano-banana-2.1"): {"1K": 40_000, "2K": 60_000, "4K": 134_000},
+    ("replicate", "google/nano-banana"): {"default": 39_000},
+    ("replicate", "google/nano-banana-pro"): _PRO,
+}
+
+
+def channel_price(kind: str, upstream: str) -> dict | None:
+    """The Price fields a new route through a queue-style channel starts with, if known."""
+    per_image = CHANNEL_PRICES.get((kind, upstream))
+    if per_image is None:
+        return None
+    return {"per_image": dict(per_image), "note": f"{kind} list price per image"}
+
+
 # Upstream ids Google shut down, and the id that replaced each (DESIGN: the upgrade moves
 # routes that name them; the HTTP API keeps accepting them as aliases).
 SHUT_DOWN_IDS = {

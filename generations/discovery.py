@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
 
-from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM
+from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM, channel_price
 from generations.crypto import KeyDecryptionError
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
 from generations.providers.base import ProviderError, Timeouts, provider_class
@@ -106,11 +106,20 @@ def add_route(provider: Provider, model: ModelSpec, upstream: str) -> Route:
         upstream_model=upstream,
         defaults={"priority": (last.priority + 10) if last else 100},
     )
-    if upstream in GEMINI_PRICES and not route.prices.exists():
-        Price.objects.create(
-            route=route,
-            effective_from=LIST_PRICES_FROM,
-            note="Official list price",
-            **GEMINI_PRICES[upstream],
-        )
+    give_list_price(route)
     return route
+
+
+def give_list_price(route: Route) -> None:
+    """A new route with no price starts with the catalog's list price for its channel:
+    Google's per-token rates, or a queue-style channel's per-image ones. A relay that
+    answers in chat completions starts unpriced: relays charge per call, each its own
+    price, which the admin enters."""
+    if route.prices.exists():
+        return
+    kind = route.provider.kind
+    fields = channel_price(kind, route.upstream_model)
+    if fields is None and kind in ("gemini", "openai") and route.upstream_model in GEMINI_PRICES:
+        fields = {**GEMINI_PRICES[route.upstream_model], "note": "Official list price"}
+    if fields is not None:
+        Price.objects.create(route=route, effective_from=LIST_PRICES_FROM, **fields)
