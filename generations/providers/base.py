@@ -271,6 +271,9 @@ def looks_like_image_model(model_id: str) -> bool:
 PROVIDER_KINDS: dict[str, str] = {
     "gemini": "generations.providers.gemini.GeminiProvider",
     "openai": "generations.providers.openai_images.OpenAIImagesProvider",
+    "openai_chat": "generations.providers.openai_chat.OpenAIChatProvider",
+    "fal": "generations.providers.fal.FalProvider",
+    "replicate": "generations.providers.replicate.ReplicateProvider",
 }
 
 

@@ -1,13 +1,21 @@
 """Protocol-neutral helpers every provider shares: image sanity checks, error
-envelopes, transport failures and keeping the key out of every message."""
+envelopes, transport failures, keeping the key out of every message, relays' "pool
+saturated" answers, and images behind URLs (the same-origin rule: an image URL on the
+admin-configured base URL's origin is fetched with the provider's client, any other one
+through :mod:`safe_fetch`)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -15,7 +23,8 @@ from django.utils import timezone
 from PIL import Image
 
 from generations.failures import ErrorKind
-from generations.providers.base import ProviderError, Usage
+from generations.providers.base import GeneratedImage, ProviderError, Usage
+from generations.providers.safe_fetch import FetchError, fetch_image
 
 UPSTREAM_MESSAGE_CHARS = 300  # how much of an upstream's own message is kept
 
@@ -99,6 +108,25 @@ def retry_after_header(headers: Mapping[str, str] | None) -> float | None:
         return None
 
 
+# One API / New API (and their forks) rewrite any 429 they get back from their upstream
+# channels, after retrying the group's other channels, into "当前分组上游负载已饱和，请稍后再试
+# (request id: …)" ("the group's upstream load is saturated, try again later"):
+# songquanpeng/one-api controller/relay.go (`if bizErr.StatusCode == 429 { … }`, README FAQ 6
+# "上游渠道 429 了"), QuantumNous/new-api's task relay (respondTaskError) and older text relay
+# (issue #991: "429 当前分组上游负载已饱和，请稍后再试", type new_api_error), One Hub's
+# FilterOpenAIErr. Their Midjourney path says "当前分组负载已饱和，请稍后再试，或升级账户以提升
+# 服务质量。", other relays "当前模型 x 上游已饱和" or "当前上游负载已饱和". They pass it on in
+# every style they serve (OpenAI, Gemini-native, tasks), usually as 429, sometimes as 200/500.
+# It is the relay's pool that is full, not this key's rate: fail over (transient), do not
+# back this key off as rate limited.
+RELAY_SATURATED = re.compile(r"(?:负载|上游)已饱和")
+SATURATED_MESSAGE = "The relay's upstream capacity is saturated right now."
+
+
+def relay_saturated(*texts: str) -> bool:
+    return any(RELAY_SATURATED.search(text or "") for text in texts)
+
+
 # --- the wire itself --------------------------------------------------------
 
 
@@ -173,3 +201,126 @@ def text_of(body: bytes | str) -> str:
     if isinstance(body, bytes):
         return body.decode("utf-8", errors="replace")
     return body or ""
+
+
+# --- images behind URLs and data URIs -----------------------------------------
+
+MAX_FETCHED_IMAGE_BYTES = 50 * 1024 * 1024
+DEFAULT_PORTS = {"http": 80, "https": 443}
+DATA_URI = re.compile(r"data:(image/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,", re.IGNORECASE)
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of ``url``, the port made explicit; None when unparsable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """``url`` is on the origin (scheme, host and port) of the admin-configured ``base_url``."""
+    mine = origin_of(base_url)
+    return mine is not None and origin_of(url) == mine
+
+
+def host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def data_uri(data: bytes, mime_type: str) -> str:
+    return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a base64 ``data:`` URI (ValueError when it is not one)."""
+    match = DATA_URI.match(uri.strip())
+    if not match:
+        raise ValueError("not a base64 data: URI")
+    try:
+        return base64.b64decode("".join(uri.strip()[match.end() :].split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64 image data: {exc}") from None
+
+
+def sniffed_image(data: bytes, usage: Usage | None, http_status: int | None) -> GeneratedImage:
+    """A whole image of whatever type its bytes say (declared types are not trusted)."""
+    mime = next((m for m, signs in IMAGE_SIGNATURES.items() if data.startswith(signs)), "")
+    problem = image_problem(data, mime) if mime else "bytes are not a PNG, JPEG, WebP or GIF image"
+    if problem:
+        raise corrupt(f"{problem} ({len(data)} bytes)", http_status, usage)
+    return GeneratedImage(data=data, mime_type=mime)
+
+
+def fetched(
+    url: str, fetch: Callable[[str], bytes], usage: Usage | None, http_status: int | None
+) -> bytes:
+    """``fetch(url)``, its failures classified: refused by our rules → corrupt, otherwise
+    transient. The image was made (and billed) by then. A signed URL works as a credential
+    for the image, so only its host goes into the detail."""
+    try:
+        return fetch(url)
+    except FetchError as exc:
+        host = host_of(url)
+        if exc.refused:
+            raise corrupt(
+                f"image URL on {host} refused: {exc.detail}", http_status, usage
+            ) from None
+        raise ProviderError(
+            ErrorKind.TRANSIENT,
+            "The provider's image could not be downloaded.",
+            detail=f"image URL on {host}: {exc.detail}",
+            http_status=http_status,
+            may_have_been_billed=True,
+            usage=usage,
+        ) from None
+
+
+def origin_fetcher(
+    base_url: str,
+    client: httpx.Client,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    max_bytes: int = MAX_FETCHED_IMAGE_BYTES,
+) -> Callable[[str], bytes]:
+    """A fetch for an upstream's image URLs. A URL on ``base_url``'s own origin was chosen by
+    the admin (the provider itself, or the offline sandbox on 127.0.0.1): it is fetched with
+    the provider's client and ``headers``. Any other URL is a third party's and goes through
+    :func:`safe_fetch.fetch_image` (https only, public addresses only, pinned, size-capped)."""
+
+    def fetch(url: str) -> bytes:
+        if same_origin(url, base_url):
+            return _fetch_own(client, url, headers, timeout=timeout, max_bytes=max_bytes)
+        return fetch_image(url, max_bytes=max_bytes, timeout=timeout)
+
+    return fetch
+
+
+def _fetch_own(
+    client: httpx.Client, url: str, headers: Mapping[str, str], *, timeout: float, max_bytes: int
+) -> bytes:
+    deadline = time.monotonic() + timeout
+    try:
+        with client.stream(
+            "GET", url, headers={**headers, "accept": "image/*"}, timeout=timeout
+        ) as response:
+            if response.status_code != 200:
+                raise FetchError(f"HTTP {response.status_code} from {host_of(url)}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(f"refused: image larger than {max_bytes} bytes", refused=True)
+                if time.monotonic() > deadline:
+                    raise FetchError("fetching the image took too long")
+            return bytes(body)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise FetchError(f"fetching from {host_of(url)} failed: {type(exc).__name__}") from None

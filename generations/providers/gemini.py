@@ -20,6 +20,10 @@ and ``pageToken``/``nextPageToken``; its entries carry ``name`` ("models/<id>") 
 their ids (ai.google.dev/api/models#method:-models.list). A ``generateContent`` for an id
 the key cannot see, or that was shut down, answers 404 NOT_FOUND "models/<id> is not
 found for API version v1beta, or is not supported for generateContent".
+
+Relays in front of Gemini (One API / New API) answer "当前分组上游负载已饱和，请稍后再试" when
+their pool is saturated, usually in OpenAI's error envelope even on the Gemini-native path:
+``transient`` (fail over), see :data:`common.RELAY_SATURATED`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from generations.providers.base import (
     looks_like_image_model,
 )
 from generations.providers.common import (
+    SATURATED_MESSAGE,
     UPSTREAM_MESSAGE_CHARS,
     as_int,
     clean_text,
@@ -52,6 +57,7 @@ from generations.providers.common import (
     excerpt,
     image_problem,
     json_body,
+    relay_saturated,
     retry_after_header,
     scrubbed,
     text_of,
@@ -392,6 +398,10 @@ def classify_error(
     def error_of(kind: ErrorKind, message: str, **extra) -> ProviderError:
         return ProviderError(kind, message, detail=detail, http_status=status, **extra)
 
+    if relay_saturated(upstream, text_of(body)):  # a relay's pool is full (One API / New API)
+        return error_of(
+            ErrorKind.TRANSIENT, SATURATED_MESSAGE, retry_after=retry_after_header(headers)
+        )
     if status == 429 or rpc_status == "RESOURCE_EXHAUSTED":
         if any("perday" in q.lower().replace("_", "") for q in quota_ids):
             return error_of(

@@ -35,6 +35,12 @@ has one input rate; the split is kept in ``ImageResult.extra``) and
 ``output_tokens`` as image output, unless ``output_tokens_details`` splits
 image from text. dall-e models report no usage; price their routes per image.
 
+Relays' full pools: One API / New API answer "当前分组上游负载已饱和，请稍后再试" (429) when
+every channel of the group is rate limited upstream; that is ``transient`` (fail over), not
+this key's rate limit (see :data:`common.RELAY_SATURATED` for the sources). Their "user
+quota is not enough" (403 ``insufficient_user_quota``, or "用户额度不足") is the relay
+account out of credit: ``out_of_credit``, not a bad key.
+
 Refusals by region: OpenAI answers a call from a country it does not serve with
 403 ``{"error": {"code": "unsupported_country_region_territory", "type":
 "request_forbidden", "message": "Country, region, or territory not supported"}}``
@@ -52,7 +58,6 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -68,19 +73,22 @@ from generations.providers.base import (
 )
 from generations.providers.common import (
     IMAGE_SIGNATURES,
+    SATURATED_MESSAGE,
     as_int,
     clean_text,
     corrupt,
     excerpt,
+    fetched,
     image_problem,
     json_body,
+    relay_saturated,
     retry_after_header,
     scrubbed,
     text_of,
     transient_message,
     transport_error,
 )
-from generations.providers.safe_fetch import FetchError, fetch_image
+from generations.providers.safe_fetch import fetch_image
 
 GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 DALL_E_3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
@@ -92,6 +100,11 @@ MAX_FETCHED_IMAGE_BYTES = 50 * 1024 * 1024  # OpenAI's own limit for an image fi
 
 RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "requests", "tokens"})
 NO_CREDIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+# One API's "user quota is not enough" (403, relay/controller/helper.go) and the Chinese
+# balance texts of its family ("用户额度不足", "令牌额度不足" in model/token.go; "余额不足"):
+# the account at the relay has no money left, the key itself is fine.
+RELAY_NO_CREDIT_CODES = frozenset({"insufficient_user_quota"})
+RELAY_NO_CREDIT_TEXTS = ("额度不足", "余额不足")
 KEY_CODES = frozenset({"invalid_api_key", "account_deactivated", "invalid_organization"})
 REFUSED_CODES = frozenset({"unsupported_country_region_territory"})
 MODEL_GONE_CODES = frozenset({"model_not_found"})
@@ -314,7 +327,7 @@ def _image_of(item: dict, fetch, usage: Usage, http_status: int) -> GeneratedIma
             raise corrupt(
                 "image sent as a URL where only inline data is accepted", http_status, usage
             )
-        data = _fetched(item["url"], fetch, usage, http_status)
+        data = fetched(item["url"], fetch, usage, http_status)
     else:
         raise corrupt(f"data item has neither b64_json nor url: {sorted(item)}", http_status, usage)
     # OpenAI names no MIME type (output_format is optional): the bytes say what they are.
@@ -323,33 +336,6 @@ def _image_of(item: dict, fetch, usage: Usage, http_status: int) -> GeneratedIma
     if problem:
         raise corrupt(f"{problem} ({len(data)} bytes)", http_status, usage)
     return GeneratedImage(data=data, mime_type=mime)
-
-
-def _fetched(url: str, fetch, usage: Usage, http_status: int) -> bytes:
-    try:
-        return fetch(url)
-    except FetchError as exc:
-        # A signed URL works as a credential for the image: only its host goes in the detail.
-        host = _host_of(url)
-        if exc.refused:
-            raise corrupt(
-                f"image URL on {host} refused: {exc.detail}", http_status, usage
-            ) from None
-        raise ProviderError(
-            ErrorKind.TRANSIENT,
-            "The provider's image could not be downloaded.",
-            detail=f"image URL on {host}: {exc.detail}",
-            http_status=http_status,
-            may_have_been_billed=True,
-            usage=usage,
-        ) from None
-
-
-def _host_of(url: str) -> str:
-    try:
-        return urlsplit(url).hostname or "?"
-    except ValueError:
-        return "?"
 
 
 # --- anything but a 2xx ---------------------------------------------------------
@@ -373,6 +359,10 @@ def classify_error(
     def error_of(kind: ErrorKind, message: str, **extra) -> ProviderError:
         return ProviderError(kind, message, detail=detail, http_status=status, **extra)
 
+    if relay_saturated(upstream, text_of(body)):  # One API / New API: the pool is full
+        return error_of(ErrorKind.TRANSIENT, SATURATED_MESSAGE, retry_after=retry_after(headers))
+    if tags & RELAY_NO_CREDIT_CODES or any(t in upstream for t in RELAY_NO_CREDIT_TEXTS):
+        return error_of(ErrorKind.OUT_OF_CREDIT, "The provider account has run out of credit.")
     if tags & NO_CREDIT_CODES:
         return error_of(ErrorKind.KEY_EXHAUSTED, "The provider key has run out of quota or credit.")
     if tags & RATE_LIMIT_CODES or status == 429:
@@ -390,7 +380,8 @@ def classify_error(
         return error_of(
             ErrorKind.MODEL_GONE, f"{message}: {upstream}" if upstream else f"{message}."
         )
-    if tags & REFUSED_CODES:
+    if tags & REFUSED_CODES or "location is not supported" in upstream.lower():
+        # Google's "User location is not supported for the API use." passed on by a relay
         message = "The provider is not available from this location"
         return error_of(ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}.")
     if tags & KEY_CODES or status in (401, 403):
