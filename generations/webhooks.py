@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -26,6 +25,7 @@ from generations import polling
 from generations.crypto import KeyDecryptionError
 from generations.models import Provider, WebhookDelivery
 from generations.providers.base import WebhookRejected, provider_class
+from generations.providers.webhooks import TOLERANCE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def receive(kind: str, token: str, headers: dict[str, str], body: bytes) -> Rece
 def prune(now=None) -> int:
     """Deliveries older than any timestamp still believed can no longer be replayed."""
     now = now or timezone.now()
-    keep = timedelta(seconds=2 * settings.NANOWEB_WEBHOOK_TOLERANCE_SECONDS + 3600)
+    keep = timedelta(seconds=2 * TOLERANCE_SECONDS + 3600)
     deleted, _ = WebhookDelivery.objects.filter(received__lt=now - keep).delete()
     return deleted
 

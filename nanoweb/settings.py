@@ -264,8 +264,6 @@ NANOWEB_POLL_MAX_SECONDS = env.float("NANOWEB_POLL_MAX_SECONDS", default=8.0)
 NANOWEB_POLL_MAX_WEBHOOK_SECONDS = env.float("NANOWEB_POLL_MAX_WEBHOOK_SECONDS", default=60.0)
 # How long a key whose account ran out of credit rests before it is tried again.
 NANOWEB_CREDIT_REST_SECONDS = env.int("NANOWEB_CREDIT_REST_SECONDS", default=3600)
-# How old a webhook's timestamp may be (either way) and still be believed.
-NANOWEB_WEBHOOK_TOLERANCE_SECONDS = env.int("NANOWEB_WEBHOOK_TOLERANCE_SECONDS", default=300)
 NANOWEB_BACKOFF_BASE_SECONDS = env.float("NANOWEB_BACKOFF_BASE_SECONDS", default=1.0)
 NANOWEB_BACKOFF_CAP_SECONDS = env.float("NANOWEB_BACKOFF_CAP_SECONDS", default=32.0)
 # Circuit breaker per route: open after N consecutive failures, or when at least
