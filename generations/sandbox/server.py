@@ -1,23 +1,36 @@
-"""The sandbox upstream: a real HTTP server that speaks Gemini's ``generateContent``
-and OpenAI's Images API.
+"""The sandbox upstream: a real HTTP server that speaks Gemini's ``generateContent``,
+OpenAI's Images API, fal.ai's queue, Replicate's predictions and an OpenAI-compatible
+chat relay.
 
-It is a test double of both APIs for tests, benchmarks, demos and the offline
-default. It renders real images (``render``), answers in the exact wire shape
-(``responses``), enforces a per-key RPM and daily quota, and injects faults:
+It is a test double of these APIs for tests, benchmarks, demos and the offline
+default. It renders real images (``render``), answers in the exact wire shapes
+(``responses``, ``openai_images``, ``fal``, ``replicate``, ``chat``), enforces a per-key
+RPM and daily quota, and injects faults:
 
 * at random, by class, with ``SandboxConfig.rates`` (shares of all requests);
 * deterministically, when the prompt contains ``[sandbox:CLASS]`` (always that
   class) or ``[sandbox:CLASSxN]`` (the first N requests with that exact prompt,
-  then success), e.g. ``[sandbox:503x2]``. Classes are listed in ``TRIGGERS``.
+  then success), e.g. ``[sandbox:503x2]``. Classes are listed in ``TRIGGERS``;
+  each protocol answers a class in its own form (see its module).
 
-Routes: ``POST /v1beta/models/{model}:generateContent``, ``GET /v1beta/models``
-(models.list, ``pageSize`` and ``pageToken``) and ``GET /v1beta/models/{model}``
-(models.get), key in ``x-goog-api-key`` or ``?key=``; ``POST /v1/images/generations``
-and ``POST /v1/images/edits`` (key as ``Authorization: Bearer``, see
-``openai_images``), where the same faults take OpenAI's forms (a daily quota is
-``insufficient_quota``, blocks are ``moderation_blocked``, NO_IMAGE and text-only
-answers an empty ``data``); ``GET /healthz``. Anything else is a 404 in the envelope
-of the API its path belongs to.
+Routes (this module only routes; the answers are made by the modules named):
+
+* ``direct``: ``POST /v1beta/models/{model}:generateContent``, ``GET /v1beta/models``
+  (models.list, ``pageSize`` and ``pageToken``) and ``GET /v1beta/models/{model}``
+  (models.get), key in ``x-goog-api-key`` or ``?key=``; ``POST /v1/images/generations``
+  and ``POST /v1/images/edits`` (key as ``Authorization: Bearer``), where the same
+  faults take OpenAI's forms (a daily quota is ``insufficient_quota``, blocks are
+  ``moderation_blocked``, NO_IMAGE and text-only answers an empty ``data``);
+* ``fal``: everything under ``/fal`` (fal's queue, ``{sandbox}/fal`` as base URL);
+* ``replicate``: everything under ``/replicate/v1``;
+* ``chat``: ``POST /v1/chat/completions``;
+* ``GET /files/{name}``: the files the queue protocols and the chat relay made
+  (``queue.FileStore``);
+* ``GET /healthz``: status, the request count and, once a channel protocol (fal,
+  Replicate, chat) has been called, ``queue``: ``submitted``, ``submitted_by_prompt``,
+  ``cancelled``, ``webhooks_sent``, ``webhooks_lost``, ``webhooks_failed``, ``polls``.
+
+Anything else is a 404 in the envelope of the API its path belongs to.
 
 Models are those of ``specs`` (Google's December 2026 lineup, sources there). An id
 it does not serve (unknown, shut down such as ``gemini-3-pro-image-preview``, not a
@@ -31,11 +44,7 @@ against the key's quotas.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-import random
 import re
 import threading
 import time
@@ -47,29 +56,27 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from generations.sandbox import openai_images as openai
 from generations.sandbox import responses
-from generations.sandbox.parse import BadRequest, GenerateRequest, parse_request
-from generations.sandbox.render import dimensions, render_image
-from generations.sandbox.specs import MODELS, find_model, upstream_model
-from generations.sandbox.state import (
-    Refusal,
-    Reply,
-    SandboxConfig,
-    SandboxState,
-    gemini_refusal,
-    openai_refusal,
-)
+from generations.sandbox.chat import ChatRelay
+from generations.sandbox.direct import MODELS_PAGE_SIZE, DirectAPIs
+from generations.sandbox.fal import FalAPI
+from generations.sandbox.queue import QueueEngine
+from generations.sandbox.replicate import ReplicateAPI
+from generations.sandbox.state import Reply, Request, SandboxConfig, SandboxState
+
+__all__ = ["MODELS_PAGE_SIZE", "SandboxConfig", "SandboxServer", "make_server", "running_sandbox"]
 
 log = logging.getLogger(__name__)
 
 GENERATE_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
 MODELS_PATH = "/v1beta/models"
 MODEL_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+)$")
-MODELS_PAGE_SIZE = 5  # models.list's default page; Google's is 50 (see the docstring)
-MAX_MODELS_PAGE_SIZE = 1000  # Google's cap
 OPENAI_PATHS = {"/v1/images/generations": "generations", "/v1/images/edits": "edits"}
+CHAT_PATH = "/v1/chat/completions"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline data
-INJECTED_RETRY_DELAY = 1.5  # seconds, in the RetryInfo of an injected per-minute 429
-FREE_TIER_RPM = 10  # the limit an injected 429 quotes when no rpm is configured
+# fal and Replicate take references as data URIs in JSON: up to 14 of them.
+MAX_CHANNEL_BODY_BYTES = 100 * 1024 * 1024
+# Path prefix → (protocol, the prefix the protocol's own paths start after).
+CHANNELS = {"/fal/": ("fal", "/fal"), "/replicate/v1/": ("replicate", "/replicate/v1")}
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -80,6 +87,11 @@ class SandboxServer(ThreadingHTTPServer):
         self.config = config
         self.state = SandboxState(config)
         self.stopping = threading.Event()  # wakes requests that are sleeping or hanging
+        self.direct = DirectAPIs(config, self.state, self.stopping)
+        self.queue = QueueEngine(config, self.state, self.stopping)
+        self.fal = FalAPI(config, self.state, self.queue)
+        self.replicate = ReplicateAPI(config, self.state, self.queue, self.stopping)
+        self.chat = ChatRelay(config, self.state, self.queue, self.stopping)
         super().__init__(address, _Handler)
 
     @property
@@ -87,204 +99,22 @@ class SandboxServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def answer(self, model: str, key: str, raw: bytes) -> Reply:
-        """The whole decision for one generateContent call."""
-        self.state.count_request()
-        refused = self._check_key(key)
-        if refused is not None:
-            return refused
-        spec = find_model(model)
-        if spec is None or not spec.generates_content or not self.config.can_see(key, model):
-            return Reply.of(404, responses.model_not_found_body(model), "model_not_found")
-        refused = self.state.admit(key, model)
-        if refused is not None:
-            return refused
-        try:
-            request = parse_request(model, raw)
-            fault = self.state.fault_for(request.prompt)
-        except BadRequest as exc:
-            return Reply.of(400, responses.invalid_argument_body(str(exc)), "invalid_argument")
-        self.stopping.wait(self.state.latency())
-        return self._reply(request, fault, self.state.request_rng())
+    def health(self) -> dict:
+        health = {"status": "ok", "upstream": "sandbox", "requests": self.state.requests}
+        if self.queue.counters.touched():
+            health["queue"] = self.queue.counters.snapshot()
+        return health
 
-    def _reply(self, req: GenerateRequest, fault: str | None, rng: random.Random) -> Reply:
-        if fault in (None, "text_only", "truncated"):
-            return self._generated(req, fault, rng)
-        return self._fault(req, fault, rng)
-
-    def _fault(self, req: GenerateRequest, fault: str, rng: random.Random) -> Reply:
-        model, prompt, refs, level = req.model, req.prompt, req.references, req.thinking_level
-        match fault:
-            case "timeout":
-                return Reply(0, outcome=fault, hang=True)
-            case "rate_limit":
-                limit = self.config.rpm or FREE_TIER_RPM
-                body = responses.rate_limited_body(model, INJECTED_RETRY_DELAY, limit=limit)
-                return Reply.of(429, body, fault)
-            case "daily_quota":
-                return gemini_refusal(model, self.state.injected_daily())
-            case "unavailable":
-                return Reply.of(503, responses.unavailable_body(), fault)
-            case "internal":
-                return Reply.of(500, responses.internal_body(), fault)
-            case "region":
-                return Reply.of(400, responses.region_refused_body(), fault)
-            case "deadline":
-                return Reply.of(504, responses.deadline_body(), fault)
-            case "prompt_block":
-                body = responses.prompt_blocked_body(model, prompt, references=refs, rng=rng)
-                return Reply.of(200, body, fault)
-            case "image_safety" | "no_image":
-                reason = fault.upper()
-                body = responses.no_content_body(
-                    model, prompt, reason, references=refs, thinking_level=level, rng=rng
-                )
-                return Reply.of(200, body, fault)
-            case "malformed":
-                body = responses.text_only_body(
-                    model, prompt, references=refs, thinking_level=level, rng=rng
-                )
-                whole = json.dumps(body, indent=2).encode()
-                return Reply(200, whole[: len(whole) // 2], fault)
-        raise AssertionError(f"unhandled fault {fault}")
-
-    def _generated(self, req: GenerateRequest, fault: str | None, rng: random.Random) -> Reply:
-        """What the model made: an image (perhaps truncated on the way) or only text."""
-        if fault == "text_only" or "IMAGE" not in req.modalities:
-            body = responses.text_only_body(
-                req.model,
-                req.prompt,
-                references=req.references,
-                thinking_level=req.thinking_level,
-                grounded=req.grounded,
-                rng=rng,
-            )
-            return Reply.of(200, body, fault or "ok")
-        width, height = dimensions(req.model, req.aspect_ratio, req.image_size)
-        image = render_image(req.prompt, width, height, upstream_model(req.model).image_format)
-        body = responses.image_body(
-            req.model,
-            req.prompt,
-            image,
-            image_size=req.image_size,
-            references=req.references,
-            with_text="TEXT" in req.modalities,
-            thinking_level=req.thinking_level,
-            grounded=req.grounded,
-            rng=rng,
-        )
-        if fault == "truncated":
-            inline = body["candidates"][0]["content"]["parts"][-1]["inlineData"]
-            # Cut on a 4-character boundary: the base64 still decodes, the image does not.
-            inline["data"] = inline["data"][: len(inline["data"]) * 2 // 5 // 4 * 4]
-        return Reply.of(200, body, fault or "ok")
-
-    def _check_key(self, key: str) -> Reply | None:
-        if not key:
-            return Reply.of(403, responses.permission_denied_body(), "no_key")
-        if key in self.config.invalid_keys:
-            return Reply.of(400, responses.api_key_invalid_body(), "api_key_invalid")
-        return None
-
-    def answer_models_list(self, key: str, query: str) -> Reply:
-        """models.list: the models ``key`` can see, a page at a time."""
-        refused = self._check_key(key)
-        if refused is not None:
-            return refused
-        params = parse_qs(query)
-        try:
-            size = _page_size(params.get("pageSize", params.get("page_size", [""]))[0])
-            start = _page_offset(params.get("pageToken", params.get("page_token", [""]))[0])
-        except BadRequest as exc:
-            return Reply.of(400, responses.invalid_argument_body(str(exc)), "invalid_argument")
-        visible = [m for name, m in MODELS.items() if self.config.can_see(key, name)]
-        page = visible[start : start + size]
-        more = start + size < len(visible)
-        token = _page_token(start + size) if more else None
-        return Reply.of(200, responses.models_page(page, token))
-
-    def answer_model_get(self, model: str, key: str) -> Reply:
-        """models.get: one Model, or 404 when ``key`` cannot see it."""
-        refused = self._check_key(key)
-        if refused is not None:
-            return refused
-        if not self.config.can_see(key, model):
-            body = responses.model_not_found_body(model, "get")
-            return Reply.of(404, body, "model_not_found")
-        return Reply.of(200, responses.model_resource(upstream_model(model)))
-
-    def answer_openai(
-        self, endpoint: str, key: str, raw: bytes, content_type: str
-    ) -> tuple[str, Reply]:
-        """The whole decision for one Images call, and the model it named (for the log).
-
-        Unlike Gemini's, the body is read before the quota is counted: OpenAI's
-        limits are per model, and the model is in the body.
-        """
-        self.state.count_request()
-        if not key:
-            return "-", Reply.of(401, openai.missing_key_body(), "no_key")
-        if key in self.config.invalid_keys:
-            return "-", Reply.of(401, openai.invalid_key_body(key), "api_key_invalid")
-        try:
-            if endpoint == "edits":
-                request = openai.parse_edits(raw, content_type)
-            else:
-                request = openai.parse_generations(raw)
-        except openai.InvalidRequest as exc:
-            return "-", Reply.of(400, exc.body(), "invalid_argument")
-        refused = self.state.check_quota(key)
-        if refused is not None:
-            return request.model, openai_refusal(request.model, refused)
-        try:
-            fault = self.state.fault_for(request.prompt)
-        except BadRequest as exc:
-            body = openai.InvalidRequest(str(exc), param="prompt").body()
-            return request.model, Reply.of(400, body, "invalid_argument")
-        self.stopping.wait(self.state.latency())
-        return request.model, self._openai_reply(request, fault)
-
-    def _openai_reply(self, req: openai.ImagesRequest, fault: str | None) -> Reply:
-        match fault:
-            case None | "truncated":
-                return self._openai_generated(req, fault)
-            case "no_image" | "text_only":  # the Images API has no text answer: nothing made
-                return Reply.of(200, openai.image_body(req, []), fault)
-            case "timeout":
-                return Reply(0, outcome=fault, hang=True)
-            case "rate_limit":
-                limit = self.config.rpm or FREE_TIER_RPM
-                refusal = Refusal(per_day=False, wait=INJECTED_RETRY_DELAY, limit=limit)
-                return openai_refusal(req.model, refusal, fault)
-            case "daily_quota":
-                return openai_refusal(req.model, self.state.injected_daily(), fault)
-            case "unavailable":
-                return Reply.of(503, openai.unavailable_body(), fault)
-            case "internal":
-                return Reply.of(500, openai.internal_body(), fault)
-            case "region":
-                return Reply.of(403, openai.region_refused_body(), fault)
-            case "deadline":
-                return Reply.of(504, openai.timeout_body(), fault)
-            case "prompt_block" | "image_safety":
-                return Reply.of(400, openai.blocked_body(req.model), fault)
-            case "malformed":
-                whole = json.dumps(openai.image_body(req, []), indent=2).encode()
-                return Reply(200, whole[: len(whole) // 2], fault)
-        raise AssertionError(f"unhandled fault {fault}")
-
-    def _openai_generated(self, req: openai.ImagesRequest, fault: str | None) -> Reply:
-        width, height = req.dimensions()
-        image = render_image(req.prompt, width, height, openai.OUTPUT_FORMATS[req.output_format])
-        body = openai.image_body(req, [image] * req.n)
-        if fault == "truncated":
-            item = body["data"][0]
-            # Cut on a 4-character boundary: the base64 still decodes, the image does not.
-            item["b64_json"] = item["b64_json"][: len(item["b64_json"]) * 2 // 5 // 4 * 4]
-        return Reply.of(200, body, fault or "ok")
+    def serve_file(self, name: str) -> Reply:
+        found = self.queue.files.get(name)
+        if found is None:
+            return Reply.of(404, {"detail": "Not found"}, "not_found")
+        data, content_type = found
+        return Reply(200, data, "file", content_type=content_type)
 
     def stop(self) -> None:
         self.stopping.set()
+        self.queue.webhooks.stop()
         self.shutdown()
         self.server_close()
 
@@ -307,38 +137,46 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         started = time.perf_counter()
         url = urlsplit(self.path)
-        raw = self._read_body()
+        channel = next((c for prefix, c in CHANNELS.items() if url.path.startswith(prefix)), None)
+        is_chat = url.path == CHAT_PATH
+        raw = self._read_body(MAX_CHANNEL_BODY_BYTES if channel or is_chat else MAX_BODY_BYTES)
         model = "-"
         route = GENERATE_PATH.match(url.path)
         is_openai = url.path.startswith("/v1/")
-        if self.command == "POST" and route:
+        flavor = "openai" if is_openai else "google"
+        if channel or (is_chat and self.command == "POST"):
+            flavor = "plain"
+            reply = self._channel(channel, url, raw)
+        elif self.command == "GET" and url.path.startswith("/files/"):
+            flavor = "plain"
+            reply = self.server.serve_file(url.path.removeprefix("/files/"))
+        elif self.command == "POST" and route:
             model = unquote(route["model"])
             if raw is None:
                 message = f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes."
                 reply = Reply.of(400, responses.invalid_argument_body(message), "too_large")
             else:
-                reply = self.server.answer(model, self._api_key(url.query), raw)
+                reply = self.server.direct.answer(model, self._api_key(url.query), raw)
         elif self.command == "POST" and url.path in OPENAI_PATHS:
             if raw is None:
                 reply = Reply.of(413, openai.too_large_body(MAX_BODY_BYTES), "too_large")
             else:
                 content_type = self.headers.get("Content-Type") or ""
-                model, reply = self.server.answer_openai(
+                model, reply = self.server.direct.answer_openai(
                     OPENAI_PATHS[url.path], self._bearer_key(), raw, content_type
                 )
         elif self.command == "GET" and url.path == MODELS_PATH:
-            reply = self.server.answer_models_list(self._api_key(url.query), url.query)
+            reply = self.server.direct.answer_models_list(self._api_key(url.query), url.query)
         elif self.command == "GET" and (listed := MODEL_PATH.match(url.path)):
             model = unquote(listed["model"])
-            reply = self.server.answer_model_get(model, self._api_key(url.query))
+            reply = self.server.direct.answer_model_get(model, self._api_key(url.query))
         elif self.command == "GET" and url.path == "/healthz":
-            health = {"status": "ok", "upstream": "sandbox", "requests": self.server.state.requests}
-            reply = Reply.of(200, health)
+            reply = Reply.of(200, self.server.health())
         elif is_openai:
             reply = Reply.of(404, openai.not_found_body(self.command, url.path), "not_found")
         else:
             reply = Reply.of(404, responses.not_found_body(url.path), "not_found")
-        self._send(reply, started, is_openai)
+        self._send(reply, started, flavor)
         # The path without its query string: ?key= must never reach a log.
         log.log(
             logging.DEBUG if url.path == "/healthz" else logging.INFO,
@@ -351,13 +189,31 @@ class _Handler(BaseHTTPRequestHandler):
             (time.perf_counter() - started) * 1000,
         )
 
-    def _read_body(self) -> bytes | None:
-        """The request body; None when it is too large to read."""
+    def _channel(self, channel: tuple[str, str] | None, url, raw: bytes | None) -> Reply:
+        """A fal, Replicate or chat relay request, handed to its protocol."""
+        protocol, prefix = channel or ("chat", "")
+        if raw is None:
+            detail = f"Request payload size exceeds the limit: {MAX_CHANNEL_BODY_BYTES} bytes."
+            return Reply.of(413, {"detail": detail}, "too_large")
+        host = self.headers.get("Host") or self.server.base_url.removeprefix("http://")
+        request = Request(
+            method=self.command,
+            path=url.path.removeprefix(prefix) or "/",
+            query=parse_qs(url.query),
+            headers=self.headers,
+            body=raw,
+            origin=f"http://{host}",
+        )
+        api = {"fal": self.server.fal, "replicate": self.server.replicate}.get(protocol)
+        return (api or self.server.chat).handle(request)
+
+    def _read_body(self, limit: int) -> bytes | None:
+        """The request body; None when it is more than ``limit`` bytes."""
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0  # answered as an unreadable JSON payload
-        if length > MAX_BODY_BYTES:
+        if length > limit:
             self.close_connection = True  # the unread body makes the connection unusable
             return None
         return self.rfile.read(length) if length else b""
@@ -369,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else ""
 
-    def _send(self, reply: Reply, started: float, is_openai: bool = False) -> None:
+    def _send(self, reply: Reply, started: float, flavor: str = "google") -> None:
         if reply.hang:
             self.server.stopping.wait(self.server.config.hang_seconds)
             self.close_connection = True
@@ -377,7 +233,9 @@ class _Handler(BaseHTTPRequestHandler):
         elapsed = round((time.perf_counter() - started) * 1000)
         try:
             self.send_response(reply.status)
-            if is_openai:
+            if flavor == "plain":
+                self.send_header("Content-Type", reply.content_type or "application/json")
+            elif flavor == "openai":
                 self.send_header("Content-Type", "application/json")
                 self.send_header("openai-processing-ms", str(elapsed))
                 self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
@@ -401,36 +259,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:
         pass  # http.server's own messages can quote the request line, key included
-
-
-def _page_size(raw: str) -> int:
-    """models.list's pageSize: unset or 0 is the default page, more than 1000 is 1000."""
-    if not raw:
-        return MODELS_PAGE_SIZE
-    try:
-        size = int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid value at 'page_size' (TYPE_INT32), {json.dumps(raw)}") from None
-    if size < 0:
-        raise BadRequest("page_size must not be negative.")  # the sandbox's wording
-    return min(size, MAX_MODELS_PAGE_SIZE) or MODELS_PAGE_SIZE
-
-
-def _page_token(offset: int) -> str:
-    """An opaque token for the page starting at ``offset`` (Google's are opaque too)."""
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _page_offset(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        offset = None
-    if not isinstance(offset, int) or offset < 0:
-        raise BadRequest("Invalid page token.")  # the sandbox's wording
-    return offset
 
 
 def make_server(

@@ -1,6 +1,12 @@
 """The sandbox's configuration and the state its request threads share: which faults to
 inject (by prompt trigger or by rate), the per-key quotas it enforces, and the replies
-that refuse a request over them in each API's words."""
+that refuse a request over them in each API's words.
+
+Fault classes come in two groups. ``FAULTS`` are those every protocol has answered from
+the start (Gemini, OpenAI Images); ``CHANNEL_FAULTS`` were added with the queue and relay
+protocols (fal, Replicate, chat relays) and take each protocol's own form there, while
+the Gemini and OpenAI paths answer them with their nearest equivalent (see ``direct``).
+``ALL_FAULTS`` is both; rates and triggers accept any of them."""
 
 from __future__ import annotations
 
@@ -34,14 +40,24 @@ FAULTS = (
     "no_image",  # 200, finishReason NO_IMAGE, no parts
     "text_only",  # 200, finishReason STOP, a text part and no image
 )
+CHANNEL_FAULTS = (
+    "out_of_credit",  # the account has no money left (fal 403 "User is locked", Replicate 402)
+    "saturated",  # a relay's pool is saturated (One API / New API 429); others: overloaded
+    "slow_queue",  # the request takes SandboxConfig.slow_queue_seconds longer, then succeeds
+    "capacity",  # the model is at capacity (Replicate: its fallback model, when allowed)
+)
+ALL_FAULTS = FAULTS + CHANNEL_FAULTS
+CHAT_IMAGE_STYLES = ("data", "link", "images")
 TRIGGERS = {
-    **{name: name for name in FAULTS},
+    **{name: name for name in ALL_FAULTS},
     "429": "rate_limit",
     "daily": "daily_quota",
     "503": "unavailable",
     "500": "internal",
     "504": "deadline",
     "blocked": "prompt_block",
+    "credit": "out_of_credit",
+    "slow": "slow_queue",
 }
 TRIGGER = re.compile(r"\[sandbox:(?P<name>[a-z0-9_]+?)(?:x(?P<times>\d+))?\]", re.IGNORECASE)
 FREE_TIER_RPD = 100  # the limit an injected per-day 429 quotes when none is configured
@@ -53,7 +69,7 @@ class SandboxConfig:
 
     latency_min: float = 0.0  # seconds, drawn uniformly per request that reaches "the model"
     latency_max: float = 0.0
-    # Share of requests (0..1) answered with each class in FAULTS; together at most 1.
+    # Share of requests (0..1) answered with each class in ALL_FAULTS; together at most 1.
     rates: dict[str, float] = field(default_factory=dict)
     rpm: int | None = None  # per key, sliding 60 s window
     daily_quota: int | None = None  # per key, per UTC day
@@ -63,18 +79,50 @@ class SandboxConfig:
     # API key → model ids that key cannot see: not listed, and 404 on generateContent
     # and models.get (a project without access to a model, as Google answers it).
     hidden_models: Mapping[str, Iterable[str]] = field(default_factory=dict)
+    # Keys whose account is always out of credit (each protocol's out_of_credit answer).
+    broke_keys: frozenset[str] = frozenset()
+    # The queue protocols (fal, Replicate): per API key, this many jobs run at once, in
+    # submission order, each taking a uniform draw from queue_latency seconds.
+    queue_concurrency: int = 4
+    queue_latency: tuple[float, float] = (0.2, 0.5)
+    slow_queue_seconds: float = 5.0  # what a slow_queue fault adds to a job
+    lose_webhooks: float = 0.0  # share (0..1) of webhook deliveries dropped entirely
+    webhook_retries: int = 3  # attempts after the first failed delivery
+    webhook_backoff: float = 0.5  # seconds before the first retry, doubled each time
+    # Generated files served at /files/{name}: kept this long (Replicate deletes outputs
+    # after an hour) and at most this many bytes in all (the oldest go first).
+    file_ttl: float = 3600.0
+    file_store_bytes: int = 256 * 1024 * 1024
+    # How the chat relay puts the image in the message: "data" (markdown data URI),
+    # "link" (markdown link to /files) or "images" (OpenRouter's message.images).
+    chat_image_style: str = "data"
+    # Replicate's signing secret, as GET /v1/webhooks/default/secret gives it.
+    replicate_webhook_secret: str = "whsec_c2FuZGJveC1yZXBsaWNhdGUtd2ViaG9vay1zZWNyZXQ="
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(FAULTS)
+        unknown = set(self.rates) - set(ALL_FAULTS)
         if unknown:
-            raise ValueError(f"Unknown fault classes {sorted(unknown)}; use {FAULTS}")
+            raise ValueError(f"Unknown fault classes {sorted(unknown)}; use {ALL_FAULTS}")
         if any(not 0 <= rate <= 1 for rate in self.rates.values()):
             raise ValueError("Fault rates are shares between 0 and 1")
         if sum(self.rates.values()) > 1 + 1e-9:
             raise ValueError("Fault rates add up to more than 1")
         if not 0 <= self.latency_min <= self.latency_max:
             raise ValueError("Latency needs 0 <= min <= max")
+        low, high = self.queue_latency
+        if not 0 <= low <= high:
+            raise ValueError("Queue latency needs 0 <= min <= max")
+        if self.queue_concurrency < 1:
+            raise ValueError("Queue concurrency must be at least 1")
+        if not 0 <= self.lose_webhooks <= 1:
+            raise ValueError("lose_webhooks is a share between 0 and 1")
+        if self.chat_image_style not in CHAT_IMAGE_STYLES:
+            raise ValueError(f"chat_image_style must be one of {CHAT_IMAGE_STYLES}")
+        if not self.replicate_webhook_secret.startswith("whsec_"):
+            raise ValueError("replicate_webhook_secret must look like whsec_<base64>")
+        self.queue_latency = (float(low), float(high))
         self.invalid_keys = frozenset(self.invalid_keys)
+        self.broke_keys = frozenset(self.broke_keys)
         self.hidden_models = {
             key: frozenset(models) for key, models in dict(self.hidden_models).items()
         }
@@ -91,10 +139,36 @@ class Reply:
     outcome: str = "ok"
     hang: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = ""  # "": the protocol's JSON type
 
     @classmethod
-    def of(cls, status: int, body: dict, outcome: str = "ok", headers=()) -> Reply:
-        return cls(status, json.dumps(body, indent=2).encode(), outcome, headers=headers)
+    def of(
+        cls,
+        status: int,
+        body: dict,
+        outcome: str = "ok",
+        headers=(),
+        content_type: str = "",
+        *,
+        ascii_only: bool = True,
+    ) -> Reply:
+        data = json.dumps(body, indent=2, ensure_ascii=ascii_only).encode()
+        return cls(status, data, outcome, headers=tuple(headers), content_type=content_type)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as the protocol modules see it (the server has read it)."""
+
+    method: str
+    path: str  # without the protocol's prefix (/fal, /replicate/v1), without the query
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]  # case-insensitive get(), as http.server's headers
+    body: bytes | None  # None: too large to read
+    origin: str  # the sandbox's own http://host:port
+
+    def param(self, name: str) -> str:
+        return self.query.get(name, [""])[0]
 
 
 @dataclass(frozen=True)
@@ -182,8 +256,11 @@ class SandboxState:
         midnight = datetime.combine(wall.date() + timedelta(days=1), datetime.min.time(), UTC)
         return Refusal(per_day=True, wait=(midnight - wall).total_seconds(), limit=limit)
 
-    def fault_for(self, prompt: str) -> str | None:
-        """The fault class this request gets: its trigger's, else a random draw, else None."""
+    def fault_for(self, prompt: str, key: str | None = None) -> str | None:
+        """The fault class this request gets: out_of_credit for a broke key, else its
+        trigger's, else a random draw, else None."""
+        if key is not None and key in self.config.broke_keys:
+            return "out_of_credit"
         match = TRIGGER.search(prompt)
         if match is None:
             return self._draw()
@@ -205,7 +282,7 @@ class SandboxState:
             return None
         with self._lock:
             point = self._rng.random()
-        for name in FAULTS:
+        for name in ALL_FAULTS:
             point -= rates.get(name, 0.0)
             if point < 0:
                 return name
@@ -217,6 +294,22 @@ class SandboxState:
             return 0.0
         with self._lock:
             return self._rng.uniform(lo, hi)
+
+    def queue_duration(self, fault: str | None = None) -> float:
+        """How long one queued job runs: a draw from queue_latency, plus the slow_queue delay."""
+        low, high = self.config.queue_latency
+        with self._lock:
+            seconds = self._rng.uniform(low, high) if high > 0 else 0.0
+        if fault == "slow_queue":
+            seconds += self.config.slow_queue_seconds
+        return seconds
+
+    def chance(self, share: float) -> bool:
+        """True with probability ``share`` (from the seeded RNG)."""
+        if share <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < share
 
     def request_rng(self) -> random.Random:
         """A private RNG for one response, so building it needs no lock."""

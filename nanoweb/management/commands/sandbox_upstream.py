@@ -1,4 +1,5 @@
-"""Serve the sandbox upstream (a Gemini and OpenAI Images test double) until Ctrl-C."""
+"""Serve the sandbox upstream (a test double of Gemini, OpenAI Images, fal.ai's queue,
+Replicate's predictions and an OpenAI-compatible chat relay) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generations.sandbox.server import SandboxConfig, make_server
 from generations.sandbox.specs import MODELS
+from generations.sandbox.state import CHAT_IMAGE_STYLES
 
 # --rate-<flag> → fault class
 RATE_FLAGS = {
@@ -23,18 +25,20 @@ RATE_FLAGS = {
     "image-safety": "image_safety",
     "no-image": "no_image",
     "text-only": "text_only",
+    "credit": "out_of_credit",
+    "saturated": "saturated",
+    "slow-queue": "slow_queue",
+    "capacity": "capacity",
 }
 
 
-def parse_latency(value: str) -> tuple[float, float]:
+def parse_latency(value: str, flag: str = "--latency") -> tuple[float, float]:
     """ "0.5-2.0" → (0.5, 2.0); "1" → (1.0, 1.0)."""
     low, _, high = value.partition("-")
     try:
         bounds = (float(low), float(high or low))
     except ValueError:
-        raise CommandError(
-            f"--latency wants seconds or a range like 0.5-2.0, not {value!r}"
-        ) from None
+        raise CommandError(f"{flag} wants seconds or a range like 0.5-2.0, not {value!r}") from None
     return bounds
 
 
@@ -56,8 +60,9 @@ def parse_hidden_models(pairs: list[str]) -> dict[str, frozenset[str]]:
 class Command(BaseCommand):
     help = (
         "Run the Sandbox (offline) upstream: a test double that speaks Google's Gemini "
-        "generateContent and models API and OpenAI's Images API, renders placeholder "
-        "images locally and injects faults on demand."
+        "generateContent and models API, OpenAI's Images API, fal.ai's queue (/fal), "
+        "Replicate's predictions (/replicate/v1) and a chat-completions relay, renders "
+        "placeholder images locally and injects faults on demand."
     )
     # The sandbox touches no models, URLs or templates: it starts even when the
     # project around it would not pass its checks.
@@ -97,6 +102,51 @@ class Command(BaseCommand):
             help="hide MODEL from KEY: not listed, 404 on generateContent and models.get "
             "(repeatable)",
         )
+        parser.add_argument(
+            "--broke-key",
+            action="append",
+            default=[],
+            dest="broke_keys",
+            metavar="KEY",
+            help="this key's account is out of credit on every API (repeatable)",
+        )
+        parser.add_argument(
+            "--queue-latency",
+            default="0.2-0.5",
+            help="seconds one fal/Replicate job runs, or a range such as 0.2-0.5",
+        )
+        parser.add_argument(
+            "--queue-concurrency",
+            type=int,
+            default=4,
+            help="fal/Replicate jobs run at once per API key (the rest wait in line)",
+        )
+        parser.add_argument(
+            "--slow-queue-seconds",
+            type=float,
+            default=5.0,
+            help="what a slow_queue fault adds to a job",
+        )
+        parser.add_argument(
+            "--lose-webhooks",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help="share of webhook deliveries (0..1) dropped entirely",
+        )
+        parser.add_argument(
+            "--chat-image-style",
+            choices=CHAT_IMAGE_STYLES,
+            default="data",
+            help="how the chat relay returns the image: markdown data URI, markdown link "
+            "to /files, or OpenRouter's message.images",
+        )
+        parser.add_argument(
+            "--file-ttl",
+            type=float,
+            default=3600.0,
+            help="seconds generated files stay at /files (Replicate keeps outputs an hour)",
+        )
         parser.add_argument("--seed", type=int, help="seed for repeatable fault draws")
         parser.add_argument(
             "--hang-seconds",
@@ -109,8 +159,9 @@ class Command(BaseCommand):
         server = make_server(self.build_config(options), options["host"], options["port"])
         self.stdout.write(
             f"Sandbox (offline) upstream listening on {server.base_url}\n"
-            "  A test double of the Gemini and OpenAI Images APIs: images are rendered locally, "
-            "nothing reaches a real model.\n"
+            "  A test double of the Gemini, OpenAI Images, fal.ai (/fal), Replicate "
+            "(/replicate/v1) and chat relay (/v1/chat/completions) APIs: images are rendered "
+            "locally, nothing reaches a real model.\n"
             f"  {self.describe(server.config)}\n"
             "  Put [sandbox:503], [sandbox:429x2], ... in a prompt to force a fault. "
             "Ctrl-C stops it."
@@ -121,11 +172,13 @@ class Command(BaseCommand):
             pass
         finally:
             server.stopping.set()
+            server.queue.webhooks.stop()
             server.server_close()
         self.stdout.write("Sandbox upstream stopped.")
 
     def build_config(self, options: dict) -> SandboxConfig:
         low, high = parse_latency(options["latency"])
+        queue_latency = parse_latency(options.get("queue_latency") or "0.2-0.5", "--queue-latency")
         hidden = parse_hidden_models(options.get("hidden_models") or [])
         rates = {f: options[f"rate_{f}"] for f in RATE_FLAGS.values() if options[f"rate_{f}"]}
         try:
@@ -139,6 +192,13 @@ class Command(BaseCommand):
                 hidden_models=hidden,
                 seed=options["seed"],
                 hang_seconds=options["hang_seconds"],
+                broke_keys=frozenset(options.get("broke_keys") or ()),
+                queue_latency=queue_latency,
+                queue_concurrency=options.get("queue_concurrency", 4),
+                slow_queue_seconds=options.get("slow_queue_seconds", 5.0),
+                lose_webhooks=options.get("lose_webhooks", 0.0),
+                chat_image_style=options.get("chat_image_style", "data"),
+                file_ttl=options.get("file_ttl", 3600.0),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -156,6 +216,13 @@ class Command(BaseCommand):
         ]
         if config.invalid_keys:
             limits.append(f"{len(config.invalid_keys)} invalid key(s)")
+        low, high = config.queue_latency
+        limits.append(f"queue {low:g}-{high:g}s x{config.queue_concurrency} per key")
+        if config.lose_webhooks:
+            limits.append(f"{config.lose_webhooks:.0%} of webhooks lost")
+        if config.broke_keys:
+            limits.append(f"{len(config.broke_keys)} key(s) out of credit")
+        limits.append(f"chat images as {config.chat_image_style}")
         if config.hidden_models:
             count = sum(len(models) for models in config.hidden_models.values())
             limits.append(f"{count} model(s) hidden from {len(config.hidden_models)} key(s)")
