@@ -81,6 +81,7 @@ class ModelSpecAdmin(admin.ModelAdmin):
         if formset.model is Route:
             for route in new:
                 discovery.give_list_price(route)  # a route added here starts at its list price
+
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "enabled", "sort_order"]}),
         ("Life cycle", {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
