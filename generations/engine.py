@@ -105,6 +105,8 @@ def build_request(gen: Generation, route: Route) -> ImageRequest:
         grounding=bool((gen.params or {}).get("grounding")),
         references=tuple(read(u) for u in gen.ordered_references()),
         mask=read(gen.mask) if gen.mask_id else None,
+        allow_fallback=route.allow_fallback_model,
+        deadline_seconds=max((gen.deadline - timezone.now()).total_seconds(), 1.0),
     )
 
 
