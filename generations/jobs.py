@@ -316,14 +316,24 @@ def cancel(user, request_id) -> list[Generation]:
     already started it and may bill it). A job a worker has claimed keeps running;
     the conditional update makes cancel and claim race safely.
     """
-    cancellable = Q(started__isnull=True) | Q(upstream_job__isnull=False)
+    return _cancel(user, request_id=request_id)
+
+
+def cancel_job(user, pk) -> Generation | None:
+    """Cancel one job (a studio card's Cancel); None when it can no longer be."""
+    cancelled = _cancel(user, pk=pk)
+    return cancelled[0] if cancelled else None
+
+
+CANCELLABLE = Q(started__isnull=True) | Q(upstream_job__isnull=False)
+
+
+def _cancel(user, **which) -> list[Generation]:
     cancelled = []
-    for gen in Generation.objects.filter(
-        cancellable, user=user, request_id=request_id, status=Generation.QUEUED
-    ):
+    for gen in Generation.objects.filter(CANCELLABLE, user=user, status=Generation.QUEUED, **which):
         with transaction.atomic():
             won = Generation.objects.filter(
-                cancellable, pk=gen.pk, status=Generation.QUEUED, attempts=gen.attempts
+                CANCELLABLE, pk=gen.pk, status=Generation.QUEUED, attempts=gen.attempts
             ).update(
                 status=Generation.CANCELLED,
                 stage="",

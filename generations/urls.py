@@ -13,6 +13,7 @@ urlpatterns = [
     # Live status and failure cards
     path("live", live.live_status, name="live"),
     path("jobs/<uuid:pk>/retry", live.job_retry, name="job-retry"),
+    path("jobs/<uuid:pk>/cancel", live.job_cancel, name="job-cancel"),
     # Batches
     path("batches", batches.batch_list, name="batches"),
     path("batches/check", batches.batch_check, name="batch-check"),

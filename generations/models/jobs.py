@@ -191,6 +191,12 @@ class Generation(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def is_cancellable(self) -> bool:
+        """Queued and not being worked on: not started, or waiting at a queue-style
+        upstream between polls (its request there is called off too)."""
+        return self.status == self.QUEUED and (self.started is None or bool(self.upstream_job))
+
+    @property
     def stage_label(self) -> str:
         if self.status == self.QUEUED and self.stage in ("", "queued"):
             return "Queued"

@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import quotas
@@ -60,6 +61,31 @@ def live_status(request):
 def _batch_from_query(request) -> Batch | None:
     pk = live.parse_id(request.GET.get("batch"))
     return Batch.objects.filter(pk=pk, user=request.user).first() if pk else None
+
+
+@login_required
+@require_POST
+def job_cancel(request, pk):
+    """An in-flight card's Cancel: the job stops before it is made and its money comes
+    back (a request waiting at fal.ai or Replicate is called off there too)."""
+    job = get_job_for_user(request, pk)
+    if jobs.cancel_job(request.user, job.pk) is None:
+        job = get_job_for_user(request, pk)
+        error = _("It has already started, so it can no longer be cancelled.")
+        if job.is_finished:
+            error = _("It has already finished.")
+        if not request.htmx:
+            return HttpResponse(error, status=409, content_type="text/plain; charset=utf-8")
+        return render(request, CARD, {"job": job, "cancel_error": error}, status=409)
+    if not request.htmx:
+        return redirect(reverse("generations:studio"))
+    response = render(request, CARD, {"job": get_job_for_user(request, pk)})
+    response.content += render_to_string(
+        "base.html#nav-generating",
+        {"generating": live.in_flight_count(request.user), "oob": True},
+        request,
+    ).encode()
+    return response
 
 
 @login_required

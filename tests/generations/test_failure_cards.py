@@ -99,3 +99,40 @@ def test_retry_needs_post(client, alice, sandbox_model, no_broker):
     job = submit_one(sandbox_model, alice)
     client.force_login(alice)
     assert client.get(f"/jobs/{job.pk}/retry").status_code == 405
+
+
+def test_a_queued_card_can_be_cancelled_and_its_money_comes_back(
+    client, alice, sandbox_model, no_broker
+):
+    job = submit_one(sandbox_model, alice)
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert f'hx-post="/jobs/{job.pk}/cancel"' in page
+    r = client.post(f"/jobs/{job.pk}/cancel", HTTP_HX_REQUEST="true")
+    assert r.status_code == 200
+    text = r.content.decode()
+    assert "Cancelled" in text and "Refunded" in text
+    job.refresh_from_db()
+    assert (job.status, job.refunded) == ("cancelled", True)
+    assert quotas.summary(alice).reserved_month == 0
+
+
+def test_a_running_card_has_no_cancel_and_a_late_cancel_says_why(
+    client, alice, sandbox_model, no_broker
+):
+    job = submit_one(sandbox_model, alice)
+    assert engine.claim(job.pk) is not None  # a worker has it
+    client.force_login(alice)
+    assert f"/jobs/{job.pk}/cancel" not in client.get("/").content.decode()
+    r = client.post(f"/jobs/{job.pk}/cancel", HTTP_HX_REQUEST="true")
+    assert r.status_code == 409 and "already started" in r.content.decode()
+    job.refresh_from_db()
+    assert job.status == "running"
+
+
+def test_cancel_of_someone_elses_job_is_404(client, alice, bob, sandbox_model, no_broker):
+    job = submit_one(sandbox_model, alice)
+    client.force_login(bob)
+    assert client.post(f"/jobs/{job.pk}/cancel").status_code == 404
+    job.refresh_from_db()
+    assert job.status == "queued"
