@@ -17,7 +17,8 @@ with backoff, and only after :data:`POLL_ERRORS` in a row is the request given u
 (cancelled upstream) and the job retried like any failed attempt.
 
 Polls start :setting:`NANOWEB_POLL_MIN_SECONDS` after the submit and space out with
-the request's age (15 % of it) up to :setting:`NANOWEB_POLL_MAX_SECONDS`, or
+the request's age (a quarter of its time in the queue; once the model works on it,
+15 % of its working time) up to :setting:`NANOWEB_POLL_MAX_SECONDS`, or
 :setting:`NANOWEB_POLL_MAX_WEBHOOK_SECONDS` when the provider calls back (webhooks.py
 wakes the job at once; polling is then only the fallback for a lost delivery). An
 upstream's own hint (``Pending.poll_after``) wins.
@@ -34,6 +35,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Min
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -55,7 +57,11 @@ from generations.routing import Choice
 log = logging.getLogger(__name__)
 
 POLL_ERRORS = 5  # polls in a row that could not ask before the request is given up
-POLL_AGE_SHARE = 0.15  # the next poll waits this share of the request's age
+# The next poll waits a share of how long the request has been queued, or, once the
+# model works on it, of how long it has been working: a request that just started is
+# looked at often (it may be quick), one long in the queue rarely.
+QUEUED_AGE_SHARE = 0.25
+RUNNING_AGE_SHARE = 0.15
 STAGE_QUEUED = "in the provider's queue"
 STAGE_RUNNING = "generating at the provider"
 
@@ -132,8 +138,15 @@ def poll(gen: Generation) -> float | None:
         return _over(gen, choice, err, started)
     if isinstance(answer, Pending):
         handle = {**handle, **answer.job.as_dict(), "poll_errors": 0}
+        now = timezone.now().isoformat()
+        if answer.started and not handle.get("running_since"):
+            # It started at some point between the last look and this one.
+            handle["running_since"] = handle.get("last_poll") or handle["submitted"]
+            handle["seen_running"] = now
+        handle["last_poll"] = now
         delay = _next_poll(gen, handle, answer, choice.route.provider)
         return _poll_again(gen, handle, delay, stage=_stage(answer))
+    _learn_duration(handle)
     return settle_answer(gen, choice, answer, started)
 
 
@@ -253,6 +266,9 @@ def _poll_again(gen: Generation, handle: dict, delay: float, *, stage: str) -> f
 
 
 def _next_poll(gen: Generation, handle: dict, pending: Pending, provider: Provider) -> float:
+    """When to look again (see the module): the upstream's hint; or, once the model
+    works on the request, a little before requests on this route are usually done; or,
+    while it waits in line, by its place in the line and how fast the line moves."""
     if pending.poll_after is not None:
         delay = pending.poll_after
     else:
@@ -261,13 +277,67 @@ def _next_poll(gen: Generation, handle: dict, pending: Pending, provider: Provid
             if webhook_url(provider)
             else settings.NANOWEB_POLL_MAX_SECONDS
         )
-        delay = min(max(POLL_AGE_SHARE * _age(handle), 0.0), cap)
+        if pending.started and handle.get("running_since"):
+            working = _working(handle)
+            delay = RUNNING_AGE_SHARE * working
+            typical = _durations.get(handle["route"])
+            if typical and working < 1.5 * typical:
+                left = typical - working
+                soon = 2 * settings.NANOWEB_POLL_MIN_SECONDS
+                delay = 0.8 * left if left > soon else settings.NANOWEB_POLL_MIN_SECONDS
+            delay = min(delay, cap)
+        else:
+            delay = min(QUEUED_AGE_SHARE * _age(handle), cap)
+            if pending.position and (rate := _finish_rate(handle["route"])):
+                # About position / rate until it starts: look again halfway there.
+                delay = max(delay, min(0.5 * pending.position / rate, 4 * cap))
     return min(max(delay, settings.NANOWEB_POLL_MIN_SECONDS), resilience.MAX_COUNTDOWN_SECONDS)
 
 
-def _age(handle: dict) -> float:
-    submitted = datetime.fromisoformat(handle["submitted"])
-    return max((timezone.now() - submitted).total_seconds(), 0.0)
+def _working(handle: dict) -> float:
+    """How long the model has worked on it: from the middle of the gap in which it
+    started (between the last look that saw it waiting and the first that saw it work)."""
+    gap = _age(handle, "running_since") - _age(handle, "seen_running")
+    return _age(handle, "running_since") - gap / 2
+
+
+_durations: dict[int, float] = {}  # route → how long its requests work once started (EWMA)
+_rates: dict[int, tuple[float, float]] = {}  # route → (when counted, finishes per second)
+RATE_WINDOW_SECONDS = 60
+RATE_CACHE_SECONDS = 5
+
+
+def _learn_duration(handle: dict) -> None:
+    """Remember how long a finished request worked once started (per process): from the
+    middle of the gap in which it started to the middle of the one in which it ended
+    (the last look that saw it working, and this one), so the estimate is not biased
+    by how seldom it was looked at."""
+    if not (handle.get("running_since") and handle.get("last_poll")):
+        return
+    took = _working(handle) - _age(handle, "last_poll") / 2
+    before = _durations.get(handle["route"])
+    _durations[handle["route"]] = took if before is None else 0.8 * before + 0.2 * took
+
+
+def _finish_rate(route_id: int) -> float:
+    """Requests this route saw finish per second over the last minute (an image made,
+    or a failure classified), counted at most every few seconds per process."""
+    now = time.monotonic()
+    counted = _rates.get(route_id)
+    if counted is None or now - counted[0] > RATE_CACHE_SECONDS:
+        since = timezone.now() - timedelta(seconds=RATE_WINDOW_SECONDS)
+        recent = Attempt.objects.filter(route_id=route_id, started__gte=since)
+        seen = recent.aggregate(n=Count("pk"), oldest=Min("started"))
+        # Over the part of the window that saw finishes (a route just started has not
+        # seen a minute of them), at least a second.
+        span = (timezone.now() - seen["oldest"]).total_seconds() if seen["n"] else 0
+        counted = _rates[route_id] = (now, seen["n"] / max(span, 1.0) if seen["n"] > 1 else 0.0)
+    return counted[1]
+
+
+def _age(handle: dict, since: str = "submitted") -> float:
+    start = datetime.fromisoformat(handle[since])
+    return max((timezone.now() - start).total_seconds(), 0.0)
 
 
 def _stage(pending: Pending) -> str:

@@ -265,3 +265,66 @@ def test_a_submit_that_fails_goes_through_the_usual_failure_path(scripted, alice
     job.refresh_from_db()
     assert (job.status, job.error_kind, job.upstream_id) == ("failed", "permanent", "")
     assert Attempt.objects.get().outcome == "permanent"
+
+
+def _handle(route, *, submitted_ago: float, **times_ago) -> dict:
+    now = timezone.now()
+    handle = {"route": route.pk, "submitted": (now - timedelta(seconds=submitted_ago)).isoformat()}
+    for name, ago in times_ago.items():
+        handle[name] = (now - timedelta(seconds=ago)).isoformat()
+    return handle
+
+
+def test_polls_space_out_in_line_and_come_back_just_before_a_request_should_be_done(
+    scripted, monkeypatch, settings
+):
+    route, _ = scripted
+    settings.NANOWEB_POLL_MIN_SECONDS, settings.NANOWEB_POLL_MAX_SECONDS = 1.0, 8.0
+    job = UpstreamJob("r")
+    next_poll = polling._next_poll
+    provider = route.provider
+    # In line: a quarter of its age, capped; far back in a line that moves at 2/s,
+    # about halfway to its turn (never later than 4 × the cap).
+    assert next_poll(
+        None, _handle(route, submitted_ago=2), Pending(job), provider
+    ) == pytest.approx(1.0, abs=0.05)
+    assert next_poll(
+        None, _handle(route, submitted_ago=20), Pending(job), provider
+    ) == pytest.approx(5.0, abs=0.05)
+    assert next_poll(
+        None, _handle(route, submitted_ago=100), Pending(job), provider
+    ) == pytest.approx(8.0, abs=0.05)
+    monkeypatch.setattr(polling, "_finish_rate", lambda route_id: 2.0)
+    far_back = Pending(job, position=40)
+    assert next_poll(None, _handle(route, submitted_ago=2), far_back, provider) == pytest.approx(
+        10.0, abs=0.05
+    )
+    assert (
+        next_poll(None, _handle(route, submitted_ago=2), Pending(job, position=400), provider) == 32
+    )
+    # Working, on a route whose requests take about 20 s once started: wait until a
+    # little before then, then look every second; without that knowledge, 15 % of age.
+    working = Pending(job, started=True)
+    started_5s_ago = _handle(route, submitted_ago=30, running_since=5, seen_running=5)
+    assert next_poll(None, started_5s_ago, working, provider) == 1.0  # 15 % of 5 s < 1 s
+    monkeypatch.setitem(polling._durations, route.pk, 20.0)
+    assert next_poll(None, started_5s_ago, working, provider) == 8.0  # 0.8 × 15 s, capped
+    almost = _handle(route, submitted_ago=30, running_since=12, seen_running=10)
+    assert next_poll(None, almost, working, provider) == pytest.approx(7.2, abs=0.1)
+    due_now = _handle(route, submitted_ago=30, running_since=20, seen_running=18)
+    assert next_poll(None, due_now, working, provider) == pytest.approx(1.0, abs=0.05)
+    # The upstream's own hint wins.
+    assert next_poll(None, started_5s_ago, Pending(job, poll_after=3.5), provider) == pytest.approx(
+        3.5, abs=0.05
+    )
+
+
+def test_a_finished_request_teaches_the_route_how_long_its_requests_work(scripted):
+    route, _ = scripted
+    polling._durations.pop(route.pk, None)
+    # Started between 30 s and 26 s ago, finished between 6 s ago and now: from the
+    # middle of one gap to the middle of the other, 28 - 3 = 25 s.
+    polling._learn_duration(
+        _handle(route, submitted_ago=40, running_since=30, seen_running=26, last_poll=6)
+    )
+    assert polling._durations[route.pk] == pytest.approx(25, abs=0.2)
