@@ -502,7 +502,7 @@ class GenerationAdmin(ReadOnlyAdmin):
         "short_prompt",
     ]
     list_filter = ["status", "model", "error_kind"]
-    search_fields = ["prompt", "user__email", "id"]
+    search_fields = ["prompt", "user__email", "id", "upstream_id"]
     date_hierarchy = "created"
     inlines = [AttemptInline]
 
