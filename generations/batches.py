@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
 from accounts.models import csv_usd, format_usd
@@ -106,6 +107,27 @@ def parse_lines(text: str, defaults: Defaults) -> list[Row]:
     return rows
 
 
+def _cells(reader):
+    """The rows of a CSV reader, a malformed row (a cell over the csv module's limit,
+    a NUL byte) refused as a BatchError that names the row."""
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            limit = csv.field_size_limit()
+            reason = (
+                _("a cell is longer than %(limit)s characters") % {"limit": f"{limit:,}"}
+                if "field larger" in str(exc)
+                else str(exc)
+            )
+            raise BatchError(
+                [_("Row %(row)s: %(reason)s.") % {"row": reader.line_num, "reason": reason}]
+            ) from None
+        yield cells
+
+
 def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[Row]:
     """A header row (prompt, and optionally model, aspect_ratio, size, count), then one
     prompt per row; empty cells take the form's settings. Raises BatchError."""
@@ -120,7 +142,7 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BatchError(["The CSV file is not UTF-8 text; save it as “CSV UTF-8”."]) from None
-    reader = csv.reader(io.StringIO(text))
+    reader = _cells(csv.reader(io.StringIO(text)))
     header = [_column(h) for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown or "prompt" not in header:

@@ -60,12 +60,31 @@ class JobRequest:
         return params
 
 
+def text_problem(text: str) -> str:
+    """Why ``text`` cannot be a prompt ("" when it can): a NUL character (PostgreSQL
+    text cannot hold one) or a lone surrogate (not Unicode text at all, so it can be
+    neither stored nor sent upstream)."""
+    if "\x00" in text:
+        return _("The prompt contains a NUL character (\\x00); remove it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return _(
+            "The prompt contains a character that is not valid Unicode (%(char)s at "
+            "position %(position)s), such as half of an emoji; remove it."
+        ) % {"char": ascii(text[exc.start])[1:-1], "position": exc.start + 1}
+    return ""
+
+
 def validate(req: JobRequest) -> None:
     """Refuse what the model cannot do, clearly; never silently downgrade."""
     model = req.model
     prompt = req.prompt.strip()
     if not prompt:
         raise SubmitError("Write a prompt describing the image you want.", field="prompt")
+    problem = text_problem(prompt)
+    if problem:
+        raise SubmitError(problem, field="prompt")
     if len(prompt) > settings.NANOWEB_MAX_PROMPT_CHARS:
         raise SubmitError(
             f"The prompt is {len(prompt):,} characters long; the limit is "

@@ -22,6 +22,8 @@ from accounts.periods import next_midnight, next_month_start, quota_day, quota_z
 from accounts.quotas import QuotaExceeded
 from generations.jobs import SubmitError
 
+NESTED_TOO_DEEPLY = "The request body is nested too deeply to read."
+
 OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from generations import jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import user_for
-from generations.api.errors import ApiError
+from generations.api.errors import NESTED_TOO_DEEPLY, ApiError
 from generations.models import Generation, ModelSpec, Route
 
 PARAMS = {
@@ -164,6 +164,8 @@ def _admit(request, model_name: str) -> tuple[list[Generation], Generation | Non
         raise ApiError(413, "The request body is too large.", param="body") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {exc}", param="body") from exc
+    except RecursionError:
+        raise ApiError(400, NESTED_TOO_DEEPLY, param="body") from None
     model = mapping.find_model(model_name)
     gens, _ = waiting.submit(user, _parse(model, body), params=PARAMS)
     return gens, None

@@ -14,8 +14,10 @@ import io
 import logging
 
 from asgiref.sync import iscoroutinefunction
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, Http404, HttpResponseNotAllowed
+from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
@@ -23,7 +25,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from generations.api import gemini, native, openai_images, results
 from generations.api.auth import speaks_gemini
-from generations.api.errors import ApiError
+from generations.api.errors import NESTED_TOO_DEEPLY, ApiError
 from generations.models import Generation
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,27 @@ def _too_many_files(request, exc):
     return ApiError(
         400, "Too many files in one request.", param="image", code="invalid_value"
     ).openai()
+
+
+@api.exception_handler(TooManyFieldsSent)
+def _too_many_fields(request, exc):
+    return ApiError(
+        400,
+        f"Too many form fields in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}).",
+        code="invalid_value",
+    ).openai()
+
+
+@api.exception_handler(MultiPartParserError)
+def _bad_multipart(request, exc):
+    return ApiError(
+        400, f"The multipart/form-data body could not be read: {exc}", code="invalid_value"
+    ).openai()
+
+
+@api.exception_handler(RecursionError)
+def _too_deep(request, exc):
+    return ApiError(400, NESTED_TOO_DEEPLY, param="body", code="invalid_value").openai()
 
 
 @api.exception_handler(Http404)
