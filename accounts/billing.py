@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth
 
-from accounts.models import LedgerEntry, csv_usd, format_usd
+from accounts.models import LedgerEntry, csv_text, csv_usd, format_usd
 
 GROUPS = {
     "user": ("user__email", "(nobody)"),
@@ -135,7 +135,7 @@ def to_csv(report: Report) -> str:
         writer.writerow(
             [
                 line.period.strftime(fmt) if line.period else "total",
-                line.label,
+                csv_text(line.label),
                 line.images,
                 csv_usd(line.charged),
                 csv_usd(line.adjusted),

@@ -33,6 +33,17 @@ def format_usd(micros: int | None) -> str:
     return f"{sign}${whole:,}.{digits}"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value) -> str:
+    """A free-text cell (a prompt, a name) a spreadsheet shows as text: one that starts
+    like a formula (=, +, -, @, tab, CR) gets a leading apostrophe, so opening an
+    export never runs what someone typed into a prompt (CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def csv_usd(micros: int | None) -> str:
     """Plain decimal dollars with all six places (``0.067938``), so a spreadsheet reads a
     number and keeps every micro-dollar; empty for no amount."""

@@ -24,7 +24,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
-from accounts.models import csv_usd, format_usd
+from accounts.models import csv_text, csv_usd, format_usd
 from accounts.quotas import QuotaExceeded
 from generations import jobs
 from generations.models import Batch, Generation, ModelSpec
@@ -501,12 +501,12 @@ def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     for gen, name in members:
         writer.writerow(
             [
-                gen.prompt,
-                gen.model.label,
+                csv_text(gen.prompt),
+                csv_text(gen.model.label),
                 gen.aspect_ratio,
                 gen.image_size,
                 csv_usd(gen.actual_micros),
-                name,
+                csv_text(name),
                 gen.status,
             ]
         )

@@ -130,7 +130,11 @@ def media(request, value: str):
     except ApiError as exc:
         return exc.openai()
     gen = (
-        Generation.objects.filter(pk=pk, status=Generation.SUCCEEDED)
+        # A deleted image's links stop working at once (its files wait out the undo
+        # window, but nobody outside the gallery may fetch them meanwhile).
+        Generation.objects.filter(
+            pk=pk, status=Generation.SUCCEEDED, image__deleted_at__isnull=True
+        )
         .select_related("image")
         .first()
     )

@@ -68,9 +68,11 @@ def address_problem(address: str) -> str:
             if problem := address_problem(str(inner)):
                 return f"{ip} embeds {inner}: {problem}"
     # is_global alone is not enough: Python counts multicast (and, before 3.11.10,
-    # IPv4-mapped loopback) as global.
+    # IPv4-mapped loopback) as global; and fec0::/10 (site-local, deprecated by RFC 3879
+    # but still routed inside some networks) counts as global too.
     if (
         not ip.is_global
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
         or ip.is_private
         or ip.is_loopback
         or ip.is_link_local

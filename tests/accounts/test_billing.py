@@ -12,7 +12,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import billing, quotas
-from accounts.models import LedgerEntry, Team, format_usd
+from accounts.models import LedgerEntry, Team, csv_text, format_usd
 from tests.factories import make_route, make_user, submit_one
 
 pytestmark = pytest.mark.django_db
@@ -183,3 +183,10 @@ def test_people_who_are_not_staff_cannot_see_it(client, alice):
     client.force_login(alice)
     r = client.get("/admin/accounts/ledgerentry/billing/")
     assert r.status_code == 302 and "/admin/login/" in r["Location"]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_cell_that_starts_like_a_formula_is_kept_as_text(start):
+    assert csv_text(f"{start}SUM(A1:A9)") == f"'{start}SUM(A1:A9)"
+    assert csv_text("a cat on a mat") == "a cat on a mat"
+    assert csv_text(None) == ""

@@ -90,3 +90,10 @@ def test_the_manifest_lists_cost_and_model(alice, sandbox, client):
     rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
     assert rows[0] == ["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"]
     assert rows[1][:4] == ["only one", "Sandbox (offline)", "1:1", "1K"]
+
+
+def test_a_prompt_that_looks_like_a_formula_is_text_in_the_manifest(alice, sandbox, client):
+    batch = _batch_made(client, alice, '=HYPERLINK("http://evil.example","x")')
+    members = batches.zip_members(batch)
+    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
+    assert rows[1][0] == '\'=HYPERLINK("http://evil.example","x")'

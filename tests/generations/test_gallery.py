@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations import gallery
+from generations.api import results
 from generations.models import Image, ModelSpec
 from tests.factories import make_image, make_images
 
@@ -241,3 +242,13 @@ def test_it_filters_one_batch_from_the_batch_page_link(client, alice, bob):
 
     client.force_login(bob)  # someone else's batch narrows bob's own images to nothing
     assert tiles(client.get(f"/gallery?batch={batch.pk}")) == []
+
+
+def test_a_deleted_image_s_signed_api_link_stops_working_at_once(client, alice, rf):
+    image = make_image(alice)
+    url = results.signed_url(rf.get("/"), image.generation)
+    path = url.removeprefix("http://testserver")
+    assert client.get(path).status_code == 200
+    gallery.soft_delete(alice, [image.generation_id])
+    r = client.get(path)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

@@ -104,6 +104,7 @@ def refused(url: str, client: httpx.Client, dns: FakeDNS | None = None, **kwargs
         "fe80::1",  # link-local
         "fe80::1%eth0",
         "fc00::1",  # unique local
+        "fec0::1",  # site-local (deprecated, still routed in some networks): Python calls it global
         "ff02::1",  # multicast
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
         "::ffff:169.254.169.254",
