@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts import tokens
@@ -21,6 +22,7 @@ EXPIRY_VALUES = {str(days or ""): days for days, _label in tokens.EXPIRY_CHOICES
 
 
 @login_required
+@never_cache  # a new token is shown on it, once: no browser or proxy may keep a copy
 def api_page(request):
     issued, error = None, None
     if request.method == "POST":

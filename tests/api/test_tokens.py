@@ -121,3 +121,13 @@ def test_google_clients_authenticate_by_header_or_query(client, alice, sandbox_m
     assert client.get("/v1/models", HTTP_X_GOOG_API_KEY=raw).status_code == 200
     assert client.get(f"/v1/models?key={raw}").status_code == 200
     assert client.get("/v1/models?key=nw_bad").status_code == 401
+
+
+def test_the_page_that_shows_a_new_token_is_never_stored_by_a_browser_or_proxy(client, alice):
+    client.force_login(alice)
+    for response in (
+        client.post("/settings/api", {"name": "ci", "expires_in_days": "90"}),
+        client.get("/settings/api"),
+    ):
+        assert "no-store" in response["Cache-Control"]
+        assert "private" in response["Cache-Control"]
