@@ -176,13 +176,21 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply.of(404, openai.not_found_body(self.command, url.path), "not_found")
         else:
             reply = Reply.of(404, responses.not_found_body(url.path), "not_found")
+        # The line is logged before the answer goes out (after it, for a connection
+        # held open): a client that reads the answer finds the request logged already.
+        if not reply.hang:
+            self._log_line(url.path, model, reply, started)
         self._send(reply, started, flavor)
+        if reply.hang:
+            self._log_line(url.path, model, reply, started)
+
+    def _log_line(self, path: str, model: str, reply: Reply, started: float) -> None:
         # The path without its query string: ?key= must never reach a log.
         log.log(
-            logging.DEBUG if url.path == "/healthz" else logging.INFO,
+            logging.DEBUG if path == "/healthz" else logging.INFO,
             "%s %s model=%s status=%s outcome=%s %.0fms",
             self.command,
-            url.path,
+            path,
             model,
             reply.status or "-",
             reply.outcome,
