@@ -134,7 +134,10 @@ def poll(gen: Generation) -> float | None:
             delay = max(resilience.backoff_delay(errors), err.retry_after or 0.0, 1.0)
             return _poll_again(gen, {**handle, "poll_errors": errors}, delay, stage=gen.stage)
         if _asking_failed(err):  # the request is lost to us: call it off, then retry
-            _call_off(choice, handle)
+            try:
+                _call_off(choice, handle)
+            except (ProviderError, KeyDecryptionError):
+                log.info("could not call off upstream request %s", handle["id"], exc_info=True)
         return _over(gen, choice, err, started)
     if isinstance(answer, Pending):
         handle = {**handle, **answer.job.as_dict(), "poll_errors": 0}
@@ -165,8 +168,7 @@ def cancel_upstream(generation_id) -> None:
         return
     started = time.monotonic() - _age(handle)
     try:
-        provider = choice.connect(Timeouts(choice.route.provider.connect_timeout, 30.0))
-        dropped = provider.cancel(UpstreamJob.of(handle))
+        dropped = _call_off(choice, handle)
     except (ProviderError, KeyDecryptionError) as exc:
         dropped = False
         detail = _("Could not call off upstream request %(id)s: %(error)s") % {
@@ -242,12 +244,10 @@ def _over(gen: Generation, choice: Choice, err: ProviderError, started: float):
     return failed(gen, choice, err, started)
 
 
-def _call_off(choice: Choice, handle: dict) -> None:
-    try:
-        provider = choice.connect(Timeouts(choice.route.provider.connect_timeout, 30.0))
-        provider.cancel(UpstreamJob.of(handle))
-    except (ProviderError, KeyDecryptionError):
-        log.info("could not call off upstream request %s", handle["id"], exc_info=True)
+def _call_off(choice: Choice, handle: dict) -> bool:
+    """Ask the upstream to drop the request: True when it did before the model ran."""
+    provider = choice.connect(Timeouts(choice.route.provider.connect_timeout, 30.0))
+    return provider.cancel(UpstreamJob.of(handle))
 
 
 def _poll_again(gen: Generation, handle: dict, delay: float, *, stage: str) -> float | None:
