@@ -9,9 +9,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts import billing, limits, quotas
+from accounts import billing, invitations, limits, quotas
 from accounts.forms import BillingForm, GrantForm, UsdField
 from accounts.models import (
+    Invitation,
     LedgerEntry,
     QuotaCounter,
     Team,
@@ -218,7 +219,13 @@ class TeamForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = ["name", "shared_daily_image_limit", "shared_monthly_budget_micros", *LIMIT_FIELDS]
+        fields = [
+            "name",
+            "sign_in_domain",
+            "shared_daily_image_limit",
+            "shared_monthly_budget_micros",
+            *LIMIT_FIELDS,
+        ]
 
 
 class MemberInline(admin.TabularInline):
@@ -243,7 +250,7 @@ class TeamAdmin(admin.ModelAdmin):
     filter_horizontal = ["allowed_models"]
     inlines = [MemberInline]
     fieldsets = [
-        (None, {"fields": ["name"]}),
+        (None, {"fields": ["name", "sign_in_domain"]}),
         (
             "Shared by the whole team",
             {
@@ -279,6 +286,52 @@ class TeamAdmin(admin.ModelAdmin):
     @admin.display(description="Spent this month", ordering="month_spent")
     def spent_this_month(self, obj):
         return format_usd(obj.month_spent or 0)
+
+
+class InvitationForm(forms.ModelForm):
+    class Meta:
+        model = Invitation
+        fields = ["email", "team", "is_team_admin"]
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email, team__isnull=False).exists():
+            raise forms.ValidationError("This person already has an account in a team.")
+        return email
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invite someone by email: saving sends the link (and shows it here, for when
+    email is not set up). Only a hash of the link is stored."""
+
+    form = InvitationForm
+    list_display = ["email", "team", "invited_by", "created", "expires_at", "state"]
+    list_filter = ["team"]
+    search_fields = ["email"]
+    actions = ["send_again"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an invitation is sent, not edited; send again for a new link
+
+    @admin.display(description="State")
+    def state(self, obj):
+        if obj.accepted_at:
+            return f"joined {obj.accepted_at:%Y-%m-%d}"
+        return "waiting" if obj.is_usable else "expired"
+
+    def save_model(self, request, obj, form, change):
+        obj.invited_by = request.user
+        url = invitations.issue(obj)
+        invitations.send(obj, url)
+        messages.info(request, format_html("Sent to {}. The link: {}", obj.email, url))
+
+    @admin.action(description="Send again with a new link")
+    def send_again(self, request, queryset):
+        for invitation in queryset.filter(accepted_at__isnull=True):
+            url = invitations.issue(invitation)
+            invitations.send(invitation, url)
+            messages.info(request, format_html("Sent to {}. The link: {}", invitation.email, url))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

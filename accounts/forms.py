@@ -1,4 +1,5 @@
-"""Admin forms: money is typed in US dollars and stored as integer micro-USD."""
+"""Forms: the admin's (money is typed in US dollars and stored as integer micro-USD)
+and accepting an invitation."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 
 from django import forms
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import MICROS_PER_USD, usd_to_micros
+from accounts.models import MICROS_PER_USD, User, usd_to_micros
 from accounts.periods import month_start, quota_day
 
 
@@ -123,4 +126,36 @@ class BillingForm(forms.Form):
                 raise ValidationError("The end date is before the start date.")
             if end - start > dt.timedelta(days=self.MAX_DAYS):
                 raise ValidationError("Choose a range of at most three years.")
+        return data
+
+
+class InvitationForm(forms.Form):
+    """Accepting an invitation with a password (the address is the invitation's)."""
+
+    name = forms.CharField(label=_("Your name"), max_length=150, required=False)
+    password1 = forms.CharField(
+        label=_("Choose a password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label=_("The password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        data = super().clean()
+        first, second = data.get("password1"), data.get("password2")
+        if first and second and first != second:
+            self.add_error("password2", _("The two passwords differ."))
+        elif first:
+            try:
+                validate_password(first, User(email=self.email, name=data.get("name", "")))
+            except ValidationError as exc:
+                self.add_error("password1", exc)
         return data

@@ -131,9 +131,31 @@ class Team(Limits):
         help_text="Monthly budget shared by all members, in micro-USD. Empty = unlimited.",
     )
     created = models.DateTimeField(default=timezone.now)
+    sign_in_domain = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text=(
+            "Google Workspace (or single sign-on) domain, e.g. example.com: people who sign "
+            "in with a verified address at this domain get an account in this team. "
+            "Empty = invitation only."
+        ),
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sign_in_domain"],
+                condition=~Q(sign_in_domain=""),
+                name="one_team_per_sign_in_domain",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.sign_in_domain = self.sign_in_domain.strip().lower().lstrip("@")
+        super().save(*args, **kwargs)
 
 
 class UserManager(BaseUserManager):
@@ -409,3 +431,38 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Invitation(models.Model):
+    """An admin asks someone by email to join a team; the link in the email lets them set
+    a password or sign in with the team's provider. Only a hash of the link is stored."""
+
+    email = models.EmailField()
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    is_team_admin = models.BooleanField(
+        default=False, help_text="Joins as a team admin (sees the team's usage and spend)."
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitation",
+    )
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.team}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.accepted_at is None and self.expires_at > timezone.now()

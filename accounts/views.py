@@ -1,9 +1,17 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 
-from accounts import alerts, limits, quotas, usage
+from accounts import alerts, invitations, limits, quotas, usage
+from accounts.forms import InvitationForm
+from accounts.models import User
 from accounts.periods import month_start, quota_day
 
 LEDGER_PAGE = 50
@@ -45,3 +53,58 @@ def usage_page(request):
         "alert": alerts.current_for(user),
     }
     return render(request, "accounts/usage.html", context)
+
+
+class _Taken(Exception):
+    """Someone used the invitation a moment ago."""
+
+
+@never_cache
+def invitation(request, key: str):
+    """Join a team from an invitation's link: choose a password, or use the provider."""
+    found = invitations.find(key)
+    if found is None or not found.is_usable:
+        message = _(
+            "This invitation link has expired or has already been used. Ask your admin "
+            "to send a new one."
+        )
+        context = {"title": _("This invitation cannot be used"), "message": message}
+        return render(request, "accounts/refused.html", context, status=410)
+    team = found.team.name
+    if request.user.is_authenticated:
+        if invitations.matches(found, request.user.email):
+            if invitations.accept(found, request.user, request):
+                messages.success(request, _("You joined %(team)s.") % {"team": team})
+            return redirect("generations:studio")
+        message = _(
+            "You are signed in as %(current)s, but this invitation is for %(email)s. Sign "
+            "out first, then open the link again."
+        ) % {"current": request.user.email, "email": found.email}
+        context = {"title": _("This invitation is for someone else"), "message": message}
+        return render(request, "accounts/refused.html", context, status=409)
+    invitations.stash(request, found)
+    existing = User.objects.filter(email__iexact=found.email).exists()
+    form = InvitationForm(request.POST or None, email=found.email)
+    if request.method == "POST" and not existing and form.is_valid():
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(
+                    email=found.email,
+                    password=form.cleaned_data["password1"],
+                    name=form.cleaned_data["name"].strip(),
+                )
+                if not invitations.accept(found, user, request):
+                    raise _Taken
+        except (IntegrityError, _Taken):
+            messages.error(request, _("This invitation has just been used. Sign in instead."))
+            return redirect("account_login")
+        login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
+        messages.success(request, _("Welcome to %(team)s.") % {"team": team})
+        return redirect("generations:studio")
+    context = {
+        "invitation": found,
+        "form": form,
+        "existing": existing,
+        "title": _("Join %(team)s") % {"team": team},
+    }
+    return render(request, "accounts/invitation.html", context, status=422 if form.errors else 200)

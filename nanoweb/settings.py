@@ -11,6 +11,9 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Whatever this process creates (the SQLite database, keys, media, broker messages)
+# is readable by its owner and group only: files 0640 (secrets 0600), folders 0750.
+os.umask(0o027)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -19,6 +22,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 _DEFAULT_VAR = BASE_DIR / "var" / ("test" if "PYTEST_VERSION" in os.environ else "")
 VAR_DIR = Path(env.str("NANOWEB_VAR_DIR", default=str(_DEFAULT_VAR))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.chmod(0o750)
 
 
 def _var_secret(name: str, make) -> str:
@@ -53,6 +57,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
+    "csp",
     "django_htmx",
     "template_partials",
     "ninja",
@@ -70,6 +80,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "accounts.signin.RequireMfaMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -114,9 +127,80 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "login"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "generations:studio"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "account_login"
+# allauth's backend is Django's ModelBackend plus sign-in by email; one backend, so a
+# password is hashed once per attempt.
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+
+# --- Sign-in (django-allauth) -------------------------------------------------------
+# Email + password; no usernames. Open sign-up is off: people join by invitation
+# (admin → Invitations), or through Google Workspace / OpenID Connect for a team
+# whose sign-in domain matches. Every sign-in form, the admin's included, is throttled.
+ACCOUNT_ADAPTER = "accounts.signin.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.signin.SocialAccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_PREVENT_ENUMERATION = True
+NANOWEB_OPEN_SIGNUP = env.bool("NANOWEB_OPEN_SIGNUP", default=False)
+# Failed sign-ins per address (key) and per IP; password resets likewise. A blocked
+# address gets "Too many failed attempts" until the window passes, without a hash.
+ACCOUNT_RATE_LIMITS = {
+    "login": env.str("NANOWEB_RATE_LOGIN", default="30/m/ip"),
+    "login_failed": env.str("NANOWEB_RATE_LOGIN_FAILED", default="10/m/ip,5/5m/key"),
+    "reset_password": env.str("NANOWEB_RATE_RESET_PASSWORD", default="20/m/ip,3/15m/key"),
+}  # the other limits keep allauth's defaults
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True  # a verified provider address signs its owner in
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": []}}
+# Google sign-in (an OpenID Connect app "google"); only accounts of a Workspace domain
+# that a team has as its sign-in domain get in (the `hd` claim, checked server-side).
+NANOWEB_GOOGLE_CLIENT_ID = env.str("NANOWEB_GOOGLE_CLIENT_ID", default="")
+NANOWEB_GOOGLE_CLIENT_SECRET = env.str("NANOWEB_GOOGLE_CLIENT_SECRET", default="")
+NANOWEB_GOOGLE_SERVER_URL = env.str(
+    "NANOWEB_GOOGLE_SERVER_URL", default="https://accounts.google.com"
+)
+if NANOWEB_GOOGLE_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"].append(
+        {
+            "provider_id": "google",
+            "name": "Google",
+            "client_id": NANOWEB_GOOGLE_CLIENT_ID,
+            "secret": NANOWEB_GOOGLE_CLIENT_SECRET,
+            "settings": {"server_url": NANOWEB_GOOGLE_SERVER_URL, "google": True},
+        }
+    )
+# A generic OpenID Connect provider: Keycloak, Authentik, Feishu/Lark, DingTalk, …
+NANOWEB_OIDC_SERVER_URL = env.str("NANOWEB_OIDC_SERVER_URL", default="")
+if NANOWEB_OIDC_SERVER_URL:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"].append(
+        {
+            "provider_id": env.str("NANOWEB_OIDC_ID", default="oidc"),
+            "name": env.str("NANOWEB_OIDC_NAME", default="Single sign-on"),
+            "client_id": env.str("NANOWEB_OIDC_CLIENT_ID", default=""),
+            "secret": env.str("NANOWEB_OIDC_CLIENT_SECRET", default=""),
+            "settings": {"server_url": NANOWEB_OIDC_SERVER_URL},
+        }
+    )
+# Two-step sign-in: authenticator apps (TOTP), security keys and passkeys (WebAuthn),
+# recovery codes. With NANOWEB_REQUIRE_MFA_FOR_STAFF, staff set one up before anything else.
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_TOTP_ISSUER = env.str("NANOWEB_MFA_ISSUER", default="nanoweb")
+# Plain-http origins (make run on 127.0.0.1) only while cookies are not https-only.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not env.bool("SECURE_COOKIES", default=False)
+NANOWEB_REQUIRE_MFA_FOR_STAFF = env.bool("NANOWEB_REQUIRE_MFA_FOR_STAFF", default=False)
+NANOWEB_INVITATION_DAYS = env.int("NANOWEB_INVITATION_DAYS", default=14)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -169,7 +253,33 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
 )
+# Proxies in front that append to X-Forwarded-For: the sign-in throttle counts per
+# client IP, so behind nginx it must read the client's address, not the proxy's.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int(
+    "TRUSTED_PROXY_COUNT", default=1 if env.bool("BEHIND_PROXY", default=False) else 0
+)
 X_FRAME_OPTIONS = "DENY"
+# For a proxy other than the bundled nginx (which redirects and sets HSTS itself).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Content-Security-Policy: scripts and styles only from this site (no inline script, no
+# event-handler attributes); style attributes carry per-image sizes, so they may stay.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"

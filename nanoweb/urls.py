@@ -1,3 +1,4 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
@@ -7,6 +8,8 @@ from nanoweb import views
 
 admin.site.site_header = "nanoweb admin"
 admin.site.site_title = "nanoweb"
+# The admin signs in through the same (throttled, two-step) form as everyone else.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("favicon.ico", views.favicon),

@@ -59,6 +59,18 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, message: s
     raise AssertionError(message or "condition not met in time")
 
 
+def wait_in_page(page, expression: str, arg=None, timeout: float = 30_000):
+    """Like Playwright's ``wait_for_function``, which compiles its predicate with ``eval``
+    inside the page — refused there by nanoweb's Content-Security-Policy. This asks the
+    page from outside (``evaluate`` is not subject to the page's policy) until it is true."""
+    return wait_for(
+        lambda: page.evaluate(expression, arg),
+        timeout=timeout / 1000,
+        interval=0.1,
+        message=f"never true in the page: {expression}",
+    )
+
+
 def shot(page, name: str) -> None:
     """A screenshot of what the browser shows, in var/test/screenshots/."""
     folder = Path(settings.VAR_DIR) / "screenshots"

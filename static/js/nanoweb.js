@@ -3,6 +3,27 @@
 (() => {
 const $ = (sel, root = document) => root.querySelector(sel);
 
+/* Forms that ask first: <form data-confirm="Sure?">. (No inline handlers: the
+   Content-Security-Policy runs only this site's script files.) */
+document.addEventListener("submit", (e) => {
+  const form = e.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) e.preventDefault();
+}, true);
+
+/* Requests from [data-send-counts] also say how long the prompt is and how many
+   references are picked (the estimate depends on both; the files themselves stay). */
+document.addEventListener("htmx:configRequest", (e) => {
+  if (!e.detail.elt.closest("[data-send-counts]")) return;
+  e.detail.parameters.prompt_chars = window.nanoweb.promptChars();
+  e.detail.parameters.ref_count = window.nanoweb.refCount();
+});
+
+/* The gallery's filters apply on change; the search box has its own delayed trigger. */
+document.addEventListener("change", (e) => {
+  const form = e.target.closest("#gallery-filters");
+  if (form && e.target.name !== "q") htmx.trigger(form, "nw:filter");
+});
+
 /* References, the studio form, copy buttons */
 window.nanoweb = (() => {
   function refInput() { return $("#id_references"); }

@@ -42,10 +42,19 @@ def chromium():
 @pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+    # Anything the Content-Security-Policy refuses (an inline handler, a script of
+    # another origin, an eval) fails the test that caused it.
+    context.add_init_script(
+        "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => "
+        "window.__csp.push(`${e.effectiveDirective} ${e.blockedURI} "
+        "${e.sourceFile}:${e.lineNumber}`))"
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
+    violations = page.evaluate("window.__csp || []") if not page.is_closed() else []
     context.close()
+    assert violations == [], f"Content-Security-Policy refused: {violations}"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from generations.models import Batch
-from tests.factories import make_user, shot
+from tests.factories import make_user, shot, wait_in_page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -52,12 +52,14 @@ def test_a_ten_prompt_batch_runs_and_downloads(
         const cards = document.querySelector('[data-batch-cards]');
         cards.append(cards.querySelector('article.card').cloneNode(true));
     }""")
-    page.wait_for_function(
-        "document.querySelector('#batch-progress').dataset.liveBatch === 'done'", timeout=90_000
+    wait_in_page(
+        page,
+        "document.querySelector('#batch-progress').dataset.liveBatch === 'done'",
+        timeout=90_000,
     )
     counts = page.locator(".batch-counts").inner_text()
     assert "10\ndone" in counts.replace(" ", "\n") and "0\nfailed" in counts.replace(" ", "\n")
-    page.wait_for_function("document.querySelectorAll('article.card img').length === 10")
+    wait_in_page(page, "document.querySelectorAll('article.card img').length === 10")
     assert page.evaluate("window.sameDocument") is True
     shown = page.locator("article.card img").evaluate_all("els => els.map(e => e.alt)")
     assert shown == PROMPTS  # in the order of the rows, each once

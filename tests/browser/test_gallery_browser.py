@@ -8,7 +8,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from generations.models import Generation, Image
-from tests.factories import make_image, make_images, make_user, shot
+from tests.factories import make_image, make_images, make_user, shot, wait_in_page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -44,8 +44,10 @@ def test_edit_a_result_with_it_as_a_reference(
     assert "Editing this image" in reference.inner_text()
     page.get_by_label("Prompt").fill("the same chair, painted red")
     page.get_by_role("button", name="Generate").click()
-    page.wait_for_function(  # the original's card and the edit's, both finished
-        "document.querySelectorAll('article.card.is-succeeded img').length === 2", timeout=45_000
+    wait_in_page(  # the original's card and the edit's, both finished
+        page,
+        "document.querySelectorAll('article.card.is-succeeded img').length === 2",
+        timeout=45_000,
     )
     shot(page, "gallery-edit-1-studio")
 
@@ -73,9 +75,7 @@ def test_infinite_scroll_through_300_images(page, live_server):
             break
         page.locator("[data-tile]").last.scroll_into_view_if_needed()
         page.mouse.wheel(0, 20_000)
-        page.wait_for_function(
-            "n => document.querySelectorAll('[data-tile]').length > n", arg=before
-        )
+        wait_in_page(page, "n => document.querySelectorAll('[data-tile]').length > n", arg=before)
     assert tiles.count() == 300
     assert page.locator(".more").count() == 0  # the end: no more loader
     prompts = page.locator(".tile-caption .prompt").all_inner_texts()
@@ -94,7 +94,7 @@ def test_search_and_star(page, live_server):
 
     page.get_by_label("Search prompts").fill("fox")
     page.wait_for_url("**/gallery?*q=fox*")  # the filter lives in the URL
-    page.wait_for_function("document.querySelectorAll('[data-tile]').length === 1")
+    wait_in_page(page, "document.querySelectorAll('[data-tile]').length === 1")
     tile = page.locator(f"#tile-{fox.generation_id}")
     tile.get_by_role("button", name="Star").click()
     tile.get_by_role("button", name="Unstar").wait_for()
@@ -119,7 +119,7 @@ def test_search_and_star(page, live_server):
 
     page.get_by_text("★ Starred").click()
     page.wait_for_url("**starred=1*")
-    page.wait_for_function("document.querySelectorAll('[data-tile]').length === 2")
+    wait_in_page(page, "document.querySelectorAll('[data-tile]').length === 2")
     assert set(Image.objects.filter(starred=True).values_list("pk", flat=True)) == {fox.pk, owl.pk}
     page.reload()  # a linked view shows the same thing
     assert page.locator("[data-tile]").count() == 2
@@ -132,6 +132,6 @@ def test_drag_a_recent_image_onto_the_drop_zone_as_a_reference(page, live_server
 
     page.goto(live_server.url + "/")
     page.locator(f"#job-{made.generation_id} .frame a").drag_to(page.locator(".dropzone"))
-    page.wait_for_function("document.querySelector('#id_references').files.length === 1")
+    wait_in_page(page, "document.querySelector('#id_references').files.length === 1")
     name = page.evaluate("document.querySelector('#id_references').files[0].name")
     assert name.startswith(f"gallery-{str(made.generation_id)[:8]}")

@@ -3,7 +3,7 @@
 import pytest
 
 from generations.models import Generation
-from tests.factories import make_user, shot
+from tests.factories import make_user, shot, wait_in_page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -37,7 +37,7 @@ def test_four_images_arrive_without_a_reload(page, live_server, slow_sandbox, ce
     shot(page, "live-1-generating")
 
     page.locator("article.card img").nth(3).wait_for(timeout=60_000)
-    page.wait_for_function("document.querySelector('#nav-generating').dataset.count === '0'")
+    wait_in_page(page, "document.querySelector('#nav-generating').dataset.count === '0'")
     assert counter.is_hidden()
     assert page.locator("[data-live]").count() == 0
     assert page.evaluate("window.nwMarker") == "same page"  # no reload happened

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generations.models import Generation
-from tests.factories import make_route, make_user, shot
+from tests.factories import make_route, make_user, shot, wait_in_page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -46,9 +46,7 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
 
     image = card.locator("img")
     image.wait_for(timeout=45_000)
-    page.wait_for_function(
-        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
-    )
+    wait_in_page(page, "img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert "Sandbox" in card.inner_text() and "1376×768" in card.inner_text()
     assert page.locator("#estimate").inner_text().startswith("up to $")  # kept after submit
     shot(page, "3-after")
@@ -66,7 +64,7 @@ def test_sign_in_generate_and_see_the_image(page, live_server, slow_sandbox, cel
     notice = page.locator("#duplicate-notice .notice")
     notice.wait_for()
     expect(notice).to_be_in_viewport(ratio=1)
-    page.wait_for_function("() => new Promise((ok) => requestAnimationFrame(() => ok(true)))")
+    page.evaluate("() => new Promise((ok) => requestAnimationFrame(() => ok(true)))")
     assert "You made this exact image" in notice.inner_text()
     shot(page, "4-duplicate-offer")
     assert Generation.objects.count() == 1
