@@ -322,14 +322,14 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         obj.invited_by = request.user
-        url = invitations.issue(obj)
+        url = invitations.issue(obj, request.build_absolute_uri("/"))
         invitations.send(obj, url)
         messages.info(request, format_html("Sent to {}. The link: {}", obj.email, url))
 
     @admin.action(description="Send again with a new link")
     def send_again(self, request, queryset):
         for invitation in queryset.filter(accepted_at__isnull=True):
-            url = invitations.issue(invitation)
+            url = invitations.issue(invitation, request.build_absolute_uri("/"))
             invitations.send(invitation, url)
             messages.info(request, format_html("Sent to {}. The link: {}", invitation.email, url))
 

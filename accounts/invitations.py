@@ -29,8 +29,9 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def link(key: str) -> str:
-    return settings.NANOWEB_BASE_URL.rstrip("/") + reverse("invitation", args=[key])
+def link(key: str, base_url: str | None = None) -> str:
+    base = base_url or settings.NANOWEB_BASE_URL
+    return base.rstrip("/") + reverse("invitation", args=[key])
 
 
 def invite(email: str, team: Team, *, by: User | None, is_team_admin: bool = False):
@@ -39,15 +40,16 @@ def invite(email: str, team: Team, *, by: User | None, is_team_admin: bool = Fal
     return invitation, issue(invitation)
 
 
-def issue(invitation: Invitation) -> str:
+def issue(invitation: Invitation, base_url: str | None = None) -> str:
     """Save the invitation with a fresh link, valid for NANOWEB_INVITATION_DAYS (an
-    earlier link stops working), and return the link."""
+    earlier link stops working), and return the link: on ``base_url`` (the address the
+    admin uses) or NANOWEB_BASE_URL."""
     key = secrets.token_urlsafe(32)
     invitation.email = invitation.email.strip().lower()
     invitation.key_digest = _digest(key)
     invitation.expires_at = timezone.now() + timedelta(days=settings.NANOWEB_INVITATION_DAYS)
     invitation.save()
-    return link(key)
+    return link(key, base_url)
 
 
 def send(invitation: Invitation, url: str) -> None:
