@@ -29,6 +29,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
 from accounts import invitations
@@ -189,3 +190,17 @@ class RequireMfaMiddleware:
                 return redirect(reverse("mfa_index"))
             request.session["nanoweb_mfa_ok"] = True
         return self.get_response(request)
+
+
+class AccountPagesNoStoreMiddleware:
+    """Sign-in pages show secrets (an authenticator's key, recovery codes, reset forms):
+    no browser or proxy keeps a copy (``Cache-Control: no-store``)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith("/accounts/"):
+            add_never_cache_headers(response)
+        return response

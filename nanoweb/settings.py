@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.signin.RequireMfaMiddleware",
+    "accounts.signin.AccountPagesNoStoreMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 

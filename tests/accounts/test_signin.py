@@ -338,3 +338,12 @@ def test_staff_can_be_required_to_set_up_two_step_sign_in(client, settings):
     client.force_login(member)
     assert client.get("/").status_code == 200  # only staff are held to it
     assert not Authenticator.objects.filter(user=member).exists()
+
+
+def test_pages_that_show_a_secret_are_never_stored(client):
+    user = make_user("una@example.com")
+    client.force_login(user)
+    client.post("/accounts/reauthenticate/", {"password": PASSWORD})
+    for path in ("/accounts/2fa/totp/activate/", "/accounts/login/", "/settings/api"):
+        r = client.get(path)
+        assert "no-store" in r.headers.get("Cache-Control", ""), path
