@@ -20,11 +20,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts import quotas
-from generations import polling, queue, resilience
+from generations import leases, polling, queue, resilience
 from generations.crypto import KeyDecryptionError
 from generations.failures import ErrorKind
 from generations.models import Generation, ProviderKey, Route
-from generations.outcomes import DEADLINE_MESSAGE, fail, failed, fenced, settle_answer
+from generations.models.jobs import SpooledAnswer
+from generations.outcomes import (
+    DEADLINE_MESSAGE,
+    fail,
+    failed,
+    fenced,
+    settle_answer,
+    settle_spooled,
+)
 from generations.providers.base import ImageRequest, Pending, ProviderError, Reference, Timeouts
 from generations.resilience import limiter
 from generations.resilience.store import get_store
@@ -39,6 +47,11 @@ from generations.routing import (
 log = logging.getLogger(__name__)
 
 SLOW_TIMEOUT_GROWTH = 0.5  # each earlier "slow" attempt gives the next one 50 % more time
+# While the broker still has messages waiting, a queued job not picked up in time may
+# just be behind them: it is sent again only after this many times the usual wait, so a
+# backlog is never multiplied by duplicates (a duplicate is harmless, claim() being
+# conditional, but it lengthens the line).
+BACKLOG_PATIENCE = 6
 
 
 def run_generation(generation_id) -> float | None:
@@ -46,6 +59,14 @@ def run_generation(generation_id) -> float | None:
     gen = claim(generation_id)
     if gen is None:
         return None
+    with leases.kept(gen) as held:
+        return _run(gen, held)
+
+
+def _run(gen: Generation, held: leases.Held) -> float | None:
+    kept = _spooled(gen)
+    if kept is not None:  # an earlier attempt received the image but could not store it
+        return settle_spooled(gen, kept)
     if gen.upstream_job:  # a queue-style upstream is working on it: ask how far it got
         return polling.poll(gen)
     if gen.attempts > settings.NANOWEB_JOB_MAX_ATTEMPTS or timezone.now() > gen.deadline:
@@ -62,6 +83,7 @@ def run_generation(generation_id) -> float | None:
         return None
     except NotYet as wait:
         return _postpone(gen, wait)
+    held.keep(choice.permit)
     try:
         return _attempt(gen, choice)
     finally:
@@ -83,12 +105,19 @@ def claim(generation_id) -> Generation | None:
             default=F("attempts"),
             output_field=PositiveSmallIntegerField(),
         ),
-        lease_until=now + timedelta(seconds=settings.NANOWEB_JOB_LEASE_SECONDS),
+        lease_until=now + timedelta(seconds=leases.lease_seconds()),
         started=Coalesce("started", Value(now)),
     )
     if not claimed:
         return None
-    return Generation.objects.select_related("model", "user").get(pk=generation_id)
+    return Generation.objects.select_related("model", "user", "spool").get(pk=generation_id)
+
+
+def _spooled(gen: Generation) -> SpooledAnswer | None:
+    try:
+        return gen.spool
+    except SpooledAnswer.DoesNotExist:
+        return None
 
 
 def build_request(gen: Generation, route: Route) -> ImageRequest:
@@ -168,31 +197,48 @@ def _postpone(gen: Generation, wait: NotYet) -> float | None:
     return seconds
 
 
-def reconcile(now=None) -> dict[str, int]:
-    """Beat, every minute: nothing stays queued or running forever."""
+def sweep(now=None) -> dict[str, int]:
+    """Beat, every NANOWEB_SWEEP_SECONDS: a job whose worker died (its lease ran out
+    without a heartbeat) goes back to the queue, and a queued job whose message the
+    broker lost is sent again."""
     now = now or timezone.now()
-    counts = {"expired": 0, "reclaimed": 0, "requeued": 0}
-    for gen in Generation.objects.in_flight().filter(deadline__lt=now):
-        counts["expired"] += fail(gen, ErrorKind.DEADLINE, DEADLINE_MESSAGE)
     stale = Generation.objects.filter(status=Generation.RUNNING, lease_until__lt=now)
-    counts["reclaimed"] = stale.update(
+    reclaimed = stale.update(
         status=Generation.QUEUED,
         lease_until=None,
         stage="queued",
         enqueued_at=None,
         next_attempt_at=now,
     )
+    late = timedelta(seconds=settings.NANOWEB_REQUEUE_AFTER_SECONDS)
     lost = Generation.objects.filter(
-        Q(enqueued_at__isnull=True)
-        | Q(enqueued_at__lt=now - timedelta(seconds=settings.NANOWEB_REQUEUE_AFTER_SECONDS)),
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - late),
         status=Generation.QUEUED,
         next_attempt_at__lte=now,
     )
-    ids = list(lost.values_list("pk", flat=True)[:500])
-    Generation.objects.filter(pk__in=ids).update(enqueued_at=now)
-    counts["requeued"] = len(ids)
-    transaction.on_commit(lambda: queue.enqueue(ids))
+    rows = list(lost.values_list("pk", "enqueued_at")[:500])
+    if any(sent is not None for _pk, sent in rows) and queue.waiting_messages() != 0:
+        patient = now - late * BACKLOG_PATIENCE  # a backlog, or the broker cannot say
+        rows = [(pk, sent) for pk, sent in rows if sent is None or sent < patient]
+    ids = [pk for pk, _sent in rows]
+    if ids:
+        Generation.objects.filter(pk__in=ids).update(enqueued_at=now)
+        transaction.on_commit(lambda: queue.enqueue(ids))
+    return {"reclaimed": reclaimed, "requeued": len(ids)}
+
+
+def reconcile(now=None) -> dict[str, int]:
+    """Beat, every minute: nothing stays queued or running forever."""
+    now = now or timezone.now()
+    counts = {"expired": 0}
+    for gen in Generation.objects.in_flight().filter(deadline__lt=now):
+        counts["expired"] += fail(gen, ErrorKind.DEADLINE, DEADLINE_MESSAGE)
+    counts.update(sweep(now))
     counts["permits_pruned"] = get_store().prune()
+    # An answer kept for a job that ended some other way (cancelled with it) is no use.
+    counts["spools_dropped"] = SpooledAnswer.objects.filter(
+        generation__status__in=Generation.FINISHED
+    ).delete()[0]
     return counts
 
 

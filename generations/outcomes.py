@@ -27,7 +27,8 @@ from accounts.periods import next_midnight
 from generations import images, pricing, queue, resilience
 from generations.failures import OK, ErrorKind
 from generations.models import Attempt, Generation, Image, Notice, ProviderKey, Route
-from generations.providers.base import ImageResult, ProviderError
+from generations.models.jobs import SpooledAnswer
+from generations.providers.base import GeneratedImage, ImageResult, ProviderError, Usage
 from generations.resilience import breaker
 from generations.resilience.types import PACIFIC
 from generations.routing import JOB_BUDGETS, Choice, candidate_routes, servable, spent_routes
@@ -66,10 +67,13 @@ def record(
     )
 
 
-def settle_answer(gen: Generation, choice: Choice, result: ImageResult, started: float):
+def settle_answer(
+    gen: Generation, choice: Choice, result: ImageResult, started: float, *, spooled=False
+):
     """An upstream answered with an image: check it, store it and settle the money, or
     retry when it is damaged or could not be stored. Returns seconds until the next
-    attempt, or None when the job is done."""
+    attempt, or None when the job is done. ``spooled``: the answer is one kept from an
+    earlier attempt that could not store it (the breaker heard about that call then)."""
     fenced(gen).update(stage="saving")  # the card says so while the image is checked
     try:
         clean = images.clean_image(result.images[0].data, name="generated image", thumbnail=True)
@@ -82,7 +86,8 @@ def settle_answer(gen: Generation, choice: Choice, result: ImageResult, started:
             usage=result.usage,
         )
         return failed(gen, choice, err, started)
-    breaker.record(choice.route.pk, True)
+    if not spooled:
+        breaker.record(choice.route.pk, True, gen.pk)
     try:
         succeed(gen, choice, result, clean, clean.thumbnail)
     except Exception as exc:  # our disk or database, not the provider
@@ -95,7 +100,7 @@ def failed(gen: Generation, choice: Choice, err: ProviderError, started: float):
     """An upstream call failed with a classified error: count it against the route's
     breaker where it is the route's fault, then retry, fail over or fail."""
     if err.kind in breaker.ROUTE_FAILURES:
-        breaker.record(choice.route.pk, False)
+        breaker.record(choice.route.pk, False, gen.pk)
     return handle_error(gen, choice, err, started)
 
 
@@ -158,6 +163,7 @@ def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
         if won:
             image.save()
             quotas.settle(gen, charged, reason=reason)
+            SpooledAnswer.objects.filter(generation=gen).delete()
             transaction.on_commit(lambda: queue.check_budget_alerts(gen.user_id))
     return bool(won)
 
@@ -257,9 +263,11 @@ def not_saved(
     gen: Generation, choice: Choice, result: ImageResult, exc: Exception, started: float
 ) -> float | None:
     """The provider made the image but it could not be stored (a full disk, a database
-    error): try again a few times with backoff instead of leaving the job running until
-    its lease runs out; if it keeps failing, the job fails and the person is refunded.
-    The attempt is flagged as possibly billed, so the admin sees what it cost upstream."""
+    error): keep the answer (:func:`spool`) and try storing it again a few times with
+    backoff, instead of leaving the job running until its lease runs out; the retries
+    store the bytes already received and never call the upstream again. If it keeps
+    failing, the job fails and the person is refunded. The attempt is flagged as
+    possibly billed, so the admin sees what it cost upstream."""
     log.exception(
         "generation %s attempt %s: the image arrived but could not be saved", gen.pk, gen.attempts
     )
@@ -286,7 +294,54 @@ def not_saved(
             _("The image arrived but could not be stored, even after retries."),
         )
         return None
+    spool(gen, choice, result)
     return requeue(gen, "queued", delay)
+
+
+def spool(gen: Generation, choice: Choice, result: ImageResult) -> None:
+    """Keep an answer that could not be stored for the next try (once: a retry that
+    fails again keeps the first). Where even this fails (the database is the trouble),
+    the next try calls the upstream again, as it would have without a spool."""
+    image = result.images[0]
+    answer = {
+        "usage": result.usage.as_dict(),
+        "text": result.text,
+        "model_version": result.model_version,
+        "response_id": result.response_id,
+        "http_status": result.http_status,
+        "extra": result.extra,
+    }
+    try:
+        if SpooledAnswer.objects.filter(generation=gen).exists():
+            return
+        SpooledAnswer.objects.create(
+            generation=gen,
+            route=choice.route,
+            key=choice.key,
+            price=choice.price,
+            data=image.data,
+            mime_type=image.mime_type[:30],
+            answer=answer,
+        )
+    except Exception:
+        log.exception("generation %s: the answer could not be kept for the retry", gen.pk)
+
+
+def settle_spooled(gen: Generation, kept: SpooledAnswer) -> float | None:
+    """Store an answer an earlier attempt received but could not store: no upstream
+    call, no new charge upstream."""
+    answer = kept.answer
+    result = ImageResult(
+        images=(GeneratedImage(bytes(kept.data), kept.mime_type),),
+        usage=Usage(**answer.get("usage", {})),
+        text=answer.get("text", ""),
+        model_version=answer.get("model_version", ""),
+        response_id=answer.get("response_id", ""),
+        http_status=answer.get("http_status", 200),
+        extra=answer.get("extra") or {},
+    )
+    choice = Choice(kept.route, kept.key, kept.price, None)
+    return settle_answer(gen, choice, result, time.monotonic(), spooled=True)
 
 
 def _retry_stage(kind: ErrorKind) -> str:
@@ -366,6 +421,7 @@ def fail(gen: Generation, kind: ErrorKind, message: str) -> bool:
             quotas.release(
                 gen, reason=_("no image (%(kind)s); reservation released") % {"kind": kind}
             )
+            SpooledAnswer.objects.filter(generation=gen).delete()
             if gen.upstream_job:  # a queue-style upstream still has it: call it off there
                 transaction.on_commit(lambda: queue.cancel_upstream([gen.pk]))
     return bool(won)

@@ -24,6 +24,18 @@ def enqueue(ids, *, countdown: float | None = None) -> None:
         current_app.send_task(RUN_GENERATION, args=(str(pk),), countdown=countdown)
 
 
+def waiting_messages() -> int | None:
+    """Messages waiting in the broker's queue for a worker (not those a worker holds),
+    or None when the broker cannot say."""
+    try:
+        with current_app.pool.acquire(block=True, timeout=5) as conn:
+            queue = current_app.conf.task_default_queue
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except Exception:
+        log.info("could not count the broker's waiting messages", exc_info=True)
+        return None
+
+
 def cancel_upstream(ids) -> None:
     """Call off the queue-style upstream requests of jobs that ended without them (a
     cancel, a deadline). A broker hiccup leaves the request to run out upstream: it is

@@ -109,7 +109,7 @@ def choose_route(gen: Generation) -> Choice:
         if not keys:
             exhausted = exhausted or route.provider.keys.filter(enabled=True).exists()
             continue
-        decision = breaker.allow(route.pk)
+        decision = breaker.allow(route.pk, gen.pk)
         if not decision.allowed:
             waits.append((decision.wait, "provider resting after errors"))
             continue
@@ -170,7 +170,7 @@ def booked_choice(gen: Generation) -> Choice | None:
         route is None
         or key is None
         or not route.is_priced(price)
-        or not breaker.allow(route.pk).allowed
+        or not breaker.allow(route.pk, gen.pk).allowed
     ):
         limiter.release(permit)
         return None

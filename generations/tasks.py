@@ -32,7 +32,14 @@ def feed_batches() -> int:
 
 
 @shared_task
+def sweep() -> dict:
+    """Every few seconds: jobs of dead workers and lost messages go back to the queue."""
+    return engine.sweep()
+
+
+@shared_task
 def reconcile() -> dict:
+    """Every minute: the sweep, plus jobs past their deadline and old limiter state."""
     return engine.reconcile()
 
 

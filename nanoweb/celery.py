@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nanoweb.settings")
 
@@ -14,3 +15,13 @@ app.conf.beat_schedule = {
     "purge-deleted-images": {"task": "generations.tasks.purge_deleted_images", "schedule": 300.0},
     "feed-batches": {"task": "generations.tasks.feed_batches", "schedule": 30.0},
 }
+
+
+@app.on_after_configure.connect
+def _schedule_sweep(sender, **kwargs):
+    """Often (settings are read here, once Django is set up, not when this module is
+    imported): a killed worker's job restarts within a lease plus one sweep."""
+    sender.conf.beat_schedule["sweep-jobs"] = {
+        "task": "generations.tasks.sweep",
+        "schedule": float(settings.NANOWEB_SWEEP_SECONDS),
+    }

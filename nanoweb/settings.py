@@ -366,10 +366,20 @@ NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.025)
 NANOWEB_API_URL_TTL_SECONDS = env.int("NANOWEB_API_URL_TTL_SECONDS", default=3600)
 
 # Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
-NANOWEB_JOB_LEASE_SECONDS = env.int("NANOWEB_JOB_LEASE_SECONDS", default=360)
+# A worker claims a job for LEASE seconds and renews the lease every HEARTBEAT seconds
+# while the attempt runs, however long the upstream takes (generations/leases.py).
+# Beat sweeps every SWEEP seconds for leases that ran out, so a killed worker's job
+# restarts within LEASE + SWEEP (+ about a second for the message): 15 + 5 s at worst,
+# killed just after a renewal. A lease survives two missed heartbeats. A queued job
+# whose message the broker lost (a killed worker held it, Redis restarted) is sent again
+# REQUEUE_AFTER seconds after it was due; six times that while the broker still has
+# messages waiting, where it may just be in line (engine.sweep).
+NANOWEB_JOB_LEASE_SECONDS = env.int("NANOWEB_JOB_LEASE_SECONDS", default=15)
+NANOWEB_JOB_HEARTBEAT_SECONDS = env.float("NANOWEB_JOB_HEARTBEAT_SECONDS", default=5.0)
+NANOWEB_SWEEP_SECONDS = env.float("NANOWEB_SWEEP_SECONDS", default=5.0)
 NANOWEB_JOB_MAX_ATTEMPTS = env.int("NANOWEB_JOB_MAX_ATTEMPTS", default=10)
 NANOWEB_JOB_DEADLINE_SECONDS = env.int("NANOWEB_JOB_DEADLINE_SECONDS", default=1800)
-NANOWEB_REQUEUE_AFTER_SECONDS = env.int("NANOWEB_REQUEUE_AFTER_SECONDS", default=120)
+NANOWEB_REQUEUE_AFTER_SECONDS = env.int("NANOWEB_REQUEUE_AFTER_SECONDS", default=20)
 # Queue-style upstreams (fal.ai, Replicate): polls start after POLL_MIN seconds and
 # space out with the request's age up to POLL_MAX (POLL_MAX_WEBHOOK when the provider
 # calls back: polling is then only the fallback for a lost webhook).
@@ -386,6 +396,10 @@ NANOWEB_BREAKER_CONSECUTIVE = env.int("NANOWEB_BREAKER_CONSECUTIVE", default=10)
 NANOWEB_BREAKER_FAILURE_RATE = env.float("NANOWEB_BREAKER_FAILURE_RATE", default=0.5)
 NANOWEB_BREAKER_MIN_CALLS = env.int("NANOWEB_BREAKER_MIN_CALLS", default=5)
 NANOWEB_BREAKER_WINDOW_SECONDS = env.float("NANOWEB_BREAKER_WINDOW_SECONDS", default=60.0)
+# Each job counts once, and while another job succeeded on the route in the last VOUCH
+# seconds it does not open: one person's always-failing prompts do not rest the route
+# for everyone (generations/resilience/circuit.py).
+NANOWEB_BREAKER_VOUCH_SECONDS = env.float("NANOWEB_BREAKER_VOUCH_SECONDS", default=10.0)
 NANOWEB_BREAKER_OPEN_SECONDS = env.float("NANOWEB_BREAKER_OPEN_SECONDS", default=60.0)
 # Where breaker and rate-limit state lives: "redis" when REDIS_URL is set, else "database".
 NANOWEB_RESILIENCE_STORE = env.str(

@@ -275,3 +275,22 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.number} {self.outcome}"
+
+
+class SpooledAnswer(models.Model):
+    """An upstream's answer that arrived but could not be stored (a full disk, a database
+    error): kept until the job stores it, so the retry stores these bytes instead of
+    calling (and perhaps paying) the upstream again. Deleted when the job ends."""
+
+    generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="spool")
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="+")
+    key = models.ForeignKey("ProviderKey", on_delete=models.CASCADE, related_name="+")
+    price = models.ForeignKey("Price", null=True, on_delete=models.SET_NULL, related_name="+")
+    data = models.BinaryField()
+    mime_type = models.CharField(max_length=30)
+    # The rest of the answer (usage, text, model version, extra): what settling needs.
+    answer = models.JSONField(default=dict)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.generation_id}: {len(self.data)} bytes"

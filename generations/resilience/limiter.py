@@ -39,6 +39,13 @@ def release(permit: Permit) -> None:
         get_store().release(permit)
 
 
+def renew(permit: Permit, lease: float) -> None:
+    """Keep a call's concurrency slot for ``lease`` seconds more (the job's heartbeat),
+    so a slot lives as long as the call and a dead worker's frees itself soon."""
+    if permit.token:
+        get_store().renew(permit, lease)
+
+
 def usage(key_id: int) -> dict[str, int]:
     """Calls in the current minute window, today (Pacific), and in flight now."""
     return get_store().key_usage(key_id)

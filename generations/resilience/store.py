@@ -105,6 +105,11 @@ class DatabaseStore:
             released_at=timezone.now()
         )
 
+    def renew(self, permit: Permit, lease: float) -> None:
+        KeyPermit.objects.filter(token=permit.token, released_at__isnull=True).update(
+            expires_at=timezone.now() + timedelta(seconds=lease)
+        )
+
     def key_usage(self, key_id: int) -> dict[str, int]:
         now = timezone.now()
         permits = KeyPermit.objects.filter(key_id=key_id)
@@ -122,14 +127,16 @@ class DatabaseStore:
         return KeyPermit.objects.filter(granted_at__lt=cutoff).delete()[0]
 
     # --- circuit breaker ---
-    def breaker_allow(self, route_id: int, cfg: BreakerConfig) -> Decision:
+    def breaker_allow(self, route_id: int, cfg: BreakerConfig, job: str | None = None) -> Decision:
         with self._circuit(route_id) as row:
-            row.state, decision = circuit.allow(row.state, time.time(), cfg)
+            row.state, decision = circuit.allow(row.state, time.time(), cfg, job)
         return decision
 
-    def breaker_record(self, route_id: int, ok: bool, cfg: BreakerConfig) -> dict:
+    def breaker_record(
+        self, route_id: int, ok: bool, cfg: BreakerConfig, job: str | None = None
+    ) -> dict:
         with self._circuit(route_id) as row:
-            row.state = circuit.record(row.state, ok, time.time(), cfg)
+            row.state = circuit.record(row.state, ok, time.time(), cfg, job)
         return row.state
 
     def breaker_state(self, route_id: int) -> dict:
@@ -192,6 +199,22 @@ return {1, token, tostring(at - now)}
 """
 
 
+# A slot still held (not released, not expired) lives ``lease`` seconds from now, by
+# the Redis server's clock as every other score in the set.
+RENEW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > now then
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+  if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) + 5 then
+    redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 5)
+  end
+end
+return 0
+"""
+
+
 class RedisStore:
     name = "redis"
 
@@ -199,6 +222,7 @@ class RedisStore:
         self.prefix = prefix
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._acquire = self.redis.register_script(ACQUIRE_LUA)
+        self._renew = self.redis.register_script(RENEW_LUA)
 
     def _keys(self, key_id: int, now=None) -> tuple[str, str, str]:
         day = day_bounds(now)[0].date().isoformat()
@@ -233,6 +257,9 @@ class RedisStore:
     def release(self, permit: Permit) -> None:
         self.redis.zrem(self._keys(permit.key_id)[1], permit.token)
 
+    def renew(self, permit: Permit, lease: float) -> None:
+        self._renew(keys=[self._keys(permit.key_id)[1]], args=[permit.token, lease])
+
     def key_usage(self, key_id: int) -> dict[str, int]:
         minute, inflight, day = self._keys(key_id)
         now = time.time()
@@ -246,19 +273,21 @@ class RedisStore:
     def prune(self) -> int:
         return 0  # every key expires by itself
 
-    def breaker_allow(self, route_id: int, cfg: BreakerConfig) -> Decision:
+    def breaker_allow(self, route_id: int, cfg: BreakerConfig, job: str | None = None) -> Decision:
         decision = None
 
         def step(state):
             nonlocal decision
-            state, decision = circuit.allow(state, time.time(), cfg)
+            state, decision = circuit.allow(state, time.time(), cfg, job)
             return state
 
         self._update(route_id, step)
         return decision
 
-    def breaker_record(self, route_id: int, ok: bool, cfg: BreakerConfig) -> dict:
-        return self._update(route_id, lambda s: circuit.record(s, ok, time.time(), cfg))
+    def breaker_record(
+        self, route_id: int, ok: bool, cfg: BreakerConfig, job: str | None = None
+    ) -> dict:
+        return self._update(route_id, lambda s: circuit.record(s, ok, time.time(), cfg, job))
 
     def breaker_state(self, route_id: int) -> dict:
         raw = self.redis.get(self._circuit_key(route_id))

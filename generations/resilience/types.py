@@ -78,6 +78,7 @@ class BreakerConfig:
     window: float = 60.0
     open_seconds: float = 60.0
     probe_lease: float = 30.0
+    vouch: float = 10.0
 
     @classmethod
     def from_settings(cls) -> BreakerConfig:
@@ -88,6 +89,7 @@ class BreakerConfig:
             window=settings.NANOWEB_BREAKER_WINDOW_SECONDS,
             open_seconds=settings.NANOWEB_BREAKER_OPEN_SECONDS,
             probe_lease=min(settings.NANOWEB_BREAKER_OPEN_SECONDS, 30.0),
+            vouch=settings.NANOWEB_BREAKER_VOUCH_SECONDS,
         )
 
 

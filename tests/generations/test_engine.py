@@ -132,7 +132,13 @@ def test_it_reconciles_lost_stuck_and_overdue_jobs(
     with django_capture_on_commit_callbacks(execute=True):
         counts = engine.reconcile()
 
-    assert counts == {"expired": 1, "reclaimed": 1, "requeued": 2, "permits_pruned": 0}
+    assert counts == {
+        "expired": 1,
+        "reclaimed": 1,
+        "requeued": 2,
+        "permits_pruned": 0,
+        "spools_dropped": 0,
+    }
     assert set(sent) == {lost.pk, stuck.pk}
     overdue.refresh_from_db()
     assert overdue.status == "failed" and overdue.refunded
@@ -232,3 +238,97 @@ def test_an_image_that_never_can_be_stored_fails_refunded(
     assert _files_under(settings.MEDIA_ROOT) == before  # nothing left behind
     assert quotas.summary(alice).reserved_month == 0 and quotas.ledger_problems() == []
     assert job.failure_title == "Could not save the image"
+
+
+def test_an_image_stored_on_the_third_try_is_asked_for_and_paid_once(
+    alice, sandbox_model, sandbox_url, settings, monkeypatch
+):
+    """The upstream answered; our storage failed twice. The retries store the bytes that
+    arrived: the upstream sees one call, the person pays once, the spool is gone."""
+    import httpx
+    from django.core.files.storage import Storage
+
+    from generations.models.jobs import SpooledAnswer
+
+    real_save = Storage.save
+    saves = {"n": 0}
+
+    def full_disk_twice(self, name, content, *args, **kwargs):
+        saves["n"] += 1
+        if saves["n"] <= 2:
+            raise OSError(28, "No space left on device")
+        return real_save(self, name, content, *args, **kwargs)
+
+    monkeypatch.setattr(Storage, "save", full_disk_twice)
+    calls_before = httpx.get(f"{sandbox_url}/healthz").json()["requests"]
+    job = submit_one(sandbox_model, alice)
+    assert engine.run_generation(job.pk) is not None
+    assert SpooledAnswer.objects.filter(generation=job).exists()
+    for _ in range(2):
+        Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        delay = engine.run_generation(job.pk)
+    assert delay is None
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.image.file.size > 0
+    assert [a.outcome for a in job.attempt_log.all()] == ["not_saved", "not_saved", "ok"]
+    assert httpx.get(f"{sandbox_url}/healthz").json()["requests"] == calls_before + 1
+    assert LedgerEntry.objects.filter(generation=job, kind="settle").count() == 1
+    assert quotas.summary(alice).spent_month == job.actual_micros
+    assert not SpooledAnswer.objects.exists()
+    assert quotas.ledger_problems() == []
+
+
+def test_an_answer_kept_for_a_job_that_fails_at_last_is_dropped(alice, sandbox_model, monkeypatch):
+    from django.db import DatabaseError
+
+    from generations.models.jobs import SpooledAnswer
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(engine.quotas, "settle", broken)
+    job = submit_one(sandbox_model, alice)
+    engine.run_generation(job.pk)
+    assert SpooledAnswer.objects.filter(generation=job).exists()
+    for _ in range(5):
+        Generation.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        if engine.run_generation(job.pk) is None:
+            break
+    job.refresh_from_db()
+    assert (job.status, job.refunded) == ("failed", True)
+    assert not SpooledAnswer.objects.exists()
+
+
+def test_a_late_job_is_sent_again_soon_unless_the_broker_has_a_line(
+    alice, sandbox_model, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(queue, "enqueue", sent.extend)
+    job = submit_one(sandbox_model, alice)
+    late = timezone.now() - timedelta(seconds=settings.NANOWEB_REQUEUE_AFTER_SECONDS + 5)
+    Generation.objects.filter(pk=job.pk).update(enqueued_at=late)
+
+    monkeypatch.setattr(queue, "waiting_messages", lambda: 40)  # it may just be in line
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.sweep()["requeued"] == 0
+    monkeypatch.setattr(queue, "waiting_messages", lambda: 0)  # nothing waits: it was lost
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.sweep()["requeued"] == 1
+    assert sent == [job.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.sweep()["requeued"] == 0  # sent once, not at every sweep
+
+
+def test_a_job_whose_worker_died_is_reclaimed_by_the_sweep(
+    alice, sandbox_model, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(queue, "enqueue", sent.extend)
+    job = submit_one(sandbox_model, alice)
+    assert engine.claim(job.pk) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.sweep() == {"reclaimed": 0, "requeued": 0}  # its lease still runs
+    Generation.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.sweep() == {"reclaimed": 1, "requeued": 1}
+    assert sent == [job.pk]

@@ -8,7 +8,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts import quotas
-from generations import engine, outcomes, routing
+from generations import engine, outcomes, resilience, routing
 from generations.failures import ErrorKind
 from generations.models import Generation, KeyPermit, ModelSpec, Notice, Provider, Route
 from generations.resilience.store import get_store
@@ -443,4 +443,33 @@ def test_with_no_route_left_the_card_names_the_replacement(alice, sandbox_model)
     assert (job.status, job.error_kind, job.refunded) == ("failed", "model_gone", True)
     assert job.failure_title == "Model shut down by the provider"
     assert job.error_message.endswith("Nano Banana 2.1 replaces it.")
+    assert quotas.ledger_problems() == []
+
+
+def test_one_persons_always_failing_prompts_do_not_rest_the_route_for_a_teammate(
+    alice, bob, sandbox_model
+):
+    """20 prompts that break the upstream every time, and a teammate's healthy jobs in
+    between on the same (only) route: the teammate's jobs go through at once, and each
+    failing job fails by its own retry budget without opening the route."""
+    failing = [
+        submit_one(sandbox_model, alice, prompt=f"a broken thing {i} [sandbox:503]")
+        for i in range(20)
+    ]
+    healthy = [submit_one(sandbox_model, bob, prompt=f"a heron {i}") for i in range(5)]
+    order = [job for i in range(5) for job in (healthy[i], *failing[4 * i : 4 * i + 4])]
+    for job in order:  # the first round: a teammate's job, then four failing ones
+        again(job)
+    assert [j.status for j in Generation.objects.filter(user=bob)] == ["succeeded"] * 5
+    for _ in range(6):
+        for job in failing:
+            if Generation.objects.filter(pk=job.pk).in_flight().exists():
+                again(job)
+    route = sandbox_model.routes.get()
+    assert get_store().breaker_state(route.pk)["opened_count"] == 0
+    for job in Generation.objects.filter(user=bob):
+        assert list(job.attempt_log.values_list("outcome", flat=True)) == ["ok"]
+    for job in Generation.objects.filter(user=alice):
+        assert (job.status, job.error_kind, job.refunded) == ("failed", "transient", True)
+        assert job.attempt_log.count() == 1 + resilience.RETRY_BUDGET[ErrorKind.TRANSIENT]
     assert quotas.ledger_problems() == []

@@ -118,6 +118,72 @@ def test_a_failed_probe_opens_it_again_and_a_lost_probe_lets_another_through():
     assert "half-open" in circuit.describe(s, 160)
 
 
+def test_a_job_that_fails_again_and_again_counts_once():
+    s = circuit.fresh()
+    for _ in range(30):
+        s = circuit.record(s, False, 0, CFG, job="poison")
+    assert s["state"] == circuit.CLOSED and (s["calls"], s["failures"]) == (1, 1)
+
+
+def test_different_jobs_failing_with_nobody_served_open_the_route():
+    s = circuit.fresh()
+    for i in range(CFG.min_calls):
+        assert s["state"] == circuit.CLOSED
+        s = circuit.record(s, False, i, CFG, job=f"job-{i}")
+    assert s["state"] == circuit.OPEN
+    assert s["tripped_by"] == [f"job-{i}" for i in range(CFG.min_calls)]
+
+
+def test_failures_while_other_jobs_succeed_do_not_open_the_route():
+    s = circuit.fresh()
+    for i in range(20):  # one person's prompts that always fail, a teammate's that work
+        if i % 4 == 0:
+            s = circuit.record(s, True, i * 0.1, CFG, job=f"teammate-{i}")
+        s = circuit.record(s, False, i * 0.1, CFG, job=f"poison-{i}")
+    assert s["state"] == circuit.CLOSED
+    for i in range(20):  # their retries fail alone: taken back from the route's count
+        s = circuit.record(s, False, 30 + i * 0.1, CFG, job=f"poison-{i}")
+    # Taken back, but for the four that failed after the teammate's last success.
+    assert s["state"] == circuit.CLOSED and s["failures"] == 4
+
+
+def test_a_job_that_failed_then_succeeded_still_counted_against_the_route():
+    s = circuit.record(circuit.fresh(), False, 0, CFG, job="flaky")
+    s = circuit.record(s, True, 1, CFG, job="flaky")
+    assert (s["calls"], s["failures"]) == (2, 1)
+
+
+def test_once_the_route_stops_serving_anyone_it_opens_after_the_vouch():
+    s = circuit.record(circuit.fresh(), True, 0, CFG, job="last-good")
+    for i in range(12):
+        s = circuit.record(s, False, 0.5 + i * 0.1, CFG, job=f"down-{i}")
+    assert s["state"] == circuit.CLOSED  # vouched for by a success 0.5 s ago
+    s = circuit.record(s, False, CFG.vouch + 1, CFG, job="down-late")
+    assert s["state"] == circuit.OPEN
+
+
+def test_the_probe_is_a_job_other_than_those_that_opened_it():
+    s = circuit.fresh()
+    for i in range(10):
+        s = circuit.record(s, False, 0, CFG, job=f"poison-{i}")
+    s, d = circuit.allow(s, CFG.open_seconds, CFG, job="poison-3")
+    assert not d.allowed and d.wait == CFG.open_seconds
+    s, d = circuit.allow(s, CFG.open_seconds, CFG, job="healthy")
+    assert d.allowed and d.probe
+    s = circuit.record(s, True, CFG.open_seconds + 1, CFG, job="healthy")
+    assert s["state"] == circuit.CLOSED
+
+
+def test_if_no_other_job_comes_those_that_opened_it_probe_one_period_later():
+    s = circuit.fresh()
+    for i in range(10):
+        s = circuit.record(s, False, 0, CFG, job=f"poison-{i}")
+    s, d = circuit.allow(s, 2 * CFG.open_seconds, CFG, job="poison-3")
+    assert d.allowed and d.probe
+    s = circuit.record(s, False, 2 * CFG.open_seconds + 1, CFG, job="poison-3")
+    assert s["state"] == circuit.OPEN and "poison-3" in s["tripped_by"]
+
+
 # --- the stores -------------------------------------------------------------------------
 
 
@@ -190,6 +256,25 @@ def test_an_unreleased_slot_frees_itself_when_its_lease_ends(store):
     assert isinstance(store.acquire(key.pk, limits, 2), Wait)
     time.sleep(2.1)
     assert isinstance(store.acquire(key.pk, limits, 2), Permit)
+
+
+def test_a_renewed_slot_lives_as_long_as_its_call(store):
+    key = make_route().provider.keys.get()
+    limits = Limits(concurrency=1)
+    permit = store.acquire(key.pk, limits, 1)
+    for _ in range(3):  # the job's heartbeat, while the call runs past the first lease
+        time.sleep(0.5)
+        store.renew(permit, 1)
+    assert isinstance(store.acquire(key.pk, limits, 1), Wait)
+    time.sleep(1.1)  # the worker died: no more renewals
+    assert isinstance(store.acquire(key.pk, limits, 1), Permit)
+
+
+def test_the_store_tells_jobs_apart_in_the_breaker(store):
+    route = make_route()
+    for _ in range(20):
+        store.breaker_record(route.pk, False, CFG, "poison")
+    assert store.breaker_state(route.pk)["state"] == circuit.CLOSED
 
 
 def test_the_daily_limit_waits_until_pacific_midnight(store):

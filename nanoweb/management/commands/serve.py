@@ -1,7 +1,7 @@
-"""`make run`: migrate, bootstrap, then run web + worker + beat (+ sandbox) via honcho."""
+"""`make run`: migrate, bootstrap, then run web + worker + beat (+ sandbox) from the
+Procfile under :mod:`nanoweb.supervise`, which restarts a process that crashes."""
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from nanoweb.management.commands.bootstrap import ensure_admin
 
 
 class Command(BaseCommand):
-    help = "Prepare the instance and start every process it needs (Procfile, via honcho)."
+    help = "Prepare the instance and start every process it needs (Procfile, supervised)."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -35,7 +35,6 @@ class Command(BaseCommand):
         self._banner(admin_lines, provider_lines)
         if prepare_only:
             return
-        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         env = {
             **os.environ,
             "HOST": settings.HOST,
@@ -45,9 +44,8 @@ class Command(BaseCommand):
             "PYTHONUNBUFFERED": "1",
         }
         procfile = str(Path(settings.BASE_DIR) / "Procfile")
-        os.execvpe(
-            honcho, [honcho, "-f", procfile, "-d", str(settings.BASE_DIR), "start", *processes], env
-        )
+        supervise = [sys.executable, "-m", "nanoweb.supervise", "-f", procfile]
+        os.execve(sys.executable, [*supervise, "-d", str(settings.BASE_DIR), *processes], env)
 
     def _banner(self, admin_lines, provider_lines):
         url = f"http://{settings.HOST}:{settings.PORT}/"
@@ -68,4 +66,4 @@ class Command(BaseCommand):
             out.write(f"  Sign in at {url} as {admin.email}.")
         for line in provider_lines:
             out.write(f"  {line}")
-        out.write("  Press Ctrl+C to stop.\n")
+        out.write("  A process that crashes is restarted; press Ctrl+C to stop them all.\n")
