@@ -20,4 +20,4 @@ RUN pip install -e . \
 USER nanoweb
 EXPOSE 8000
 
-CMD ["sh", "-c", "python manage.py serve --prepare-only && exec gunicorn nanoweb.asgi:application -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:8000 --workers 2 --timeout 60 --access-logfile - --error-logfile -"]
+CMD ["sh", "-c", "python manage.py serve --prepare-only && exec gunicorn -c nanoweb/gunicorn_conf.py --bind 0.0.0.0:8000"]

@@ -1,7 +1,11 @@
 """API tokens: ``nw_<public id>_<secret>``, stored only as an HMAC.
 
 The public id (the prefix shown in lists) finds the row; the HMAC of the whole
-token, keyed by a key derived from ``SECRET_KEY``, is compared in constant time.
+token is compared in constant time. The HMAC is keyed by ``NANOWEB_TOKEN_KEY``, a
+secret of its own, so rotating ``SECRET_KEY`` leaves every token working (and
+rotating the token key is the one switch that ends them all). Tokens made before
+that key existed were keyed by ``SECRET_KEY``: they are still accepted under it or
+any of ``SECRET_KEY_FALLBACKS``, and re-hashed with the token key on first use.
 A token acts as its user, with that user's limits. Nothing here logs a token.
 """
 
@@ -39,9 +43,24 @@ class Issued:
     secret: str  # the whole token, shown once
 
 
-def _digest(raw: str) -> str:
-    key = hashlib.sha256(b"nanoweb api tokens\x00" + settings.SECRET_KEY.encode()).digest()
+def _digest(raw: str, secret: str | None = None) -> str:
+    """The stored form of ``raw``: an HMAC under ``secret`` (default: the token key)."""
+    secret = settings.NANOWEB_TOKEN_KEY if secret is None else secret
+    key = hashlib.sha256(b"nanoweb api tokens\x00" + secret.encode()).digest()
     return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
+
+
+def _matches(token: ApiToken, raw: str) -> bool:
+    """Whether ``raw`` is ``token``'s secret; a digest made under ``SECRET_KEY`` (or a
+    fallback) is moved to the token key at once, so the older keys are tried only once
+    per token."""
+    if hmac.compare_digest(token.digest, _digest(raw)):
+        return True
+    for old in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
+        if hmac.compare_digest(token.digest, _digest(raw, old)):
+            ApiToken.objects.filter(pk=token.pk, digest=token.digest).update(digest=_digest(raw))
+            return True
+    return False
 
 
 def create(user: User, name: str, *, expires_in_days: int | None = None) -> Issued:
@@ -67,7 +86,7 @@ def authenticate(raw: str | None, *, ip: str | None = None) -> User:
     if not match:
         raise TokenRefused("That is not a nanoweb API token (they start with 'nw_').")
     token = ApiToken.objects.select_related("user").filter(prefix=PREFIX + match.group(1)).first()
-    if token is None or not hmac.compare_digest(token.digest, _digest(raw.strip())):
+    if token is None or not _matches(token, raw.strip()):
         raise TokenRefused("Unknown API token; create one on the API page of your instance.")
     now = timezone.now()
     if token.revoked_at:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +23,8 @@ from generations.failures import ErrorKind
 from generations.images import CleanImage, ImageRejected, clean_image, clean_mask
 from generations.models import Generation, Image, ModelSpec, Route, Upload
 
+log = logging.getLogger(__name__)
+
 
 class SubmitError(Exception):
     """Bad input or a refused admission. ``field`` names the form field to blame;
@@ -32,6 +36,20 @@ class SubmitError(Exception):
         self.message = message
         self.field = field
         self.limit = limit
+
+
+class StorageUnavailable(SubmitError):
+    """The reference images could not be stored (disk full, no permission): nothing was
+    kept, made or reserved, and the same request may simply be sent again later."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "Your reference images could not be saved: this server's storage is "
+                "unavailable (it may be full). Nothing was charged; try again in a few "
+                "minutes, and tell your admin if it keeps happening."
+            )
+        )
 
 
 @dataclass
@@ -286,8 +304,13 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
     validate_for(user, req, mine)
     per_image = estimate_request(req)
     print_ = fingerprint(req)
-    uploads = _store_uploads(user, req.references, req.reference_names)  # outside the transaction
-    mask = _store_uploads(user, [req.mask], ["mask"])[0] if req.mask else None
+    names = [
+        req.reference_names[i] if i < len(req.reference_names) else f"reference-{i + 1}"
+        for i in range(len(req.references))
+    ]
+    # Outside the transaction; all or none (StorageUnavailable leaves nothing behind).
+    stored = _store_uploads(user, [*req.references, req.mask], [*names, "mask"])
+    uploads, mask = stored[: len(req.references)], stored[len(req.references)]
     now = timezone.now()
     request_id = uuid.uuid4()
     try:
@@ -371,25 +394,40 @@ def _cancel(user, **which) -> list[Generation]:
     return cancelled
 
 
-def _store_uploads(user, images: list[CleanImage], names: list[str]) -> list[Upload]:
-    uploads = []
-    for i, clean in enumerate(images):
-        name = names[i] if i < len(names) else f"reference-{i + 1}"
-        existing = Upload.objects.filter(user=user, sha256=clean.sha256).first()
-        if existing:
-            uploads.append(existing)
-            continue
-        upload = Upload(
-            user=user, mime_type=clean.mime_type, sha256=clean.sha256, original_name=name[:200]
-        )
-        upload.file.save(
-            f"{clean.sha256[:16]}.{clean.extension}", ContentFile(clean.data), save=False
-        )
-        upload.width, upload.height = clean.width, clean.height
-        upload.save()
-        upload._new = True
-        uploads.append(upload)
+def _store_uploads(user, images: list[CleanImage | None], names: list[str]) -> list[Upload | None]:
+    """An Upload for each image (None stays None), reusing the person's identical ones;
+    :class:`StorageUnavailable` when one cannot be written, with the new ones removed."""
+    uploads: list[Upload | None] = []
+    try:
+        for clean, name in zip(images, names, strict=True):
+            uploads.append(None if clean is None else _store_upload(user, clean, name))
+    except OSError as exc:
+        log.exception("A reference image could not be stored: %s", exc)
+        _discard_new_uploads([u for u in uploads if u is not None])
+        raise StorageUnavailable() from exc
     return uploads
+
+
+def _store_upload(user, clean: CleanImage, name: str) -> Upload:
+    existing = Upload.objects.filter(user=user, sha256=clean.sha256).first()
+    if existing:
+        return existing
+    upload = Upload(
+        user=user, mime_type=clean.mime_type, sha256=clean.sha256, original_name=name[:200]
+    )
+    # A name no other file has, so a failed write's partial file is ours to delete.
+    filename = f"{clean.sha256[:16]}-{secrets.token_hex(4)}.{clean.extension}"
+    full_name = upload.file.field.generate_filename(upload, filename)
+    try:
+        upload.file.save(filename, ContentFile(clean.data), save=False)
+    except OSError:
+        if upload.file.storage.exists(full_name):
+            upload.file.storage.delete(full_name)
+        raise
+    upload.width, upload.height = clean.width, clean.height
+    upload.save()
+    upload._new = True
+    return upload
 
 
 def _discard_new_uploads(uploads: list[Upload]) -> None:

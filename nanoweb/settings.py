@@ -410,6 +410,25 @@ NANOWEB_REDIS_PREFIX = env.str("NANOWEB_REDIS_PREFIX", default="nanoweb:")
 # cannot reach the upstream a few milliseconds too early.
 NANOWEB_RPM_MARGIN_SECONDS = env.float("NANOWEB_RPM_MARGIN_SECONDS", default=0.5)
 
+# API tokens are stored as an HMAC under a key of their own (default: generated once
+# into var/token_key), so rotating SECRET_KEY leaves them working; changing this key
+# ends every token at once. Several web machines must share it, as they share
+# SECRET_KEY. SECRET_KEY_FALLBACKS: earlier SECRET_KEYs, still accepted for sessions,
+# signed links and tokens made before the token key existed.
+NANOWEB_TOKEN_KEY = env.str("NANOWEB_TOKEN_KEY", default="") or _var_secret(
+    "token_key", lambda: secrets.token_urlsafe(50)
+)
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+
+# Economy batches (Gemini Batch API, generations.economy): requests go inline while the
+# create call stays under INLINE_BYTES (Google: 20 MB), else as a JSONL file; the batch is
+# polled from POLL_MIN seconds after its submit, spacing out to POLL_MAX; a row waits at
+# most DEADLINE seconds (Google expires a batch after 48 h) before it is refunded.
+NANOWEB_ECONOMY_INLINE_BYTES = env.int("NANOWEB_ECONOMY_INLINE_BYTES", default=19_000_000)
+NANOWEB_ECONOMY_POLL_MIN_SECONDS = env.float("NANOWEB_ECONOMY_POLL_MIN_SECONDS", default=30.0)
+NANOWEB_ECONOMY_POLL_MAX_SECONDS = env.float("NANOWEB_ECONOMY_POLL_MAX_SECONDS", default=600.0)
+NANOWEB_ECONOMY_DEADLINE_SECONDS = env.int("NANOWEB_ECONOMY_DEADLINE_SECONDS", default=50 * 3600)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

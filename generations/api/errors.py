@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.periods import next_midnight, next_month_start, quota_day, quota_zone
 from accounts.quotas import QuotaExceeded
-from generations.jobs import SubmitError
+from generations.jobs import StorageUnavailable, SubmitError
 
 NESTED_TOO_DEEPLY = "The request body is nested too deeply to read."
 
@@ -32,6 +32,7 @@ OPENAI_TYPES = {
     405: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_exceeded",
 }
 GRPC_STATUS = {
@@ -42,6 +43,7 @@ GRPC_STATUS = {
     405: "UNIMPLEMENTED",
     409: "ABORTED",
     413: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     502: "UNAVAILABLE",
@@ -135,7 +137,17 @@ class ApiError(Exception):
 
 
 def from_submit(exc: SubmitError, params: dict[str, str] | None = None) -> ApiError:
-    """A refused submit: over quota → 429 naming the limit, anything else → 400."""
+    """A refused submit: over quota → 429 naming the limit, references that could not be
+    stored → 503, anything else → 400."""
+    if isinstance(exc, StorageUnavailable):
+        return ApiError(
+            503,
+            "The reference images could not be stored: this instance's storage is "
+            "unavailable (it may be full). Nothing was charged; try again later.",
+            code="storage_unavailable",
+            retry_after=60,
+            retryable=True,
+        )
     if exc.limit is not None:
         concurrency = exc.limit == QuotaExceeded.IN_PROGRESS
         return ApiError(

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from generations import jobs
 from generations.api import mapping, results, waiting
-from generations.api.auth import user_for
+from generations.api.auth import gemini_user_for
 from generations.api.errors import NESTED_TOO_DEEPLY, ApiError
 from generations.models import Generation, ModelSpec, Route
 
@@ -157,7 +157,7 @@ def _image(inline, i: int):
 
 
 def _admit(request, model_name: str) -> tuple[list[Generation], Generation | None]:
-    user = user_for(request)
+    user = gemini_user_for(request)
     try:
         body = json.loads(request.body or b"null")
     except (RequestDataTooBig, RawPostDataException) as exc:
@@ -341,7 +341,7 @@ def list_models(request):
     if request.method not in READ:
         return ApiError.not_allowed(request.method, request.path, READ).gemini()
     try:
-        models = mapping.models_for(user_for(request))
+        models = mapping.models_for(gemini_user_for(request))
         size, start = _page(request)
     except ApiError as exc:
         return exc.gemini()
@@ -360,7 +360,7 @@ def get_model(request, model: str):
     if request.method not in READ:
         return ApiError.not_allowed(request.method, request.path, READ).gemini()
     try:
-        spec = mapping.model_for(user_for(request), model)
+        spec = mapping.model_for(gemini_user_for(request), model)
     except ApiError as exc:
         return exc.gemini()
     return JsonResponse(_model_entry(spec, _upstream_ids([spec]).get(spec.pk)))

@@ -11,6 +11,7 @@ and paid for, so they finish and land in the gallery regardless.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 import weakref
@@ -18,12 +19,17 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from generations import jobs
 from generations.api.errors import ApiError, from_submit
 from generations.models import Generation, IdempotencyKey
 
 _watchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# A claim on an Idempotency-Key still without jobs after this long belongs to a request
+# that died while admitting them: admission takes well under a second, storing the
+# largest reference images a few seconds.
+ABANDONED_CLAIM = dt.timedelta(minutes=2)
 
 
 class _Watcher:
@@ -103,17 +109,17 @@ def submit(
     """Admit the jobs (sync; call through ``sync_to_async``) → (jobs, created now).
 
     With an ``Idempotency-Key`` the first request creates the jobs and any later one
-    with the same key gets the same jobs back; a unique constraint settles races.
+    with the same key gets the same jobs back — after a dropped connection or a web
+    restart too, since both live in the database; a unique constraint settles races.
+    The same key with a different request is refused (422), as the IETF draft says.
     """
     req.source = "api"
     if not idempotency_key:
         return _submit(user, req, params), True
     key = idempotency_key.strip()[:255]
-    try:
-        with transaction.atomic():
-            claim = IdempotencyKey.objects.create(user=user, key=key)
-    except IntegrityError:
-        return _replay(user, key), False
+    claim = _claim(user, key)
+    if claim is None:
+        return _replay(user, key, req, params), False
     try:
         created = _submit(user, req, params)
     except ApiError:
@@ -123,6 +129,15 @@ def submit(
     return created, True
 
 
+def _claim(user, key: str) -> IdempotencyKey | None:
+    """The new claim on ``key``, or None when an earlier request holds it."""
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(user=user, key=key)
+    except IntegrityError:
+        return None
+
+
 def _submit(user, req, params) -> list[Generation]:
     try:
         return jobs.submit(user, req)
@@ -130,7 +145,7 @@ def _submit(user, req, params) -> list[Generation]:
         raise from_submit(exc, params) from exc
 
 
-def _replay(user, key: str) -> list[Generation]:
+def _replay(user, key: str, req: jobs.JobRequest, params) -> list[Generation]:
     for _ in range(50):  # the first request may still be admitting its jobs
         row = IdempotencyKey.objects.filter(user=user, key=key).first()
         if row is None:
@@ -141,12 +156,16 @@ def _replay(user, key: str) -> list[Generation]:
                 code="conflict",
                 retryable=True,
             )
+        if row.request_id is None and row.created < timezone.now() - ABANDONED_CLAIM:
+            row.request_id = _recover(user, row, req, params)
         if row.request_id:
-            return list(
+            gens = list(
                 Generation.objects.filter(request_id=row.request_id, user=user)
                 .select_related("model", "image")
                 .order_by("created")
             )
+            _refuse_another_request(gens, req)
+            return gens
         time.sleep(0.1)
     raise ApiError(
         409,
@@ -155,6 +174,52 @@ def _replay(user, key: str) -> list[Generation]:
         code="conflict",
         retryable=True,
     )
+
+
+def _recover(user, row: IdempotencyKey, req: jobs.JobRequest, params):
+    """A claim whose request died before it recorded its jobs (a web restart mid-admission).
+    Its jobs, when they were committed, are this person's API jobs with the request's
+    fingerprint made since the claim: the claim gets them. Without any, nothing was
+    charged and this request takes the claim over and admits its own."""
+    made = (
+        Generation.objects.filter(
+            user=user, source="api", fingerprint=jobs.fingerprint(req), created__gte=row.created
+        )
+        .order_by("created")
+        .values_list("request_id", flat=True)
+        .first()
+    )
+    taken = IdempotencyKey.objects.filter(pk=row.pk, request_id__isnull=True)
+    if made is not None:
+        taken.update(request_id=made)
+        return IdempotencyKey.objects.get(pk=row.pk).request_id
+    if taken.filter(created=row.created).update(created=timezone.now()) != 1:
+        return None  # another retry took it over first: wait for its jobs
+    try:
+        created = _submit(user, req, params)
+    except ApiError:
+        IdempotencyKey.objects.filter(pk=row.pk).delete()
+        raise
+    IdempotencyKey.objects.filter(pk=row.pk).update(request_id=created[0].request_id)
+    return created[0].request_id
+
+
+def _refuse_another_request(gens: list[Generation], req: jobs.JobRequest) -> None:
+    if not gens:  # its account's jobs were removed since (an admin's clean-up)
+        raise ApiError(
+            409,
+            "The request this Idempotency-Key made no longer exists; send a new key.",
+            param="Idempotency-Key",
+            code="conflict",
+        )
+    if len(gens) != req.count or gens[0].fingerprint != jobs.fingerprint(req):
+        raise ApiError(
+            422,
+            "This Idempotency-Key was already used for a different request (another "
+            "prompt, model, size, images or n). Send a new key with a new request.",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
 
 
 def refresh(ids) -> list[Generation]:

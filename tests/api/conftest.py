@@ -21,15 +21,41 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def api_server(start_worker, sandbox_model, settings):
-    """Base URL of a uvicorn process serving nanoweb's ASGI app on the test database."""
+def start_api(start_worker, sandbox_model, settings):
+    """Start a uvicorn process serving nanoweb's ASGI app on the test database (a Celery
+    worker too, once) → its base URL and process; all are stopped at the end."""
     start_worker(2)
+    procs = []
+
+    def start() -> tuple[str, subprocess.Popen]:
+        base, proc = _start_uvicorn(settings)
+        procs.append(proc)
+        return base, proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def api_server(start_api):
+    """Base URL of a uvicorn process serving nanoweb's ASGI app on the test database."""
+    return start_api()[0]
+
+
+def _start_uvicorn(settings) -> tuple[str, subprocess.Popen]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
         "SECRET_KEY": settings.SECRET_KEY,
+        "NANOWEB_TOKEN_KEY": settings.NANOWEB_TOKEN_KEY,
         "NANOWEB_SANDBOX": "on",
         "NANOWEB_SANDBOX_URL": settings.NANOWEB_SANDBOX_URL,
         "NANOWEB_API_WAIT_SECONDS": "60",
@@ -60,17 +86,10 @@ def api_server(start_worker, sandbox_model, settings):
             )
         base = f"http://127.0.0.1:{port}"
         if _serving(base, proc):
-            break
+            return base, proc
         if proc.poll() is None:
             proc.kill()
-    else:
-        pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
 
 
 def _serving(base: str, proc: subprocess.Popen) -> bool:

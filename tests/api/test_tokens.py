@@ -1,6 +1,11 @@
 """API tokens: shown once, stored as an HMAC, refused clearly when they cannot be used."""
 
 import datetime as dt
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -8,6 +13,7 @@ from django.utils import timezone
 
 from accounts import tokens
 from accounts.models import ApiToken
+from generations.models import Generation
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +126,33 @@ def test_google_clients_authenticate_by_header_or_query(client, alice, sandbox_m
     raw = tokens.create(alice, "genai").secret
     assert client.get("/v1/models", HTTP_X_GOOG_API_KEY=raw).status_code == 200
     assert client.get(f"/v1/models?key={raw}").status_code == 200
+    assert client.get(f"/v1beta/models?key={raw}").status_code == 200
     assert client.get("/v1/models?key=nw_bad").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("post", "/v1/images/generations"),
+        ("post", "/api/v1/generations"),
+        ("get", "/api/v1/generations"),
+    ],
+)
+def test_a_token_in_the_url_is_refused_outside_the_gemini_routes(
+    client, alice, sandbox_model, no_broker, method, path
+):
+    raw = tokens.create(alice, "curl").secret
+    call = getattr(client, method)
+    body = {"prompt": "a fox", "model": "sandbox"} if method == "post" else None
+    r = call(f"{path}?key={raw}", body, content_type="application/json")
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "invalid_api_key" and "not in the URL" in error["message"]
+    assert not Generation.objects.exists()
+    # The same token in a header is fine, a stray ?key= beside it ignored.
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    if method == "get":
+        assert call(f"{path}?key={raw}", **headers).status_code == 200
 
 
 def test_the_page_that_shows_a_new_token_is_never_stored_by_a_browser_or_proxy(client, alice):
@@ -131,3 +163,43 @@ def test_the_page_that_shows_a_new_token_is_never_stored_by_a_browser_or_proxy(c
     ):
         assert "no-store" in response["Cache-Control"]
         assert "private" in response["Cache-Control"]
+
+
+def _digest_under_secret_key(raw: str, secret_key: str) -> str:
+    """How tokens were stored before they had a key of their own."""
+    key = hashlib.sha256(b"nanoweb api tokens\x00" + secret_key.encode()).digest()
+    return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
+
+
+def test_it_keeps_working_when_the_secret_key_is_rotated(alice, settings):
+    raw = tokens.create(alice, "cron").secret
+    settings.SECRET_KEY_FALLBACKS = []
+    settings.SECRET_KEY = "a-new-secret-key-after-a-leak-" + "x" * 30
+    assert tokens.authenticate(raw) == alice
+
+
+def test_a_token_made_under_the_secret_key_survives_its_rotation_and_moves_over(alice, settings):
+    raw = tokens.create(alice, "from last year").secret
+    old = settings.SECRET_KEY
+    ApiToken.objects.update(digest=_digest_under_secret_key(raw, old))
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "rotated-" + "y" * 40, [old]
+    assert tokens.authenticate(raw) == alice
+    # Re-hashed under the token key on that use: dropping the old key later is safe.
+    assert ApiToken.objects.get().digest != _digest_under_secret_key(raw, old)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert tokens.authenticate(raw) == alice
+
+
+def test_a_new_token_key_ends_every_token_at_once(alice, settings):
+    raw = tokens.create(alice, "leaked everywhere").secret
+    settings.NANOWEB_TOKEN_KEY = "a-fresh-token-key-" + "z" * 40
+    with pytest.raises(tokens.TokenRefused, match="Unknown API token"):
+        tokens.authenticate(raw)
+
+
+def test_the_default_token_key_is_a_private_file_of_its_own(settings):
+    if os.environ.get("NANOWEB_TOKEN_KEY"):
+        pytest.skip("NANOWEB_TOKEN_KEY is set in the environment")
+    path = Path(settings.VAR_DIR) / "token_key"
+    assert path.read_text().strip() == settings.NANOWEB_TOKEN_KEY != settings.SECRET_KEY
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
