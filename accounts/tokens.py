@@ -7,6 +7,11 @@ rotating the token key is the one switch that ends them all). Tokens made before
 that key existed were keyed by ``SECRET_KEY``: they are still accepted under it or
 any of ``SECRET_KEY_FALLBACKS``, and re-hashed with the token key on first use.
 A token acts as its user, with that user's limits. Nothing here logs a token.
+
+Each process remembers a token it checked (and its user's row) for
+``NANOWEB_TOKEN_CACHE_SECONDS``, so a busy script costs no query per call: a token
+revoked here is refused at once, elsewhere (another web process, an admin's edit of the
+user) within that time. Only tokens that matched are remembered, by their digest.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -27,6 +33,12 @@ PREFIX = "nw_"
 TOKEN_RE = re.compile(r"^nw_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{32,64})$")
 LAST_USED_EVERY = dt.timedelta(minutes=1)  # a busy script does not write on every call
 EXPIRY_CHOICES = [(None, "Never"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
+
+
+# digest of the whole token → (when to look again, token id, its fields, its user's fields)
+_checked: dict[str, tuple[float, int, tuple, tuple]] = {}
+_CHECKED_MAX = 4096  # distinct tokens remembered per process before starting over
+_clock = time.monotonic
 
 
 class TokenRefused(Exception):
@@ -82,12 +94,19 @@ def authenticate(raw: str | None, *, ip: str | None = None) -> User:
     """The active user a token belongs to, or :class:`TokenRefused` saying why."""
     if not raw:
         raise TokenRefused("No API token: send it as 'Authorization: Bearer nw_…'.")
-    match = TOKEN_RE.match(raw.strip())
+    raw = raw.strip()
+    match = TOKEN_RE.match(raw)
     if not match:
         raise TokenRefused("That is not a nanoweb API token (they start with 'nw_').")
-    token = ApiToken.objects.select_related("user").filter(prefix=PREFIX + match.group(1)).first()
-    if token is None or not _matches(token, raw.strip()):
-        raise TokenRefused("Unknown API token; create one on the API page of your instance.")
+    digest = _digest(raw)
+    token = _remembered(digest)
+    if token is None:
+        token = (
+            ApiToken.objects.select_related("user").filter(prefix=PREFIX + match.group(1)).first()
+        )
+        if token is None or not _matches(token, raw):
+            raise TokenRefused("Unknown API token; create one on the API page of your instance.")
+        _remember(digest, token)
     now = timezone.now()
     if token.revoked_at:
         raise TokenRefused(f"The API token '{token.name}' was revoked.")
@@ -104,8 +123,49 @@ def authenticate(raw: str | None, *, ip: str | None = None) -> User:
         or token.last_used_ip != ip
     ):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
+        token.last_used_at, token.last_used_ip = now, ip
+        _remember(digest, token, renew=False)
     token.user.api_token = token
     return token.user
+
+
+def _fields(row) -> tuple:
+    return tuple(getattr(row, f.attname) for f in row._meta.concrete_fields)
+
+
+def _remember(digest: str, token: ApiToken, *, renew: bool = True) -> None:
+    """Keep ``token`` and its user's row; ``renew=False`` keeps the time to look again."""
+    seconds = settings.NANOWEB_TOKEN_CACHE_SECONDS
+    if seconds <= 0:
+        return
+    until = _clock() + seconds
+    if not renew:
+        until = _checked.get(digest, (until,))[0]
+    if len(_checked) >= _CHECKED_MAX:
+        _checked.clear()
+    _checked[digest] = (until, token.pk, _fields(token), _fields(token.user))
+
+
+def _remembered(digest: str) -> ApiToken | None:
+    """A fresh copy of the remembered token and user (callers may change them freely)."""
+    entry = _checked.get(digest)
+    if entry is None or entry[0] <= _clock():
+        return None
+    _until, _pk, token_values, user_values = entry
+    token = ApiToken.from_db(
+        "default", [f.attname for f in ApiToken._meta.concrete_fields], token_values
+    )
+    token.user = User.from_db(
+        "default", [f.attname for f in User._meta.concrete_fields], user_values
+    )
+    return token
+
+
+def forget(token: ApiToken) -> None:
+    """Stop remembering ``token`` in this process (it was just revoked)."""
+    for digest, entry in list(_checked.items()):
+        if entry[1] == token.pk:
+            _checked.pop(digest, None)
 
 
 def revoke(user: User, pk: int) -> ApiToken | None:
@@ -113,6 +173,7 @@ def revoke(user: User, pk: int) -> ApiToken | None:
     if token is not None and token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        forget(token)
     return token
 
 

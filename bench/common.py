@@ -54,14 +54,15 @@ def describe_services() -> dict:
 
 
 def start_process(
-    args: list[str], log: Path, ready, *, what: str, timeout: float = 90
+    args: list[str], log: Path, ready, *, what: str, timeout: float = 90, env: dict | None = None
 ) -> subprocess.Popen:
-    """Start ``args`` in its own session, logging to ``log``; wait until ``ready()``."""
+    """Start ``args`` in its own session, logging to ``log``; wait until ``ready()``.
+    ``env``: the whole environment (default: this process's)."""
     with log.open("w") as out:
         proc = subprocess.Popen(
             args,
             cwd=REPO,
-            env=os.environ.copy(),
+            env=os.environ.copy() if env is None else env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -429,6 +429,11 @@ NANOWEB_ECONOMY_POLL_MIN_SECONDS = env.float("NANOWEB_ECONOMY_POLL_MIN_SECONDS",
 NANOWEB_ECONOMY_POLL_MAX_SECONDS = env.float("NANOWEB_ECONOMY_POLL_MAX_SECONDS", default=600.0)
 NANOWEB_ECONOMY_DEADLINE_SECONDS = env.int("NANOWEB_ECONOMY_DEADLINE_SECONDS", default=50 * 3600)
 
+# How long a web process trusts an API token it checked, with its
+# user's row (revoking it there acts at once; elsewhere, and an admin's change of the
+# user's limits, within this time). Off (0) until admission reads limits afresh.
+NANOWEB_TOKEN_CACHE_SECONDS = env.float("NANOWEB_TOKEN_CACHE_SECONDS", default=0.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
