@@ -10,12 +10,16 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.forms import UsdField, checked_micros, micros_to_usd_text
 from accounts.models import format_usd
-from generations import discovery
+from generations import (
+    admin_advisor,  # noqa: F401  (the cost advisor's admin page)
+    discovery,
+)
 from generations.models import (
     Attempt,
     Generation,
@@ -28,6 +32,7 @@ from generations.models import (
     Route,
     Upload,
 )
+from generations.providers.base import provider_class
 from generations.resilience import health
 from generations.resilience.store import get_store
 
@@ -149,16 +154,19 @@ class ProviderForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         required=False,
         help_text="Replicate: the webhook signing secret (whsec_…, from "
-        "GET https://api.replicate.com/v1/webhooks/default/secret). Stored encrypted and "
-        "never shown again; leave empty to keep the current one.",
+        "GET https://api.replicate.com/v1/webhooks/default/secret); Freepik: the webhook "
+        "secret from its API dashboard. Stored encrypted and never shown again; leave "
+        "empty to keep the current one.",
     )
 
     class Meta:
         model = Provider
+        widgets = {"options": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})}
         fields = [
             "name",
             "kind",
             "base_url",
+            "options",
             "enabled",
             "rpm",
             "rpd",
@@ -177,16 +185,17 @@ class ProviderForm(forms.ModelForm):
         if data.get("webhooks"):
             if kind not in Provider.WEBHOOK_KINDS:
                 self.add_error(
-                    "webhooks", _("Only fal.ai and Replicate providers call back with webhooks.")
+                    "webhooks",
+                    _("Only fal.ai, Replicate and Freepik providers call back with webhooks."),
                 )
             elif (
-                kind == "replicate"
+                kind in ("replicate", "freepik")
                 and not data.get("webhook_secret")
                 and not self.instance.encrypted_webhook_secret
             ):
                 self.add_error(
                     "webhook_secret",
-                    _("Replicate signs its webhooks: paste the signing secret to check them."),
+                    _("This provider signs its webhooks: paste the signing secret to check them."),
                 )
         return data
 
@@ -200,15 +209,15 @@ class ProviderForm(forms.ModelForm):
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
     list_display = ["name", "kind", "base_url", "rpm", "rpd", "max_concurrency", "enabled"]
-    readonly_fields = ["webhook_address"]
+    readonly_fields = ["webhook_address", "key_note"]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
+        (None, {"fields": ["name", "kind", "key_note", "base_url", "options", "enabled"]}),
         (
             _("Limits per key"),
             {"fields": ["rpm", "rpd", "max_concurrency", "connect_timeout", "read_timeout"]},
         ),
         (
-            _("Webhooks (fal.ai and Replicate)"),
+            _("Webhooks (fal.ai, Replicate, Freepik)"),
             {
                 "fields": ["webhooks", "webhook_address", "webhook_secret", "webhook_keys_url"],
                 "classes": ["collapse"],
@@ -218,10 +227,20 @@ class ProviderAdmin(admin.ModelAdmin):
     ]
     inlines = [ProviderKeyInline]
 
+    @admin.display(description=_("Getting a key"))
+    def key_note(self, provider: Provider) -> str:
+        """The kind's note: where its key comes from, its documented limits."""
+        if provider.pk:
+            return provider_class(provider.kind).key_help or "—"
+        notes = [(label, provider_class(kind).key_help) for kind, label in Provider.KINDS]
+        return format_html_join(
+            "", "<p><strong>{}</strong>: {}</p>", [(label, note) for label, note in notes if note]
+        )
+
     @admin.display(description=_("Webhook address"))
     def webhook_address(self, provider: Provider) -> str:
         if not provider.pk or provider.kind not in Provider.WEBHOOK_KINDS:
-            return _("Only fal.ai and Replicate providers call back.")
+            return _("Only fal.ai, Replicate and Freepik providers call back.")
         path = reverse("generations:webhook", args=[provider.kind, provider.webhook_token])
         return _(
             "%(url)s — nanoweb gives it to the provider with each request; it must be "
@@ -234,11 +253,26 @@ class ProviderAdmin(admin.ModelAdmin):
     def get_urls(self):
         health = self.admin_site.admin_view(self.health_view)
         check_keys = self.admin_site.admin_view(self.check_keys_view)
+        test = self.admin_site.admin_view(self.test_connection_view)
         return [
             path("health/", health, name="generations_provider_health"),
+            path("<int:pk>/test/", test, name="generations_provider_test"),
             path("<int:pk>/check-keys/", check_keys, name="generations_provider_check_keys"),
             *super().get_urls(),
         ]
+
+    def test_connection_view(self, request, pk: int):
+        """POST: each key tried with its kind's cheapest call; the answers as messages."""
+        provider = get_object_or_404(Provider, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        results = discovery.test_connection(provider)
+        if not results:
+            messages.warning(request, _("This provider has no enabled key to test."))
+        for result in results:
+            say = messages.success if result.ok else messages.error
+            say(request, f"{result.key.label}: {result.message}")
+        return redirect("admin:generations_provider_change", provider.pk)
 
     def check_keys_view(self, request, pk: int):
         """Which image models each key can call, against this provider's routes. A POST
@@ -377,6 +411,12 @@ class PriceForm(forms.ModelForm):
         placeholder="0",
         help_text="What each search of a grounded answer costs (Gemini 3: 0.014).",
     )
+    kind = forms.ChoiceField(
+        choices=Price.KINDS,
+        initial=Price.STANDARD,
+        required=False,
+        help_text="Standard (interactive), or Google's Batch API (economy batches).",
+    )
     per_image = PerImageUsdField(
         label="Per image (USD by size)",
         help_text=f"Flat US dollars per image by size ({', '.join(PER_IMAGE_KEYS)}), e.g. "
@@ -386,6 +426,7 @@ class PriceForm(forms.ModelForm):
     class Meta:
         model = Price
         fields = [
+            "kind",
             "effective_from",
             "input_per_mtok",
             "text_output_per_mtok",
@@ -394,6 +435,9 @@ class PriceForm(forms.ModelForm):
             "per_image",
             "note",
         ]
+
+    def clean_kind(self):
+        return self.cleaned_data.get("kind") or Price.STANDARD
 
     def clean(self):
         data = super().clean()
@@ -429,6 +473,7 @@ class RouteAdmin(admin.ModelAdmin):
         "upstream_model",
         "priority",
         "is_free",
+        "free_daily_images",
         "enabled",
         "retired_at",
     ]

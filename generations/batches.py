@@ -7,6 +7,10 @@ refused up front, never half-started). Rows are admitted through ``jobs.submit``
 so the ordinary reservation and ledger apply to each image. Rows beyond the
 person's jobs-in-progress limit wait in the batch, reserving nothing, and start
 as the person's images finish (:func:`feed_waiting`, after each job and from beat).
+
+An economy batch (every row's model has a Gemini Batch API route) starts all its rows
+at once, reserved at the Batch price, and goes to Google as one Batch API job per model
+(:mod:`generations.economy`); the confirm step shows both prices.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from django.utils.translation import gettext as _
 from accounts import limits, quotas
 from accounts.models import csv_text, csv_usd, format_usd
 from accounts.quotas import QuotaExceeded
-from generations import jobs
+from generations import economy, jobs
 from generations.models import Batch, Generation, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,24 @@ class Plan:
     refusal: str | None = None  # the limit the whole batch would exceed
     per_row: list[int] = field(default_factory=list)
     at_once: int | None = None  # the jobs-in-progress limit, when the batch is larger
+    # Economy (the Gemini Batch API): what it may cost, or why it is not offered / refused.
+    economy_micros: int | None = None
+    economy_unavailable: str = ""
+    economy_refusal: str | None = None
+
+    @property
+    def economy_ok(self) -> bool:
+        return self.economy_micros is not None and not (
+            self.economy_unavailable or self.economy_refusal
+        )
+
+    @property
+    def startable(self) -> bool:
+        return not self.refusal or self.economy_ok
+
+    @property
+    def saving(self) -> int:
+        return self.micros - self.economy_micros if self.economy_micros is not None else 0
 
 
 def parse_lines(text: str, defaults: Defaults) -> list[Row]:
@@ -246,7 +268,30 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
     plan.refusal = over_limit(user, images, plan.micros)
     at_once = limits.for_user(user).max_concurrent
     plan.at_once = at_once if at_once is not None and images > at_once else None
+    _plan_economy(user, plan)
     return plan
+
+
+def _plan_economy(user, plan: Plan) -> None:
+    """What the batch would cost as an economy batch, or why it cannot be one."""
+    plan.economy_unavailable = economy.unavailable(list({r.request.model for r in plan.rows}))
+    if plan.economy_unavailable:
+        return
+    try:
+        plan.economy_micros = sum(
+            jobs.estimate_request(r.request, economy=True) * r.request.count for r in plan.rows
+        )
+    except jobs.SubmitError as exc:
+        plan.economy_unavailable = exc.message
+        return
+    if plan.at_once is not None:
+        plan.economy_refusal = _(
+            "An economy batch sends all its %(images)s images to Google at once, but your "
+            "limit of jobs in progress is %(limit)s. Start it at the normal price, or make "
+            "it smaller."
+        ) % {"images": plan.images, "limit": plan.at_once}
+        return
+    plan.economy_refusal = over_limit(user, plan.images, plan.economy_micros)
 
 
 def over_limit(user, images: int, micros: int) -> str | None:
@@ -271,10 +316,13 @@ def over_limit(user, images: int, micros: int) -> str | None:
     return None
 
 
-def start(user, name: str, plan: Plan) -> Batch:
+def start(user, name: str, plan: Plan, *, economy_mode: bool = False) -> Batch:
     """Start every row that fits now and keep the rest waiting for room in the
     person's jobs in progress. Any other refusal (a team limit, or a race with
-    another request) refuses the whole batch: one transaction, nothing started."""
+    another request) refuses the whole batch: one transaction, nothing started.
+    ``economy_mode``: every row now, at the Batch price, through the Batch API."""
+    if economy_mode:
+        return _start_economy(user, name, plan)
     if plan.refusal:
         raise BatchError([plan.refusal])
     try:
@@ -283,6 +331,26 @@ def start(user, name: str, plan: Plan) -> Batch:
             _admit(user, batch, [row.request for row in plan.rows], strict=True)
     except jobs.SubmitError as exc:
         raise BatchError([f"{exc.message} Nothing was started."]) from exc
+    return batch
+
+
+def _start_economy(user, name: str, plan: Plan) -> Batch:
+    refusal = plan.economy_unavailable or plan.economy_refusal
+    if refusal:
+        raise BatchError([refusal])
+    mine = limits.for_user(user)
+    try:
+        with transaction.atomic():
+            batch = Batch.objects.create(
+                user=user, name=name[:200] or _default_name(plan), economy=True
+            )
+            rows = []
+            for row in plan.rows:
+                rows += jobs.submit(user, row.request, mine, economy=True)
+            Generation.objects.filter(pk__in=[g.pk for g in rows]).update(batch=batch)
+            economy.plan_upstream(batch, rows)
+    except jobs.SubmitError as exc:
+        raise BatchError([_("%(reason)s Nothing was started.") % {"reason": exc.message}]) from exc
     return batch
 
 
@@ -443,24 +511,29 @@ def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
         dropped = locked.waiting_images
         locked.waiting, locked.stalled = [], ""
         locked.save(update_fields=["waiting", "stalled"])
+        if locked.economy:  # Google is asked to call its jobs off; the rows are refunded
+            economy.request_cancel(locked)
     batch.waiting, batch.stalled = [], ""
-    request_ids = set(
-        batch.generations.filter(status=Generation.QUEUED, started__isnull=True).values_list(
-            "request_id", flat=True
-        )
-    )
+    waiting = batch.generations.filter(status=Generation.QUEUED)
+    if not batch.economy:
+        waiting = waiting.filter(started__isnull=True)
+    request_ids = set(waiting.values_list("request_id", flat=True))
     cancelled = []
     for request_id in request_ids:
         cancelled += jobs.cancel(user, request_id)
     return cancelled, dropped
 
 
-def retry_failed(user, batch: Batch) -> list[Generation]:
-    failed = list(
-        batch.generations.filter(status__in=[Generation.FAILED, Generation.CANCELLED])
-        .select_related("model", "parent_image")
-        .prefetch_related("references")
+def retry_failed(user, batch: Batch, *, expired_only: bool = False) -> list[Generation]:
+    """Start the batch's failed images again at the normal (interactive) price, also in
+    an economy batch. ``expired_only``: just the rows Google let expire ("run the rest
+    now at the normal price", which is never done automatically)."""
+    which = (
+        batch.expired_rows
+        if expired_only
+        else batch.generations.filter(status__in=[Generation.FAILED, Generation.CANCELLED])
     )
+    failed = list(which.select_related("model", "parent_image").prefetch_related("references"))
     if not failed:
         raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
     try:

@@ -90,6 +90,18 @@ GEMINI_PRICES = {
 # nano-banana $0.039; nano-banana-pro $0.15 at 1K/2K, $0.30 at 4K. Replicate's
 # nano-banana-2 price was not found published per size: its routes start unpriced (and
 # so unused) until an admin prices them.
+# Stability AI bills credits at $0.01 per successful image (platform.stability.ai/pricing,
+# as summarised by developer.puter.com's June 2026 breakdown and aicredits.dev's reading of
+# the pricing page): Stable Image Ultra 8, SD 3.5 Large 6.5, SD 3.5 Large Turbo 4, SD 3.5
+# Medium 3.5, Stable Image Core 3. Keys are the route's upstream ids (the endpoint for
+# ultra and core, the ``model`` field of the sd3 endpoint).
+STABILITY_PRICES = {
+    "ultra": 80_000,
+    "core": 30_000,
+    "sd3.5-large": 65_000,
+    "sd3.5-large-turbo": 40_000,
+    "sd3.5-medium": 35_000,
+}
 _FAL_NB2 = {"512": 60_000, "1K": 80_000, "2K": 120_000, "4K": 160_000}
 _PRO = {"1K": 150_000, "2K": 150_000, "4K": 300_000}
 CHANNEL_PRICES: dict[tuple[str, str], dict[str, int]] = {
@@ -99,6 +111,10 @@ CHANNEL_PRICES: dict[tuple[str, str], dict[str, int]] = {
     ("fal", "google/nano-banana-2.1"): {"1K": 40_000, "2K": 60_000, "4K": 134_000},
     ("replicate", "google/nano-banana"): {"default": 39_000},
     ("replicate", "google/nano-banana-pro"): _PRO,
+    **{
+        ("stability", upstream): {"default": micros}
+        for upstream, micros in STABILITY_PRICES.items()
+    },
 }
 
 
@@ -118,6 +134,8 @@ SHUT_DOWN_IDS = {
 }
 
 FLASH_TOKENS = {"1K": 1120, "2K": 1680, "4K": 2520}
+# Stability's v2beta generate endpoints (ultra, core, sd3) all take these nine ratios.
+STABILITY_RATIOS = ["1:1", "2:3", "3:2", "4:5", "5:4", "9:16", "16:9", "9:21", "21:9"]
 
 MODELS = [
     {
@@ -196,6 +214,49 @@ MODELS = [
         "notice": "Google serves it only to projects that used it before September 2026.",
         "replacement": "nano-banana-2-1",
         "sort_order": 40,
+    },
+    # Stability AI's own models (not Nano Banana): one size per ratio (about 1 MP; Core about
+    # 1.5 MP), nine ratios incl. 9:21, image-to-image from one reference where the API takes
+    # an image (Ultra, SD 3.5; Core takes none). Priced per image (STABILITY_PRICES); the
+    # token estimates are unused for per-image routes.
+    {
+        "slug": "stable-image-ultra",
+        "name": "Stable Image Ultra",
+        "upstream": "ultra",
+        "description": "Stability AI's best photorealism and typography (about 1 megapixel).",
+        "aspect_ratios": STABILITY_RATIOS,
+        "sizes": [],
+        "max_reference_images": 1,
+        "image_tokens": {"default": 0},
+        "estimate_text_tokens": 0,
+        "status": "ga",
+        "sort_order": 60,
+    },
+    {
+        "slug": "stable-image-core",
+        "name": "Stable Image Core",
+        "upstream": "core",
+        "description": "Stability AI's fast and cheap text-to-image (about 1.5 megapixels).",
+        "aspect_ratios": STABILITY_RATIOS,
+        "sizes": [],
+        "max_reference_images": 0,
+        "image_tokens": {"default": 0},
+        "estimate_text_tokens": 0,
+        "status": "ga",
+        "sort_order": 62,
+    },
+    {
+        "slug": "sd-3-5-large",
+        "name": "Stable Diffusion 3.5 Large",
+        "upstream": "sd3.5-large",
+        "description": "Stability AI's open 8B model, served by Stability (about 1 megapixel).",
+        "aspect_ratios": STABILITY_RATIOS,
+        "sizes": [],
+        "max_reference_images": 1,
+        "image_tokens": {"default": 0},
+        "estimate_text_tokens": 0,
+        "status": "ga",
+        "sort_order": 64,
     },
     {
         "slug": "sandbox",

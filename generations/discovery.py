@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
 
+from generations import pricing
 from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM, channel_price
 from generations.crypto import KeyDecryptionError
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
@@ -75,12 +76,41 @@ def check(provider: Provider) -> Report:
     return Report(provider, keys, checks, offers)
 
 
+def _client(provider: Provider, key: ProviderKey):
+    return provider_class(provider.kind)(
+        provider.base_url,
+        key.get_key(),
+        Timeouts(provider.connect_timeout, 30.0),
+        options=provider.options,
+    )
+
+
+@dataclass
+class ConnectionTest:
+    key: ProviderKey
+    ok: bool
+    message: str
+
+
+def test_connection(provider: Provider) -> list[ConnectionTest]:
+    """Each enabled key tried with the cheapest call its kind allows (the admin's *Test
+    connection*): what the provider said, in plain words."""
+    results = []
+    for key in provider.keys.filter(enabled=True):
+        try:
+            results.append(ConnectionTest(key, True, _client(provider, key).test_connection()))
+        except KeyDecryptionError:
+            results.append(
+                ConnectionTest(key, False, _("The key no longer decrypts; enter it again."))
+            )
+        except ProviderError as err:
+            results.append(ConnectionTest(key, False, err.message))
+    return results
+
+
 def _check_key(provider: Provider, key: ProviderKey) -> KeyCheck:
     try:
-        upstream = provider_class(provider.kind)(
-            provider.base_url, key.get_key(), Timeouts(provider.connect_timeout, 30.0)
-        )
-        return KeyCheck(key, models=sorted(set(upstream.list_models())))
+        return KeyCheck(key, models=sorted(set(_client(provider, key).list_models())))
     except KeyDecryptionError:
         return KeyCheck(key, error=_("The key no longer decrypts; enter it again."))
     except ProviderError as err:
@@ -115,7 +145,7 @@ def give_list_price(route: Route) -> None:
     Google's per-token rates, or a queue-style channel's per-image ones. A relay that
     answers in chat completions starts unpriced: relays charge per call, each its own
     price, which the admin enters."""
-    if route.prices.exists():
+    if route.prices.filter(kind=Price.STANDARD).exists():
         return
     kind = route.provider.kind
     fields = channel_price(kind, route.upstream_model)
@@ -123,3 +153,4 @@ def give_list_price(route: Route) -> None:
         fields = {**GEMINI_PRICES[route.upstream_model], "note": "Official list price"}
     if fields is not None:
         Price.objects.create(route=route, effective_from=LIST_PRICES_FROM, **fields)
+        pricing.give_batch_price(route)

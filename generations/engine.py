@@ -136,7 +136,18 @@ def build_request(gen: Generation, route: Route) -> ImageRequest:
         mask=read(gen.mask) if gen.mask_id else None,
         allow_fallback=route.allow_fallback_model,
         deadline_seconds=max((gen.deadline - timezone.now()).total_seconds(), 1.0),
+        idempotency_key=_idempotency_key(gen, route),
     )
+
+
+def _idempotency_key(gen: Generation, route: Route) -> str:
+    """Stays the same across attempts whose submit may have reached the upstream (and a
+    crash before the attempt was logged); changes after an answer that it was not taken."""
+    first = gen.attempts <= 1  # nothing logged yet: no query on the common path
+    refused = (
+        0 if first else gen.attempt_log.filter(route=route, may_have_been_billed=False).count()
+    )
+    return f"nanoweb-{gen.pk}-r{route.pk}-{refused}"
 
 
 def _timeouts(gen: Generation, route: Route) -> Timeouts:
@@ -249,7 +260,8 @@ def release_stale_reservations(now=None) -> int:
     cutoff = now - timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS + 3600)
     released = 0
     stale = quotas.open_reservations(cutoff).values("generation_id")
-    for gen in Generation.objects.filter(pk__in=stale):
+    # A job's own deadline decides: economy rows wait up to 50 h at Google, reserved.
+    for gen in Generation.objects.filter(pk__in=stale, deadline__lt=now - timedelta(hours=1)):
         if gen.status in (Generation.QUEUED, Generation.RUNNING):
             released += fail(gen, ErrorKind.DEADLINE, DEADLINE_MESSAGE)
         else:

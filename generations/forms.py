@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django import forms
+from django.utils.translation import gettext_lazy
 
 from accounts import limits
 from generations import batches, images, jobs
@@ -174,6 +175,15 @@ class BatchForm(forms.Form):
     count = forms.TypedChoiceField(
         coerce=int, initial=1, label="Images per prompt", choices=[(n, str(n)) for n in range(1, 5)]
     )
+    # Chosen on the confirm step, where both prices are shown.
+    mode = forms.ChoiceField(
+        required=False,
+        initial="standard",
+        choices=[
+            ("standard", gettext_lazy("Standard — starts now")),
+            ("economy", gettext_lazy("Economy — half price, ready within 24 h")),
+        ],
+    )
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -193,6 +203,10 @@ class BatchForm(forms.Form):
                 f"{batches.MAX_CSV_BYTES // 1024:,} KB."
             )
         return upload
+
+    @property
+    def economy(self) -> bool:
+        return self.cleaned_data.get("mode") == "economy"
 
     def plan(self, user) -> batches.Plan:
         """Parse and check every row (raises BatchError listing the bad ones)."""

@@ -18,10 +18,10 @@ from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
 from accounts.periods import quota_day
-from generations import pricing, queue
+from generations import pricing, queue, routing
 from generations.failures import ErrorKind
 from generations.images import CleanImage, ImageRejected, clean_image, clean_mask
-from generations.models import Generation, Image, ModelSpec, Route, Upload
+from generations.models import DuplicateOffer, Generation, Image, ModelSpec, Route, Upload
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,32 @@ def recent_duplicates(user, req: JobRequest) -> list[Generation]:
     )
 
 
+def offer_earlier(user, req: JobRequest, earlier: list[Generation]) -> None:
+    """Record that the studio offered ``earlier`` instead of a new, paid request (the
+    cost advisor counts what taking the offer saved)."""
+    DuplicateOffer.objects.create(
+        user=user,
+        team=user.team,
+        request_id=earlier[0].request_id,
+        fingerprint=fingerprint(req),
+        saved_micros=sum(g.actual_micros or 0 for g in earlier),
+    )
+
+
+def decline_offer(user, req: JobRequest) -> None:
+    """The person chose "Generate again": their latest offer for this request was not
+    taken."""
+    window = timedelta(seconds=settings.NANOWEB_DUPLICATE_WINDOW_SECONDS or 0)
+    latest = (
+        DuplicateOffer.objects.filter(
+            user=user, fingerprint=fingerprint(req), created__gte=timezone.now() - window
+        )
+        .order_by("-created")
+        .values_list("pk", flat=True)[:1]
+    )
+    DuplicateOffer.objects.filter(pk__in=list(latest)).update(declined=True)
+
+
 def too_many_references(model: ModelSpec, attached: int) -> str:
     return (
         f"{model.name} accepts at most {model.max_reference_images} reference images; "
@@ -259,9 +285,11 @@ def estimate_per_image(
     prompt_chars: int,
     references: int,
     grounding: bool = False,
+    economy: bool = False,
 ) -> int:
     """Worst case over the model's routes, so any route that serves is covered. A grounded
-    image allows for ``NANOWEB_GROUNDING_ESTIMATE_QUERIES`` searches."""
+    image allows for ``NANOWEB_GROUNDING_ESTIMATE_QUERIES`` searches. ``economy``: over
+    the routes that serve economy batches, at their Batch price."""
     worst = None
     usage = pricing.worst_case_usage(
         prompt_chars=prompt_chars,
@@ -270,12 +298,19 @@ def estimate_per_image(
         text_tokens=model.estimate_text_tokens,
         grounded=grounding,
     )
-    for route in Route.objects.usable().filter(model=model):
-        price = route.price_at()
+    routes = routing.batch_routes(model) if economy else Route.objects.usable().filter(model=model)
+    for route in routes:
+        price = pricing.batch_price(route) if economy else route.price_at()
         if not route.is_priced(price):
             continue  # an unpriced route is never used, so it cannot cost anything
         cost = pricing.route_cost(route, price, usage, image_size)
         worst = cost if worst is None else max(worst, cost)
+    if worst is None and economy:
+        raise SubmitError(
+            _("%(model)s has no Gemini Batch API route with a Batch price.")
+            % {"model": model.name},
+            field="model",
+        )
     if worst is None:
         raise SubmitError(
             f"{model.name} has no priced provider route; ask an admin to "
@@ -285,24 +320,35 @@ def estimate_per_image(
     return worst
 
 
-def estimate_request(req: JobRequest) -> int:
-    """:func:`estimate_per_image` for what ``req`` asks."""
+def estimate_request(req: JobRequest, *, economy: bool = False) -> int:
+    """:func:`estimate_per_image` for what ``req`` asks (as an economy row: ``economy``)."""
     return estimate_per_image(
         req.model,
         image_size=req.image_size,
         prompt_chars=len(req.prompt),
         references=len(req.references),
         grounding=req.grounding,
+        economy=economy,
     )
 
 
-def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) -> list[Generation]:
+ECONOMY_STAGE = "waiting for the economy batch"
+
+
+def submit(
+    user, req: JobRequest, mine: limits.EffectiveLimits | None = None, *, economy: bool = False
+) -> list[Generation]:
     """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing.
-    ``mine``: the person's limits, when the caller has read them already."""
+    ``mine``: the person's limits, when the caller has read them already.
+
+    ``economy``: rows of an economy batch, reserved at the Batch price and not enqueued
+    (generations.economy sends them in one Batch API job). They wait queued with their
+    next attempt at their deadline, which is the Batch API's: the engine never runs them."""
     mine = mine or limits.for_user(user)
     validate(req)
     validate_for(user, req, mine)
-    per_image = estimate_request(req)
+    per_image = estimate_request(req, economy=economy)
+    wait = settings.NANOWEB_ECONOMY_DEADLINE_SECONDS if economy else None
     print_ = fingerprint(req)
     names = [
         req.reference_names[i] if i < len(req.reference_names) else f"reference-{i + 1}"
@@ -313,6 +359,7 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
     uploads, mask = stored[: len(req.references)], stored[len(req.references)]
     now = timezone.now()
     request_id = uuid.uuid4()
+    deadline = now + timedelta(seconds=wait or settings.NANOWEB_JOB_DEADLINE_SECONDS)
     try:
         with transaction.atomic():
             jobs = [
@@ -330,11 +377,12 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
                     params=req.params,
                     quota_day=quota_day(now),
                     reserved_micros=per_image,
-                    stage="queued",
+                    stage=ECONOMY_STAGE if economy else "queued",
                     enqueued_at=now,
+                    next_attempt_at=deadline if economy else now,
                     source=req.source,
                     created=now + timedelta(microseconds=i),
-                    deadline=now + timedelta(seconds=settings.NANOWEB_JOB_DEADLINE_SECONDS),
+                    deadline=deadline,
                 )
                 for i in range(req.count)
             ]
@@ -342,7 +390,8 @@ def submit(user, req: JobRequest, mine: limits.EffectiveLimits | None = None) ->
             for job in jobs:
                 for upload in uploads:  # one by one: their order is kept (see ordered_references)
                     job.references.add(upload)
-            transaction.on_commit(lambda: queue.enqueue([j.pk for j in jobs]))
+            if not economy:
+                transaction.on_commit(lambda: queue.enqueue([j.pk for j in jobs]))
     except quotas.QuotaExceeded as exc:
         _discard_new_uploads([*uploads, mask] if mask else uploads)
         raise SubmitError(exc.message, limit=exc.limit) from exc

@@ -104,7 +104,12 @@ def failed(gen: Generation, choice: Choice, err: ProviderError, started: float):
     return handle_error(gen, choice, err, started)
 
 
-def succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb: bytes) -> None:
+def succeed(
+    gen: Generation, choice: Choice, result: ImageResult, clean, thumb: bytes, *, fence=None
+) -> bool:
+    """Store the image and settle its money; False when the job was no longer ours to
+    finish. ``fence``: the rows that may be finished (default: the running attempt's,
+    :func:`fenced`; an economy row is fenced on its Batch API job instead)."""
     cost = pricing.route_cost(choice.route, choice.price, result.usage, gen.image_size)
     # Never charge past the reservation (a price that rose after admission, or more
     # text than the estimate allowed): no budget is overrun, and the ledger says why.
@@ -134,18 +139,19 @@ def succeed(gen: Generation, choice: Choice, result: ImageResult, clean, thumb: 
         for field, name, data in files:
             field.save(name, ContentFile(data), save=False)
         image.width, image.height = clean.width, clean.height  # known: no need to reopen
-        won = _settle_success(gen, choice, result, image, cost, charged, reason)
+        won = _settle_success(gen, choice, result, image, cost, charged, reason, fence)
     finally:
         if not won:  # our lease was taken over (the other run owns the outcome), or we failed
             for (field, _name, _data), path in zip(files, paths, strict=True):
                 name = field.name or path
                 if field.storage.exists(name):
                     field.storage.delete(name)
+    return won
 
 
-def _settle_success(gen, choice, result, image, cost, charged, reason) -> bool:
+def _settle_success(gen, choice, result, image, cost, charged, reason, fence=None) -> bool:
     with transaction.atomic():
-        won = fenced(gen).update(
+        won = (fence if fence is not None else fenced(gen)).update(
             status=Generation.SUCCEEDED,
             stage="",
             finished=timezone.now(),
@@ -193,7 +199,10 @@ def handle_error(gen: Generation, choice: Choice, err: ProviderError, started: f
         if choice.route.pk in spent:  # the next route starts afresh, without this one's wait
             delay = resilience.retry_delay(err.kind, 1, None)
         else:
-            delay = resilience.retry_delay(err.kind, same_kind, err.retry_after)
+            # A used-up key's wait belongs to the key (it rests), not to the job: another
+            # key may serve at once.
+            wait = None if err.kind == ErrorKind.KEY_EXHAUSTED else err.retry_after
+            delay = resilience.retry_delay(err.kind, same_kind, wait)
         if timezone.now() + timedelta(seconds=delay) >= gen.deadline:
             delay = None
     record(
@@ -359,7 +368,14 @@ def _penalise_key(key: ProviderKey, err: ProviderError) -> None:
     if err.kind == ErrorKind.OUT_OF_CREDIT:
         _rest_broke_key(key, err)
     elif err.kind == ErrorKind.KEY_EXHAUSTED:
-        ProviderKey.objects.filter(pk=key.pk).update(exhausted_until=next_midnight(zone=PACIFIC))
+        # Until the upstream's stated wait (a Space's GPU quota: "retry in 0:09:48"), else
+        # until Google's daily quotas reset, at Pacific midnight.
+        until = (
+            timezone.now() + timedelta(seconds=err.retry_after)
+            if err.retry_after
+            else next_midnight(zone=PACIFIC)
+        )
+        ProviderKey.objects.filter(pk=key.pk).update(exhausted_until=until)
     elif err.kind == ErrorKind.KEY_INVALID:
         ProviderKey.objects.filter(pk=key.pk).update(
             enabled=False, disabled_reason=(err.detail or err.message)[:300]

@@ -13,6 +13,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
+from generations import pricing
 from generations.catalog import GEMINI_PRICES, LIST_PRICES_FROM, MODELS
 from generations.crypto import KeyDecryptionError
 from generations.models import ModelSpec, Price, Provider, ProviderKey, Route
@@ -101,11 +102,12 @@ def _route(model_slug: str, provider: Provider, upstream: str, *, priority: int)
         upstream_model=upstream,
         defaults={"priority": priority},
     )
-    if not route.prices.exists():
+    if not route.prices.filter(kind=Price.STANDARD).exists():
         Price.objects.create(
             route=route,
             effective_from=LIST_PRICES_FROM,
             note="Official list price",
             **GEMINI_PRICES[upstream],
         )
+    pricing.give_batch_price(route)
     return route

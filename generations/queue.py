@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 RUN_GENERATION = "generations.tasks.run_generation"
 CANCEL_UPSTREAM = "generations.tasks.cancel_upstream"
+RUN_ECONOMY_BATCH = "generations.tasks.run_economy_batch"
 CHECK_BUDGET_ALERTS = "accounts.tasks.check_budget_alerts"
 
 
@@ -22,6 +23,13 @@ def enqueue(ids, *, countdown: float | None = None) -> None:
     """Run the next attempt of each job (after ``countdown`` seconds, if given)."""
     for pk in ids:
         current_app.send_task(RUN_GENERATION, args=(str(pk),), countdown=countdown)
+
+
+def run_economy_batch(ids, *, countdown: float | None = None) -> None:
+    """Submit, poll or store the results of each Batch API job (UpstreamBatch ids). A
+    lost message is harmless: the reconciler sends it again (economy.reconcile)."""
+    for pk in ids:
+        current_app.send_task(RUN_ECONOMY_BATCH, args=(pk,), countdown=countdown)
 
 
 def waiting_messages() -> int | None:

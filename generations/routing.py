@@ -7,22 +7,34 @@ after a route failure the route that failed goes last. A route whose breaker is
 open and a key at its rate limit are skipped; if that leaves nothing,
 :class:`NotYet` says how long until something frees up (booking the soonest
 rate-limit slot, so the job wakes exactly when it opens).
+
+A route with a free tier (``Route.free_daily_images``) serves at most that many images
+a day per key, free; a key past it is skipped, so the model's next route (its priced
+fallback) serves. Its days end at midnight Pacific time, as Google's free-tier quotas
+do (ai.google.dev/gemini-api/docs/rate-limits: "Requests per day (RPD) quotas reset at
+midnight Pacific time"). Images are counted from the attempt log (calls that made an
+image), so two jobs admitted at the same instant can both take the last free image;
+the provider's own free-tier 429 then fails the second one over as usual.
+
+Economy batches use :func:`batch_routes`: Gemini routes with a Batch price in force.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time
 
 from django.conf import settings
 from django.db.models import Count, F
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from generations import pricing, resilience
-from generations.failures import ErrorKind
-from generations.models import Generation, ModelSpec, Price, ProviderKey, Route
+from generations.failures import OK, ErrorKind
+from generations.models import Attempt, Generation, ModelSpec, Price, ProviderKey, Route
 from generations.providers.base import Provider, Timeouts, provider_class
 from generations.resilience import breaker, limiter
-from generations.resilience.types import Limits, Permit
+from generations.resilience.types import PACIFIC, Limits, Permit
 
 # A model that answered without an image, or a call that timed out (and may have been
 # billed), gets its retries once per job: another route runs the same model, so handing
@@ -41,8 +53,10 @@ class Choice:
     def connect(self, timeouts: Timeouts) -> Provider:
         """The provider client for this route and key (raises KeyDecryptionError when
         the stored key cannot be read)."""
-        kind = self.route.provider.kind
-        return provider_class(kind)(self.route.provider.base_url, self.key.get_key(), timeouts)
+        provider = self.route.provider
+        return provider_class(provider.kind)(
+            provider.base_url, self.key.get_key(), timeouts, options=provider.options
+        )
 
 
 class NoRoute(Exception):
@@ -98,7 +112,7 @@ def choose_route(gen: Generation) -> Choice:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
     waits: list[tuple[float, str]] = []
     bookable: list[tuple] = []
-    exhausted = False
+    exhausted = free_used = False
     for route in routes:
         price = route.price_at()
         if not route.is_priced(price):
@@ -106,6 +120,12 @@ def choose_route(gen: Generation) -> Choice:
         keys = list(
             route.provider.keys.usable().order_by(F("last_used").asc(nulls_first=True), "id")
         )
+        if route.has_free_tier:
+            within = [key for key in keys if within_free_tier(route, key)]
+            free_used = free_used or len(within) < len(keys)
+            keys = within
+            if not keys:
+                continue
         if not keys:
             exhausted = exhausted or route.provider.keys.filter(enabled=True).exists()
             continue
@@ -136,11 +156,17 @@ def choose_route(gen: Generation) -> Choice:
     if waits:
         seconds, stage = min(waits)
         raise NotYet(seconds, stage)
-    if exhausted:
+    if exhausted or free_used:
         raise NoRoute(
             _(
                 "Every provider key for %(model)s has used up its daily quota. Quotas "
                 "reset at midnight Pacific time."
+            )
+            % {"model": gen.model.name}
+            if exhausted
+            else _(
+                "The free images of %(model)s are used up for today and it has no priced "
+                "route to continue on. They come back at midnight Pacific time."
             )
             % {"model": gen.model.name},
             ErrorKind.KEY_EXHAUSTED,
@@ -258,5 +284,39 @@ def _upstream_full(route: Route, key: ProviderKey) -> bool:
 
 
 def servable(route: Route) -> bool:
-    """Could this route take a job at all: priced (or free), with a usable key?"""
-    return route.is_priced(route.price_at()) and route.provider.keys.usable().exists()
+    """Could this route take a job at all: priced (or free), with a usable key (one
+    within the free tier, for a route that has one)?"""
+    if not route.is_priced(route.price_at()):
+        return False
+    keys = route.provider.keys.usable()
+    if route.has_free_tier:
+        return any(within_free_tier(route, key) for key in keys)
+    return keys.exists()
+
+
+def free_day_start(now=None) -> datetime:
+    """When the free tier's day began: the last midnight Pacific time."""
+    local = (now or timezone.now()).astimezone(PACIFIC)
+    return datetime.combine(local.date(), time.min, tzinfo=PACIFIC)
+
+
+def free_images_used(route: Route, key: ProviderKey, now=None) -> int:
+    """Images this key made through ``route`` since the free tier's day began."""
+    return Attempt.objects.filter(
+        route=route, key_label=key.label, outcome=OK, started__gte=free_day_start(now)
+    ).count()
+
+
+def within_free_tier(route: Route, key: ProviderKey, now=None) -> bool:
+    return free_images_used(route, key, now) < (route.free_daily_images or 0)
+
+
+def batch_routes(model: ModelSpec) -> list[Route]:
+    """The routes that can serve ``model``'s economy rows, in failover order: Gemini
+    routes with a Batch price in force and a usable key."""
+    routes = Route.objects.usable().filter(model=model, provider__kind="gemini")
+    return [
+        route
+        for route in routes.select_related("provider", "model")
+        if pricing.batch_price(route) is not None and route.provider.keys.usable().exists()
+    ]

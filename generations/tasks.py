@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 
 from accounts import quotas
-from generations import batches, engine, gallery, polling, queue, webhooks
+from generations import batches, economy, engine, gallery, polling, queue, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,18 @@ def sweep() -> dict:
 
 @shared_task
 def reconcile() -> dict:
-    """Every minute: the sweep, plus jobs past their deadline and old limiter state."""
-    return engine.reconcile()
+    """Every minute: the sweep, plus jobs past their deadline and old limiter state, and
+    the Batch API jobs whose next look the broker lost."""
+    return {**engine.reconcile(), "economy_requeued": economy.reconcile()}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_economy_batch(upstream_batch_id: int) -> None:
+    """Submit, poll or store one Batch API job; the next look is a fresh message with a
+    countdown, so no worker waits while Google works."""
+    delay = economy.run(upstream_batch_id)
+    if delay is not None:
+        queue.run_economy_batch([upstream_batch_id], countdown=delay)
 
 
 @shared_task

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.views import usage_page
+from generations.views.advisor import team_advice
 from generations.views.api_tokens import api_page, revoke_token
 from nanoweb import views
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("usage", usage_page, name="usage"),
+    path("usage/advice", team_advice, name="usage-advice"),
     path("settings/api", api_page, name="api-settings"),
     path("settings/api/tokens/<int:pk>/revoke", revoke_token, name="revoke-token"),
     path("healthz", views.healthz, name="healthz"),

@@ -19,7 +19,8 @@ def test_favicon_ico_leads_to_the_sites_icon(client):
 def test_admin_pages_link_the_icon(client):
     from tests.factories import make_user
 
-    assert ICON_LINK in client.get("/admin/login/").content.decode()
+    # the admin signs in through the site's own (throttled) sign-in page
+    assert ICON_LINK in client.get("/admin/login/", follow=True).content.decode()
     client.force_login(make_user("lead@example.com", is_staff=True, is_superuser=True))
     page = client.get("/admin/").content.decode()
     assert ICON_LINK in page and "/static/css/admin.css" in page

@@ -1,7 +1,8 @@
 """What is made and how, split by concept:
 
 * :mod:`.upstreams` — ModelSpec (with its life cycle), Provider, ProviderKey, Route, Price;
-* :mod:`.jobs` — Generation, Upload, Batch, Attempt, IdempotencyKey, WebhookDelivery;
+* :mod:`.jobs` — Generation, Upload, Batch, Attempt, IdempotencyKey, WebhookDelivery,
+  DuplicateOffer;
 * :mod:`.images` — Image;
 * :mod:`.resilience` — KeyPermit, RouteCircuit (the database store's state);
 * :mod:`.notices` — Notice.
@@ -11,6 +12,7 @@ from generations.models.images import Image, ImageQuerySet
 from generations.models.jobs import (
     Attempt,
     Batch,
+    DuplicateOffer,
     Generation,
     GenerationQuerySet,
     IdempotencyKey,
@@ -38,6 +40,7 @@ __all__ = [
     "ASPECT_RATIOS",
     "EXTRA_ASPECT_RATIOS",
     "Attempt",
+    "DuplicateOffer",
     "Batch",
     "Generation",
     "GenerationQuerySet",

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Team
 from generations.failures import ATTEMPT_OUTCOMES, ErrorKind, explain
@@ -49,6 +50,11 @@ class Batch(models.Model):
     stalled = models.CharField(
         max_length=500, blank=True, help_text="Why waiting rows cannot start (another limit)."
     )
+    economy = models.BooleanField(
+        default=False,
+        help_text="Economy: sent through the Gemini Batch API at its Batch price, ready "
+        "within 24 hours (generations.economy).",
+    )
 
     class Meta:
         ordering = ["-created"]
@@ -60,6 +66,94 @@ class Batch(models.Model):
     @property
     def waiting_images(self) -> int:
         return sum(row.get("count", 1) for row in self.waiting)
+
+    @property
+    def expired_rows(self):
+        """Economy rows Google let expire: "run the rest now at the normal price"."""
+        return self.generations.filter(
+            status=Generation.FAILED,
+            error_kind=ErrorKind.DEADLINE,
+            upstream_batch__state=UpstreamBatch.EXPIRED,
+        )
+
+
+class UpstreamBatch(models.Model):
+    """One Gemini Batch API job: the economy rows of one batch that go to one route.
+
+    ``phase`` is nanoweb's side (see generations.economy): ``new`` (not sent yet),
+    ``submitting`` (a worker is sending it: ``display_name`` finds it upstream if the
+    worker died before it learned ``name``), ``waiting`` (Google has it; polled on
+    countdowns), ``applying`` (its results are being stored), ``finished``. ``state`` is
+    Google's (``BATCH_STATE_PENDING`` … ``SUCCEEDED`` / ``FAILED`` / ``CANCELLED`` /
+    ``EXPIRED``)."""
+
+    NEW, SUBMITTING, WAITING, APPLYING, FINISHED = (
+        "new",
+        "submitting",
+        "waiting",
+        "applying",
+        "finished",
+    )
+    PHASES = [(p, p) for p in (NEW, SUBMITTING, WAITING, APPLYING, FINISHED)]
+    ACTIVE = (NEW, SUBMITTING, WAITING, APPLYING)
+    EXPIRED = "BATCH_STATE_EXPIRED"
+    STATE_LABELS = {
+        "": gettext_lazy("Not sent yet"),
+        "BATCH_STATE_PENDING": gettext_lazy("Pending at Google"),
+        "BATCH_STATE_RUNNING": gettext_lazy("Running at Google"),
+        "BATCH_STATE_SUCCEEDED": gettext_lazy("Done at Google"),
+        "BATCH_STATE_FAILED": gettext_lazy("Failed at Google"),
+        "BATCH_STATE_CANCELLED": gettext_lazy("Cancelled"),
+        EXPIRED: gettext_lazy("Expired: not done within 48 hours"),
+    }
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="upstream_batches")
+    route = models.ForeignKey(Route, null=True, on_delete=models.SET_NULL, related_name="+")
+    key = models.ForeignKey("ProviderKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    price = models.ForeignKey("Price", null=True, on_delete=models.SET_NULL, related_name="+")
+    display_name = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=200, blank=True, help_text='Google\'s "batches/…".')
+    input_file = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text='The JSONL of requests, when sent as a file ("files/…").',
+    )
+    phase = models.CharField(max_length=12, choices=PHASES, default=NEW, db_index=True)
+    state = models.CharField(max_length=40, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    submitted = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    poll_errors = models.PositiveSmallIntegerField(default=0)
+    tries = models.PositiveSmallIntegerField(
+        default=0, help_text="Submits, or stores of the results, that did not get through."
+    )
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return self.name or self.display_name
+
+    @property
+    def is_active(self) -> bool:
+        return self.phase in self.ACTIVE
+
+    @property
+    def state_label(self) -> str:
+        return str(self.STATE_LABELS.get(self.state, self.state.removeprefix("BATCH_STATE_")))
+
+    def waited(self) -> timedelta:
+        """How long Google has had it (or had it, once finished)."""
+        if self.submitted is None:
+            return timedelta(0)
+        return (self.finished or timezone.now()) - self.submitted
 
 
 class GenerationQuerySet(models.QuerySet):
@@ -144,6 +238,11 @@ class Generation(models.Model):
     # pending, so a crashed or reclaimed job resumes polling instead of paying again.
     upstream_id = models.CharField(max_length=200, blank=True, db_index=True)
     upstream_job = models.JSONField(null=True, blank=True)
+    # An economy row: the Gemini Batch API job carrying it (generations.economy). The
+    # engine never runs such a row: it waits queued with next_attempt_at at its deadline.
+    upstream_batch = models.ForeignKey(
+        UpstreamBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="rows"
+    )
     served_by = models.CharField(
         max_length=200,
         blank=True,
@@ -193,7 +292,10 @@ class Generation(models.Model):
     @property
     def is_cancellable(self) -> bool:
         """Queued and not being worked on: not started, or waiting at a queue-style
-        upstream between polls (its request there is called off too)."""
+        upstream between polls (its request there is called off too). An economy row is
+        cancelled with its batch, which calls off the Batch API job."""
+        if self.upstream_batch_id:
+            return False
         return self.status == self.QUEUED and (self.started is None or bool(self.upstream_job))
 
     @property
@@ -294,3 +396,26 @@ class SpooledAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.generation_id}: {len(self.data)} bytes"
+
+
+class DuplicateOffer(models.Model):
+    """The studio offered the images of an identical request made moments before,
+    instead of paying for the same images again (``jobs.recent_duplicates``). It is
+    *declined* when the person chose "Generate again"; otherwise it was taken, and saved
+    what those images cost. The cost advisor counts both."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.UUIDField(help_text="The earlier request whose images were offered.")
+    fingerprint = models.CharField(max_length=64)
+    saved_micros = models.BigIntegerField(default=0)
+    declined = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.user} {'declined' if self.declined else 'took'} {self.request_id}"

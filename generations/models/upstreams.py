@@ -201,9 +201,15 @@ class Provider(models.Model):
         ("openai_chat", "OpenAI chat completions with the image in the message (relays)"),
         ("fal", "fal.ai queue"),
         ("replicate", "Replicate predictions"),
+        ("leonardo", "Leonardo.ai generations"),
+        ("freepik", "Freepik (Magnific) API tasks"),
+        ("higgsfield", "Higgsfield platform API"),
+        ("hf_space", "Hugging Face Space (Gradio)"),
+        ("stability", "Stability AI Stable Image"),
+        ("comfyui", "ComfyUI server (a workflow of yours)"),
     ]
-    QUEUED_KINDS = frozenset({"fal", "replicate"})
-    WEBHOOK_KINDS = QUEUED_KINDS
+    QUEUED_KINDS = frozenset({"fal", "replicate", "leonardo", "freepik", "higgsfield", "comfyui"})
+    WEBHOOK_KINDS = frozenset({"fal", "replicate", "freepik"})
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=KINDS, default="gemini")
@@ -211,7 +217,10 @@ class Provider(models.Model):
         max_length=300,
         validators=[validate_base_url],
         help_text="Google: https://generativelanguage.googleapis.com · OpenAI or a relay: "
-        "https://…/v1 · fal.ai: https://queue.fal.run · Replicate: https://api.replicate.com/v1",
+        "https://…/v1 · fal.ai: https://queue.fal.run · Replicate: https://api.replicate.com/v1 "
+        "· Leonardo: https://cloud.leonardo.ai/api/rest · Freepik: https://api.freepik.com · "
+        "Higgsfield: https://platform.higgsfield.ai · Stability: https://api.stability.ai · a "
+        "Space: https://owner-name.hf.space · ComfyUI: http://host:8188",
     )
     connect_timeout = models.FloatField(default=10.0)
     read_timeout = models.FloatField(default=120.0)
@@ -227,7 +236,7 @@ class Provider(models.Model):
     )
     webhooks = models.BooleanField(
         default=False,
-        help_text="fal.ai and Replicate: ask the provider to call this instance when a "
+        help_text="fal.ai, Replicate and Freepik: ask the provider to call this instance when a "
         "request finishes (NANOWEB_BASE_URL must be reachable from the internet). Polling "
         "stays the fallback.",
     )
@@ -239,6 +248,13 @@ class Provider(models.Model):
         validators=[validate_base_url],
         help_text="fal.ai: where its webhook signing keys are published; empty for fal's own "
         "(https://rest.alpha.fal.ai/.well-known/jwks.json).",
+    )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Settings of this kind of provider, e.g. a Hugging Face Space's id and "
+        "argument names, a ComfyUI workflow, Higgsfield's field mapping (see the note "
+        "for the kind above; the README lists each).",
     )
     is_sandbox = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
@@ -332,6 +348,14 @@ class Route(models.Model):
         null=True, blank=True, help_text="When the provider said it no longer knows the model."
     )
     retired_reason = models.CharField(max_length=500, blank=True)
+    free_daily_images = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A provider's free tier: this route makes up to this many images a day per "
+        "key (days end at midnight Pacific time, as Google's quotas do) and bills nothing "
+        "for them; past that, the next route of the model (its priced fallback) serves. "
+        "Empty: no free tier.",
+    )
 
     objects = RouteQuerySet.as_manager()
 
@@ -346,21 +370,50 @@ class Route(models.Model):
     def __str__(self) -> str:
         return f"{self.model} → {self.provider} ({self.upstream_model})"
 
-    def price_at(self, when=None) -> Price | None:
+    def price_at(self, when=None, kind: str | None = None) -> Price | None:
+        """The interactive price in force at ``when`` (or the ``kind`` asked for)."""
         when = when or timezone.now()
-        return self.prices.filter(effective_from__lte=when).order_by("-effective_from").first()
+        prices = self.prices.filter(kind=kind or Price.STANDARD, effective_from__lte=when)
+        return prices.order_by("-effective_from").first()
+
+    @property
+    def has_free_tier(self) -> bool:
+        return self.free_daily_images is not None
+
+    @property
+    def bills_nothing(self) -> bool:
+        """Marked free, or a free tier (which serves only the images it gives away)."""
+        return self.is_free or self.has_free_tier
 
     def is_priced(self, price: Price | None) -> bool:
         """May this route be used with ``price`` (its price in force)? An unpriced route
-        is refused unless an admin marked it free."""
-        return price is not None or self.is_free
+        is refused unless an admin marked it free (or gave it a free tier)."""
+        return price is not None or self.bills_nothing
 
 
 class Price(models.Model):
     """A versioned price for a route. Rates are micro-USD per million tokens
-    (so $30/M = 30_000_000) or micro-USD per image by size."""
+    (so $30/M = 30_000_000) or micro-USD per image by size.
+
+    Its kind says which calls it prices: ``standard`` (interactive generateContent and
+    every other protocol) or ``batch`` (the Gemini Batch API's economy batches, half the
+    standard list price at Google: ai.google.dev/gemini-api/docs/pricing)."""
+
+    STANDARD, BATCH = "standard", "batch"
+    KINDS = [
+        (STANDARD, gettext_lazy("Standard (interactive)")),
+        (BATCH, gettext_lazy("Batch API (economy)")),
+    ]
 
     route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="prices")
+    kind = models.CharField(
+        max_length=10,
+        choices=KINDS,
+        default=STANDARD,
+        help_text="Batch: what an economy batch's image costs through the Gemini Batch API "
+        "(Google: 50 % of the standard price). A route with a Batch price in force can "
+        "serve economy batches.",
+    )
     effective_from = models.DateTimeField(default=timezone.now)
     input_per_mtok = models.PositiveBigIntegerField(default=0)
     text_output_per_mtok = models.PositiveBigIntegerField(
@@ -381,9 +434,10 @@ class Price(models.Model):
         ordering = ["route", "-effective_from"]
         constraints = [
             models.UniqueConstraint(
-                fields=["route", "effective_from"], name="one_price_per_route_and_time"
+                fields=["route", "kind", "effective_from"], name="one_price_per_route_kind_and_time"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.route} from {self.effective_from:%Y-%m-%d}"
+        batch = " (Batch API)" if self.kind == self.BATCH else ""
+        return f"{self.route}{batch} from {self.effective_from:%Y-%m-%d}"

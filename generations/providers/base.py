@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from generations.failures import RETRYABLE, ErrorKind
 
@@ -80,6 +81,9 @@ class ImageRequest:
     # and how long the upstream may keep the request before dropping it (Cancel-After).
     allow_fallback: bool = False
     deadline_seconds: float | None = None
+    # The same for every submit of this job to this route until an answer says it was
+    # not taken (Higgsfield's Idempotency-Key: a retried submit is never paid twice).
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,11 +194,15 @@ class Provider(ABC):
         api_key: str,
         timeouts: Timeouts | None = None,
         client: httpx.Client | None = None,
+        options: dict | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeouts = timeouts or Timeouts()
         self.client = client or shared_http_client()
+        # The admin's settings for this provider (Provider.options): a Space's argument
+        # names, a ComfyUI workflow, … Each kind documents and validates its own.
+        self.options = dict(options or {})
 
     @abstractmethod
     def generate(self, request: ImageRequest) -> ImageResult:
@@ -204,6 +212,18 @@ class Provider(ABC):
         """The upstream model ids this key can call that make images (all pages), for
         the admin's key check. Raise :class:`ProviderError` when the upstream refuses."""
         raise ProviderError(ErrorKind.PERMANENT, "This kind of provider cannot list its models.")
+
+    # The admin's note for this kind: where to get a key, what it looks like, and the
+    # provider's documented limits (shown on the provider's admin page).
+    key_help = ""
+
+    def test_connection(self) -> str:
+        """The cheapest call this provider allows that shows whether the key works
+        (ideally free: a model list, an account or balance endpoint), as one plain
+        sentence for the admin. Raise :class:`ProviderError` when the upstream refuses;
+        a kind with no free call says so instead of spending money."""
+        found = self.list_models()
+        return _("The key works; it can call %(count)s image models.") % {"count": len(found)}
 
 
 class QueueProvider(Provider):
@@ -274,6 +294,12 @@ PROVIDER_KINDS: dict[str, str] = {
     "openai_chat": "generations.providers.openai_chat.OpenAIChatProvider",
     "fal": "generations.providers.fal.FalProvider",
     "replicate": "generations.providers.replicate.ReplicateProvider",
+    "leonardo": "generations.providers.leonardo.LeonardoProvider",
+    "freepik": "generations.providers.freepik.FreepikProvider",
+    "higgsfield": "generations.providers.higgsfield.HiggsfieldProvider",
+    "hf_space": "generations.providers.hf_space.HFSpaceProvider",
+    "stability": "generations.providers.stability.StabilityProvider",
+    "comfyui": "generations.providers.comfyui.ComfyUIProvider",
 }
 
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from PIL import Image
 
 from generations.failures import ErrorKind
@@ -91,6 +93,28 @@ def transient_message(status: int) -> str:
     if status == 500:
         return "The provider had an internal error."
     return "The provider is unavailable right now."
+
+
+def loads_or_none(body: bytes | str) -> Any:
+    """The JSON in ``body``, or None when it is not JSON (an HTML error page, nothing)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, TypeError):
+        return None
+
+
+def server_side(
+    status: int, error_of, *, slow: str = "", may_have_been_billed: bool = False
+) -> ProviderError | None:
+    """The end every provider's status mapping shares: 504 is slow (retried with a longer
+    read timeout), 408, 409 and any other 5xx transient; None for the other statuses.
+    ``error_of(kind, message, **extra)`` is the provider's own builder (its detail)."""
+    if status == 504:
+        extra = {"may_have_been_billed": True} if may_have_been_billed else {}
+        return error_of(ErrorKind.SLOW, slow or _("The provider took too long to answer."), **extra)
+    if status in (408, 409) or status >= 500:
+        return error_of(ErrorKind.TRANSIENT, transient_message(status))
+    return None
 
 
 def retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -324,3 +348,53 @@ def _fetch_own(
             return bytes(body)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise FetchError(f"fetching from {host_of(url)} failed: {type(exc).__name__}") from None
+
+
+# --- servers a team runs itself (ComfyUI, Hugging Face Spaces) -------------------------
+
+NO_KEY = frozenset({"", "none", "anonymous", "-"})
+
+
+# The long side of a square image for each size step (a ratio keeps the area), and the
+# multiple both sides are rounded to (latent models work in 8 px cells; 64 suits SD/SDXL/
+# Flux). Data an admin may override in options ("sides", "multiple").
+DEFAULT_SIDES = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+DEFAULT_MULTIPLE = 64
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    """``Authorization: Bearer`` for a real key; nothing for a placeholder (``none``)."""
+    return {} if key.strip().lower() in NO_KEY else {"authorization": f"Bearer {key.strip()}"}
+
+
+def real_key(key: str) -> str:
+    """The key to scrub from messages ("" for a placeholder, which is no secret)."""
+    return "" if key.strip().lower() in NO_KEY else key.strip()
+
+
+def pixel_size(
+    aspect_ratio: str,
+    image_size: str | None,
+    sides: dict | None = None,
+    multiple: int = DEFAULT_MULTIPLE,
+) -> tuple[int, int]:
+    """Width and height for a ratio at a size step: the square side's area, at the ratio,
+    both sides rounded to ``multiple`` (1:1 1K → 1024×1024, 16:9 1K → 1344×768)."""
+    table = {**DEFAULT_SIDES, **(sides or {})}
+    side = table.get(image_size or "1K", table["1K"])
+    try:
+        rw, rh = (float(part) for part in aspect_ratio.split(":"))
+        width = math.sqrt(side * side * rw / rh)
+    except (ValueError, ZeroDivisionError):
+        raise ProviderError(
+            ErrorKind.PERMANENT,
+            _("Unsupported aspect ratio %(ratio)s.") % {"ratio": aspect_ratio},
+        ) from None
+    height = side * side / width
+    step = max(int(multiple), 8)
+    return (max(step, round(width / step) * step), max(step, round(height / step) * step))
+
+
+def misconfigured(message: str) -> ProviderError:
+    """A route whose options cannot work: fail over, never retry it, tell the admin."""
+    return ProviderError(ErrorKind.REFUSED, message, detail=f"provider options: {message}")

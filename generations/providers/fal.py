@@ -57,6 +57,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -78,6 +79,7 @@ from generations.providers.common import (
     excerpt,
     fetched,
     json_body,
+    loads_or_none,
     origin_fetcher,
     retry_after_header,
     same_origin,
@@ -114,6 +116,20 @@ BLOCKED_MESSAGE = (
 
 class FalProvider(QueueProvider):
     """One image per request through fal's queue (``base_url`` like https://queue.fal.run)."""
+
+    key_help = gettext_lazy(
+        "https://fal.ai/dashboard/keys (a key looks like id:secret), base URL "
+        "https://queue.fal.run. fal runs 2–40 requests at once per account depending on "
+        "its plan: set max concurrency to yours. Only successful images are billed."
+    )
+
+    def test_connection(self) -> str:
+        return str(
+            gettext_lazy(
+                "fal.ai has no free call that checks a key: generate one image through this "
+                "provider to try it (a failed request is not billed)."
+            )
+        )
 
     def submit(
         self, request: ImageRequest, *, webhook_url: str | None = None
@@ -345,7 +361,7 @@ def classify_error(
 ) -> ProviderError:
     """Classify a fal error answer (``stage``: submit, poll, result or cancel)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
-    data = _json(body)
+    data = loads_or_none(body)
     items = _detail_list(body)
     error_type = str(
         (data.get("error_type") if isinstance(data, dict) else None)
@@ -406,15 +422,8 @@ def classify_error(
     return error_of(ErrorKind.PERMANENT, f"{message}: {clean_text(said)}")
 
 
-def _json(body: bytes | str) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, TypeError):
-        return None
-
-
 def _detail_list(body: bytes | str) -> list[dict]:
-    data = _json(body)
+    data = loads_or_none(body)
     if isinstance(data, list):  # some endpoints answer the list itself
         return [i for i in data if isinstance(i, dict)]
     detail = data.get("detail") if isinstance(data, dict) else None

@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -105,6 +106,14 @@ ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 class GeminiProvider(Provider):
     """``POST {base_url}/v1beta/models/{model}:generateContent`` for one image."""
+
+    key_help = gettext_lazy(
+        "Google AI Studio → Get API key (https://aistudio.google.com/apikey); a key looks "
+        "like AIza…. Image models need billing on the key's project. Its limits (requests "
+        "per minute and per day) depend on the project's tier, shown in AI Studio → Usage: "
+        "enter them as RPM and RPD here. A relay that speaks generateContent: its base URL "
+        "and the key from its dashboard. Test connection lists the key's models (free)."
+    )
 
     def generate(self, request: ImageRequest) -> ImageResult:
         try:

@@ -38,6 +38,7 @@ import re
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -78,6 +79,11 @@ SIZES = frozenset({"1K", "2K", "4K"})
 
 
 class OpenAIChatProvider(Provider):
+    key_help = gettext_lazy(
+        "A relay's key (from its dashboard) and its base URL ending in /v1. Relays charge "
+        "per call, each its own price: enter the relay's price per image on the routes. "
+        "Test connection lists the relay's models (free)."
+    )
     """One image per ``/chat/completions`` call."""
 
     def generate(self, request: ImageRequest) -> ImageResult:

@@ -27,8 +27,11 @@ model without sizes (``image_size`` None) sends none, leaving OpenAI's
 which ``auto`` (often ``high``) would not.
 
 ``response_format=b64_json`` is sent to dall-e models only: gpt-image models
-always answer inline and refuse the parameter. An answer carrying ``url``
-instead (some relays) is fetched through :mod:`safe_fetch`.
+always answer inline and refuse the parameter, and so do some relays for models
+they do not know. An answer carrying ``url`` instead (some relays; LocalAI, which
+answers with a URL on its own address unless asked for ``b64_json``) is fetched:
+directly when the URL is on the provider's own origin, through :mod:`safe_fetch`
+otherwise.
 
 Usage: ``usage.input_tokens`` (text and image input together: :class:`Usage`
 has one input rate; the split is kept in ``ImageResult.extra``) and
@@ -53,13 +56,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -81,6 +84,7 @@ from generations.providers.common import (
     fetched,
     image_problem,
     json_body,
+    origin_fetcher,
     relay_saturated,
     retry_after_header,
     scrubbed,
@@ -88,7 +92,6 @@ from generations.providers.common import (
     transient_message,
     transport_error,
 )
-from generations.providers.safe_fetch import fetch_image
 
 GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 DALL_E_3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
@@ -115,6 +118,13 @@ BLOCKED_MESSAGE = (
 
 
 class OpenAIImagesProvider(Provider):
+    key_help = gettext_lazy(
+        "OpenAI: https://platform.openai.com/api-keys (sk-…), base URL "
+        "https://api.openai.com/v1; GPT Image models need a verified organization. A relay "
+        "or a local server (vLLM-Omni, LocalAI) with an OpenAI-compatible /v1/images "
+        "endpoint: its /v1 base URL and key (any text for a server without keys). Test "
+        "connection lists the models (free)."
+    )
     """One image per call from ``/images/generations`` or ``/images/edits``."""
 
     def generate(self, request: ImageRequest) -> ImageResult:
@@ -166,8 +176,13 @@ class OpenAIImagesProvider(Provider):
             raise transport_error(exc) from None  # `from None`: the request holds the key
         if not response.is_success:
             raise classify_error(response.status_code, response.content, response.headers)
-        fetch = functools.partial(
-            fetch_image, max_bytes=MAX_FETCHED_IMAGE_BYTES, timeout=self.timeouts.read
+        # A URL on the admin's own base URL (LocalAI answers http://its-host/generated-images/…)
+        # is fetched directly; any other goes through safe_fetch.
+        fetch = origin_fetcher(
+            self.base_url,
+            self.client,
+            {"authorization": f"Bearer {self.api_key}"},
+            timeout=self.timeouts.read,
         )
         return parse_response(
             json_body(response),

@@ -71,6 +71,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -96,9 +97,9 @@ from generations.providers.common import (
     retry_after_header,
     same_origin,
     scrubbed,
+    server_side,
     sniffed_image,
     text_of,
-    transient_message,
     transport_error,
 )
 from generations.providers.webhooks import verify_standard
@@ -169,7 +170,26 @@ class ReplicateProvider(QueueProvider):
             return False
         return _status(prediction) in ("canceled", "aborted") and not _started(prediction)
 
+    key_help = gettext_lazy(
+        "https://replicate.com/account/api-tokens (r8_…), base URL "
+        "https://api.replicate.com/v1. For webhooks, the signing secret comes from GET "
+        "/v1/webhooks/default/secret. Test connection reads the key's account (free)."
+    )
+
+    def test_connection(self) -> str:
+        return str(gettext_lazy("The key works (Replicate account %(name)s).")) % {
+            "name": self._account_name()
+        }
+
     def list_models(self) -> list[str]:
+        name = self._account_name()
+        raise ProviderError(
+            ErrorKind.PERMANENT,
+            f"The key works (Replicate account {name}), but Replicate cannot "
+            "list the models a key may call.",
+        )
+
+    def _account_name(self) -> str:
         try:
             response = self._call("GET", f"{self.base_url}/account", stage="account")
             if not response.is_success:
@@ -180,11 +200,7 @@ class ReplicateProvider(QueueProvider):
         except ProviderError as err:
             raise scrubbed(err, self.api_key) from None
         name = account.get("username") if isinstance(account, dict) else None
-        raise ProviderError(
-            ErrorKind.PERMANENT,
-            f"The key works (Replicate account {name or 'unknown'}), but Replicate cannot "
-            "list the models a key may call.",
-        )
+        return name or "unknown"
 
     @classmethod
     def verify_webhook(
@@ -471,14 +487,8 @@ def classify_error(
         )
     if status == 422 and any(mark in lowered for mark in BLOCK_MARKS):
         return error_of(ErrorKind.BLOCKED, BLOCKED_MESSAGE)
-    if status == 504:
-        return error_of(
-            ErrorKind.SLOW,
-            "The provider took too long to answer.",
-            may_have_been_billed=stage == "submit",
-        )
-    if status in (408, 409) or status >= 500:
-        return error_of(ErrorKind.TRANSIENT, transient_message(status))
+    if (err := server_side(status, error_of, may_have_been_billed=stage == "submit")) is not None:
+        return err
     message = "The provider rejected the request"
     if status == 413:
         message = "The request was too large for the provider (are the reference images too big?)"

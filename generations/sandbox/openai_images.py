@@ -15,15 +15,14 @@ ask for ``b64_json``.
 from __future__ import annotations
 
 import base64
-import email.policy
 import io
 import json
 import time
 from dataclasses import dataclass
-from email.parser import BytesParser
 
 from PIL import Image
 
+from generations.sandbox.parse import multipart
 from generations.sandbox.responses import text_tokens
 from generations.sandbox.specs import GPT_IMAGE_OUTPUT_TOKENS, ImagesModel, images_model
 
@@ -103,7 +102,7 @@ def parse_generations(raw: bytes) -> ImagesRequest:
 
 
 def parse_edits(raw: bytes, content_type: str) -> ImagesRequest:
-    fields, images, mask = _form(raw, content_type)
+    fields, images, mask = image_form(raw, content_type)
     if not images:
         raise InvalidRequest(
             "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
@@ -229,7 +228,7 @@ def _truthy(value) -> bool:
     return value not in (None, False, "false", "False", "0", "")
 
 
-def _form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes], bytes | None]:
+def image_form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes], bytes | None]:
     """multipart/form-data → text fields, the image files in order, and the mask."""
     if (
         not content_type.lower().startswith("multipart/form-data")
@@ -238,16 +237,13 @@ def _form(raw: bytes, content_type: str) -> tuple[dict[str, str], list[bytes], b
         raise InvalidRequest(
             f"Invalid Content-Type header ({content_type or 'none'}), expected multipart/form-data."
         )
-    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
-    message = BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    if not message.is_multipart():
+    parts = multipart(raw, content_type)
+    if not parts:
         raise InvalidRequest("Could not parse multipart form data.")
     fields: dict[str, str] = {}
     images: list[bytes] = []
     mask = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition") or ""
-        payload = part.get_payload(decode=True) or b""
+    for name, _filename, payload in parts:
         if name in ("image", "image[]"):
             images.append(payload)
         elif name == "mask":

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.policy
 import json
 import re
 from dataclasses import dataclass
+from email.parser import BytesParser
 
 from generations.sandbox.specs import THINKING_LEVELS, UpstreamModel, upstream_model
 
@@ -209,3 +211,21 @@ def _grounded(spec: UpstreamModel, tools) -> bool:
     if asked and not spec.grounding:
         raise BadRequest("Search Grounding is not supported.")
     return asked
+
+
+def multipart(raw: bytes, content_type: str) -> list[tuple[str, str, bytes]]:
+    """(field name, file name, payload) of each part of a multipart/form-data body."""
+    if "multipart/form-data" not in content_type.lower() or "boundary=" not in content_type:
+        return []
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        return []
+    return [
+        (
+            part.get_param("name", header="content-disposition") or "",
+            part.get_filename() or "",
+            part.get_payload(decode=True) or b"",
+        )
+        for part in message.iter_parts()
+    ]

@@ -49,6 +49,9 @@ Wire facts relied on, and where they come from (looked up in late 2026):
   (https://replicate.com/changelog/2026-03-02-fallback-model-for-nano-banana-pro). The
   output schema is a bare URI, with no resolution field to mark: the sandbox puts a
   clear marker in ``logs`` instead (``Falling back to bytedance/seedream-5-lite``).
+* ``GET /account`` → ``{type, username, name, github_url}`` (replicate-python-beta,
+  src/replicate/resources/account.py and types/account_get_response.py): what the
+  admin's *Test connection* reads.
 * Errors are problem+json ``{title, detail, status}``: 401 "Unauthenticated" / "You did
   not pass a valid authentication token"; 402 "Insufficient credit" / "You have
   insufficient credit to run this model. Go to https://replicate.com/account/billing#billing
@@ -295,6 +298,9 @@ class ReplicateAPI:
         if key in self.config.invalid_keys:
             detail = "You did not pass a valid authentication token"
             return problem(401, "Unauthenticated", detail, "api_key_invalid")
+        if req.method == "GET" and req.path == "/account":
+            account = {"type": "user", "username": "sandbox", "name": "Sandbox", "github_url": None}
+            return Reply.of(200, account, "account")
         route = MODEL_PATH.match(req.path)
         if (
             req.method == "POST"

@@ -24,11 +24,15 @@ Routes (this module only routes; the answers are made by the modules named):
 * ``fal``: everything under ``/fal`` (fal's queue, ``{sandbox}/fal`` as base URL);
 * ``replicate``: everything under ``/replicate/v1``;
 * ``chat``: ``POST /v1/chat/completions``;
+* ``batch_api``: Gemini's Batch API (``POST /v1beta/models/{model}:batchGenerateContent``,
+  ``/v1beta/batches…``) and the Files API it reads input from and writes results to
+  (``/upload/v1beta/files``, ``/download/v1beta/files/{id}:download``);
 * ``GET /files/{name}``: the files the queue protocols and the chat relay made
   (``queue.FileStore``);
 * ``GET /healthz``: status, the request count and, once a channel protocol (fal,
   Replicate, chat) has been called, ``queue``: ``submitted``, ``submitted_by_prompt``,
-  ``cancelled``, ``webhooks_sent``, ``webhooks_lost``, ``webhooks_failed``, ``polls``.
+  ``cancelled``, ``webhooks_sent``, ``webhooks_lost``, ``webhooks_failed``, ``polls``;
+  once a Batch API job was created, ``batch`` (``batch_api.BatchAPI.counters``).
 
 Anything else is a 404 in the envelope of the API its path belongs to.
 
@@ -44,6 +48,7 @@ against the key's quotas.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import threading
@@ -56,6 +61,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from generations.sandbox import openai_images as openai
 from generations.sandbox import responses
+from generations.sandbox.batch_api import BatchAPI
 from generations.sandbox.chat import ChatRelay
 from generations.sandbox.direct import MODELS_PAGE_SIZE, DirectAPIs
 from generations.sandbox.fal import FalAPI
@@ -77,6 +83,18 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline da
 MAX_CHANNEL_BODY_BYTES = 100 * 1024 * 1024
 # Path prefix → (protocol, the prefix the protocol's own paths start after).
 CHANNELS = {"/fal/": ("fal", "/fal"), "/replicate/v1/": ("replicate", "/replicate/v1")}
+# The other channels' protocols, each a module with a class taking
+# (config, state, queue engine, stopping event) and answering ``handle(Request)``;
+# a provider's base_url is ``{sandbox}{prefix}``.
+MORE_CHANNELS = {
+    "/leonardo/": ("leonardo", "/leonardo", "generations.sandbox.leonardo:LeonardoAPI"),
+    "/freepik/": ("freepik", "/freepik", "generations.sandbox.freepik:FreepikAPI"),
+    "/higgsfield/": ("higgsfield", "/higgsfield", "generations.sandbox.higgsfield:HiggsfieldAPI"),
+    "/hf/": ("hf_space", "/hf", "generations.sandbox.hf_space:SpaceAPI"),
+    "/stability/": ("stability", "/stability", "generations.sandbox.stability:StabilityAPI"),
+    "/comfyui/": ("comfyui", "/comfyui", "generations.sandbox.comfyui:ComfyUIAPI"),
+}
+CHANNELS.update({prefix: (name, strip) for prefix, (name, strip, _) in MORE_CHANNELS.items()})
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -92,6 +110,12 @@ class SandboxServer(ThreadingHTTPServer):
         self.fal = FalAPI(config, self.state, self.queue)
         self.replicate = ReplicateAPI(config, self.state, self.queue, self.stopping)
         self.chat = ChatRelay(config, self.state, self.queue, self.stopping)
+        self.batch = BatchAPI(self.direct, self.state, self.stopping)
+        self.channels = {"fal": self.fal, "replicate": self.replicate}
+        for name, _, where in MORE_CHANNELS.values():
+            module, _, cls = where.partition(":")
+            api = getattr(importlib.import_module(module), cls)
+            self.channels[name] = api(config, self.state, self.queue, self.stopping)
         super().__init__(address, _Handler)
 
     @property
@@ -103,6 +127,8 @@ class SandboxServer(ThreadingHTTPServer):
         health = {"status": "ok", "upstream": "sandbox", "requests": self.state.requests}
         if self.queue.counters.touched():
             health["queue"] = self.queue.counters.snapshot()
+        if self.batch.counts:
+            health["batch"] = self.batch.counters()
         return health
 
     def serve_file(self, name: str) -> Reply:
@@ -139,7 +165,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         channel = next((c for prefix, c in CHANNELS.items() if url.path.startswith(prefix)), None)
         is_chat = url.path == CHAT_PATH
-        raw = self._read_body(MAX_CHANNEL_BODY_BYTES if channel or is_chat else MAX_BODY_BYTES)
+        is_batch = BatchAPI.owns(url.path)
+        uploading = url.path.startswith("/upload/")  # Google takes files up to 2 GB
+        big = channel or is_chat or uploading
+        raw = self._read_body(MAX_CHANNEL_BODY_BYTES if big else MAX_BODY_BYTES)
         model = "-"
         route = GENERATE_PATH.match(url.path)
         is_openai = url.path.startswith("/v1/")
@@ -147,6 +176,13 @@ class _Handler(BaseHTTPRequestHandler):
         if channel or (is_chat and self.command == "POST"):
             flavor = "plain"
             reply = self._channel(channel, url, raw)
+        elif is_batch:
+            host = self.headers.get("Host") or self.server.base_url.removeprefix("http://")
+            reply = self.server.batch.handle(
+                self.command, url.path, url.query, self.headers, raw, f"http://{host}"
+            )
+            if reply.outcome == "file":
+                flavor = "plain"
         elif self.command == "GET" and url.path.startswith("/files/"):
             flavor = "plain"
             reply = self.server.serve_file(url.path.removeprefix("/files/"))
@@ -212,7 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
             body=raw,
             origin=f"http://{host}",
         )
-        api = {"fal": self.server.fal, "replicate": self.server.replicate}.get(protocol)
+        api = self.server.channels.get(protocol)
+        if api is None and protocol != "chat":
+            return Reply.of(404, {"detail": "Not found"}, "not_found")
         return (api or self.server.chat).handle(request)
 
     def _read_body(self, limit: int) -> bytes | None:

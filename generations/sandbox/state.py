@@ -98,6 +98,8 @@ class SandboxConfig:
     chat_image_style: str = "data"
     # Replicate's signing secret, as GET /v1/webhooks/default/secret gives it.
     replicate_webhook_secret: str = "whsec_c2FuZGJveC1yZXBsaWNhdGUtd2ViaG9vay1zZWNyZXQ="
+    # Freepik's webhook secret (its dashboard shows one; the HMAC key is its raw bytes).
+    freepik_webhook_secret: str = "sandbox-freepik-webhook-secret"
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(ALL_FAULTS)

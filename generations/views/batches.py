@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -76,7 +77,8 @@ def batch_start(request):
         return _render_step(request, "batch-form", {"form": form}, 422)
     try:
         plan = form.plan(request.user)
-        batch = batches.start(request.user, form.cleaned_data.get("name", ""), plan)
+        name = form.cleaned_data.get("name", "")
+        batch = batches.start(request.user, name, plan, economy_mode=form.economy)
     except batches.BatchError as exc:
         return _render_step(request, "batch-form", {"form": form, "row_errors": exc.messages}, 422)
     url = reverse("generations:batch", args=[batch.pk])
@@ -105,7 +107,14 @@ def batch_cancel(request, pk):
     cancelled, dropped = batches.cancel(request.user, batch)
     returned = sum(g.reserved_micros for g in cancelled)
     count = len(cancelled) + dropped
-    if count:
+    if count and batch.economy:
+        message = ngettext(
+            "Cancelled %(count)s image at Google; %(returned)s returned to your budget.",
+            "Cancelled %(count)s images at Google; %(returned)s returned to your budget.",
+            count,
+        )
+        messages.success(request, message % {"count": count, "returned": format_usd(returned)})
+    elif count:
         messages.success(
             request,
             f"Cancelled {count} image{'s' if count != 1 else ''} "
@@ -121,10 +130,19 @@ def batch_cancel(request, pk):
 def batch_retry(request, pk):
     batch = get_batch_for_user(request, pk)
     try:
-        new = batches.retry_failed(request.user, batch)
+        expired_only = bool(request.POST.get("expired_only"))  # "run the rest now"
+        new = batches.retry_failed(request.user, batch, expired_only=expired_only)
     except batches.BatchError as exc:
         messages.error(request, " ".join(exc.messages))
         return _back_to(request, batch, status=422 if not request.htmx else 200)
+    if expired_only:
+        message = ngettext(
+            "Started %(count)s image at the normal price for the one Google did not make.",
+            "Started %(count)s images at the normal price for the ones Google did not make.",
+            len(new),
+        )
+        messages.success(request, message % {"count": len(new)})
+        return _back_to(request, batch)
     messages.success(
         request,
         f"Started {len(new)} new image{'s' if len(new) != 1 else ''} for the ones that failed.",

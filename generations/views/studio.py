@@ -102,7 +102,10 @@ def generate(request):
     if form.is_valid() and not form.cleaned_data["again"]:
         earlier = jobs.recent_duplicates(request.user, form.job_request)
         if earlier:
+            jobs.offer_earlier(request.user, form.job_request, earlier)
             return _offer_earlier(request, form, mine, earlier)
+    if form.is_valid() and form.cleaned_data["again"]:
+        jobs.decline_offer(request.user, form.job_request)
     if form.is_valid():
         try:
             new_jobs = jobs.submit(request.user, form.job_request, mine)

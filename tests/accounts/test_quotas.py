@@ -144,6 +144,11 @@ def test_the_audit_releases_reservations_older_than_any_deadline(alice, flash, n
     stuck, done, fresh = submit(alice, job_request(flash, count=3))
     long_ago = timezone.now() - timedelta(hours=3)
     LedgerEntry.objects.filter(generation__in=[stuck, done]).update(created=long_ago)
+    # …jobs admitted three hours ago, long past their own deadline (an economy row's
+    # reservation lives until its own, later, deadline)
+    Generation.objects.filter(pk__in=[stuck.pk, done.pk]).update(
+        created=long_ago, deadline=long_ago + timedelta(minutes=30)
+    )
     Generation.objects.filter(pk=done.pk).update(status="succeeded")  # closed, never settled
     with pytest.raises(CommandError, match="2 stale reservation"):
         call_command("ledger_check")

@@ -10,7 +10,6 @@ import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, hotp_value
 from django.contrib.auth.hashers import MD5PasswordHasher
-from django.core import mail
 from django.core.cache import cache
 
 from accounts import invitations

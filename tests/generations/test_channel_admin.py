@@ -95,7 +95,7 @@ def test_replicate_webhooks_need_the_signing_secret_which_is_stored_encrypted(ad
 def test_webhooks_are_refused_for_a_kind_that_sends_none(admin_client):
     response = admin_client.post("/admin/generations/provider/add/", provider_form(webhooks="on"))
     assert response.status_code == 200
-    assert "Only fal.ai and Replicate" in response.content.decode()
+    assert "Only fal.ai, Replicate and Freepik" in response.content.decode()
 
 
 def test_a_new_fal_route_starts_at_fal_s_list_price_per_image(admin_client):
@@ -137,3 +137,44 @@ def test_a_model_page_lists_its_routes_in_failover_order(admin_client):
     chosen = re.findall(r'<option value="\d+" selected>(First|Second|Third)</option>', page)
     assert chosen == ["First", "Second", "Third"]
     assert "no price: not used" in page
+
+
+# --- Getting a key, and Test connection (issue 17, part 7) ------------------------------
+
+
+def test_the_add_page_says_how_to_get_a_key_for_each_kind(admin_client):
+    text = admin_client.get("/admin/generations/provider/add/").content.decode()
+    assert "Getting a key" in text
+    assert "aistudio.google.com/apikey" in text and "replicate.com/account/api-tokens" in text
+
+
+def test_test_connection_reports_in_plain_words(admin_client):
+    from generations.sandbox.server import SandboxConfig, running_sandbox
+
+    config = SandboxConfig(invalid_keys=frozenset({"AIza-revoked"}))
+    with running_sandbox(config) as url:
+        good = Provider.objects.create(name="Google", kind="gemini", base_url=url)
+        key = good.keys.create(label="main")
+        key.set_key("AIza-works")
+        key.save()
+        bad = good.keys.create(label="old")
+        bad.set_key("AIza-revoked")
+        bad.save()
+        page = admin_client.get(f"/admin/generations/provider/{good.pk}/change/").content.decode()
+        assert "Test connection" in page and "aistudio.google.com/apikey" in page
+        assert admin_client.get(f"/admin/generations/provider/{good.pk}/test/").status_code == 403
+        r = admin_client.post(f"/admin/generations/provider/{good.pk}/test/", follow=True)
+        said = [str(m) for m in r.context["messages"]]
+        assert any(m.startswith("main: The key works; it can call") for m in said), said
+        assert any(m.startswith("old: ") and "works" not in m for m in said), said
+        assert all("AIza-revoked" not in m for m in said)
+
+        replicate = Provider.objects.create(
+            name="Replicate", kind="replicate", base_url=url + "/replicate/v1"
+        )
+        token = replicate.keys.create(label="main")
+        token.set_key("r8_sandbox")
+        token.save()
+        r = admin_client.post(f"/admin/generations/provider/{replicate.pk}/test/", follow=True)
+        said = [str(m) for m in r.context["messages"]]
+        assert said and said[0].startswith("main: The key works (Replicate account"), said

@@ -4,8 +4,8 @@ encryption keys."""
 import pytest
 from cryptography.fernet import Fernet
 
-from generations import crypto
-from generations.models import Provider, ProviderKey, Route
+from generations import crypto, pricing
+from generations.models import Price, Provider, ProviderKey, Route
 from generations.providers_setup import GOOGLE, configure_providers
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,22 @@ def test_a_gemini_key_creates_the_google_provider_and_routes_once(gemini_env):
     }
     assert all(r.price_at() for r in Route.objects.filter(provider=google))
     assert not Provider.objects.get(is_sandbox=True).enabled  # a real key turns it off
+
+
+def test_google_routes_start_with_a_batch_price_at_half_and_a_relay_gets_none(gemini_env):
+    configure_providers()
+    configure_providers()  # idempotent: still one Batch price per route
+    for route in Route.objects.filter(provider__name=GOOGLE):
+        batch = pricing.batch_price(route)
+        standard = route.price_at()
+        assert batch.input_per_mtok == standard.input_per_mtok // 2
+        assert batch.image_output_per_mtok == standard.image_output_per_mtok // 2
+        assert route.prices.filter(kind=Price.BATCH).count() == 1
+    gemini_env.GEMINI_BASE_URL = "https://relay.example.com"
+    Price.objects.filter(kind=Price.BATCH).delete()
+    configure_providers()
+    relayed = Price.objects.filter(kind=Price.BATCH, route__provider__name=GOOGLE)
+    assert not relayed.exists()  # relays speak no Batch API
 
 
 def test_the_base_url_follows_the_environment(gemini_env):

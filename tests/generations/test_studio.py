@@ -2,7 +2,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from generations.models import Generation
+from generations.models import DuplicateOffer, Generation
 from tests.factories import make_image, page_text
 
 pytestmark = pytest.mark.django_db
@@ -152,9 +152,13 @@ def test_it_offers_the_earlier_result_for_an_identical_request(
     assert again["HX-Retarget"] == "#duplicate-notice"
     assert "You made this exact image" in page and f'href="#job-{first.pk}"' in page
     assert Generation.objects.count() == 1  # nothing paid twice
+    offer = DuplicateOffer.objects.get()  # the cost advisor counts offers and savings
+    first.refresh_from_db()
+    assert (offer.user, offer.saved_micros, offer.declined) == (alice, first.actual_micros, False)
 
     client.post("/generate", {**form, "again": "1"}, HTTP_HX_REQUEST="true")
     assert Generation.objects.count() == 2  # asked for a new one anyway
+    assert DuplicateOffer.objects.get().declined
     client.post("/generate", {**form, "aspect_ratio": "16:9"}, HTTP_HX_REQUEST="true")
     assert Generation.objects.count() == 3  # different parameters are a different request
 
