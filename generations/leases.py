@@ -105,6 +105,8 @@ class Heartbeat:
                     self._beat(h)
             with self._lock:
                 dues = [h.due for h in self._held.values()]
+            if not dues:
+                connection.close()  # idle: hold no database connection until the next job
             self._wake.wait(max(min(dues) - time.monotonic(), 0.05) if dues else None)
 
     def _beat(self, h: Held) -> None:
