@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -323,7 +324,8 @@ class InvitationAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.invited_by = request.user
         url = invitations.issue(obj, request.build_absolute_uri("/"))
-        invitations.send(obj, url)
+        # The admin saves inside a transaction: the mail goes once the row is committed.
+        transaction.on_commit(lambda: invitations.send(obj, url))
         messages.info(request, format_html("Sent to {}. The link: {}", obj.email, url))
 
     @admin.action(description="Send again with a new link")

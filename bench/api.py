@@ -159,18 +159,20 @@ def api_sender(web_url: str, token: str):
     return send
 
 
-def run(args: argparse.Namespace) -> dict:
-    var = scratch_instance("api")
+def prepare(prefix: str):
+    """A scratch instance routed to a sandbox on a free port, and an unlimited user with
+    an API token: (var dir, sandbox port, web port, the sandbox's upstream model, user,
+    token)."""
+    var = scratch_instance(prefix)
     from django.conf import settings
 
-    from accounts import quotas, tokens
+    from accounts import tokens
     from accounts.models import User
-    from generations.models import Generation, Route
+    from generations.models import Route
     from generations.providers_setup import configure_providers
 
     sandbox_port, web_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    web_url = f"http://127.0.0.1:{web_port}"
     settings.NANOWEB_SANDBOX_URL = sandbox_url
     os.environ["NANOWEB_SANDBOX_URL"] = sandbox_url
     configure_providers()
@@ -182,6 +184,16 @@ def run(args: argparse.Namespace) -> dict:
         max_concurrent_jobs=None,
     )
     token = tokens.create(user, "benchmark").secret
+    return var, sandbox_port, web_port, upstream_model, user, token
+
+
+def run(args: argparse.Namespace) -> dict:
+    var, sandbox_port, web_port, upstream_model, user, token = prepare("api")
+    from accounts import quotas
+    from generations.models import Generation
+
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    web_url = f"http://127.0.0.1:{web_port}"
 
     worker = web = sandbox = None
     levels = []

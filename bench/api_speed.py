@@ -38,11 +38,10 @@ import time
 from pathlib import Path
 
 import httpx
-from api import answers, direct_sender, free_port, load
+from api import answers, direct_sender, free_port, load, prepare
 from common import (
     describe_services,
     print_checks,
-    scratch_instance,
     start_process,
     start_worker,
     stop,
@@ -327,28 +326,13 @@ def probe_clean_image(sandbox_url: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    var = scratch_instance("api-speed")
-    from django.conf import settings
+    var, sandbox_port, web_port, upstream_model, user, token = prepare("api-speed")
+    from accounts import quotas
+    from generations.models import Generation
+    from generations.providers_setup import SANDBOX_KEY
 
-    from accounts import quotas, tokens
-    from accounts.models import User
-    from generations.models import Generation, Route
-    from generations.providers_setup import SANDBOX_KEY, configure_providers
-
-    sandbox_port, web_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     web_url = f"http://127.0.0.1:{web_port}"
-    settings.NANOWEB_SANDBOX_URL = sandbox_url
-    os.environ["NANOWEB_SANDBOX_URL"] = sandbox_url
-    configure_providers()
-    upstream_model = Route.objects.filter(model__slug="sandbox").first().upstream_model
-    user = User.objects.create_user(
-        email="bench@example.com",
-        daily_image_limit=None,
-        monthly_budget_micros=None,
-        max_concurrent_jobs=None,
-    )
-    token = tokens.create(user, "benchmark").secret
 
     def sandbox(latency: float) -> subprocess.Popen:
         return start_process(

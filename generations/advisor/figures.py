@@ -26,12 +26,13 @@ from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.models import Sum
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import billing, limits, usage
 from accounts.models import LedgerEntry, Team, User
-from accounts.periods import month_start, quota_day, quota_zone
+from accounts.periods import month_start, next_month_start, quota_day, quota_zone
 from generations import pricing
 from generations.failures import OK, ErrorKind, explain
 from generations.models import Attempt, DuplicateOffer, Generation, Price, Route
@@ -537,7 +538,21 @@ def projections(team: Team | None = None, today: dt.date | None = None) -> list[
         if month.spent or month.budget is not None:
             rows.append(_projection(_("Team %(team)s (shared)") % {"team": t.name}, month))
     people = team.members.all() if team is not None else User.objects.filter(is_active=True)
-    for person in people.select_related("team").order_by("email"):
+    # Only people with charges this month get a row: ask for them in one query rather
+    # than each person's month in turn.
+    spenders = (
+        LedgerEntry.objects.filter(
+            usage.CHARGES,
+            quota_day__gte=start,
+            quota_day__lt=next_month_start(start),
+            user__isnull=False,
+        )
+        .values("user")
+        .annotate(spent=Sum("spent_delta"))
+        .exclude(spent=0)
+        .values_list("user", flat=True)
+    )
+    for person in people.filter(pk__in=spenders).select_related("team").order_by("email"):
         month = usage.month(start, user=person, budget=limits.for_user(person).monthly_budget)
         if month.spent:
             rows.append(_projection(person.email, month))

@@ -283,6 +283,30 @@ def sniffed_image(data: bytes, usage: Usage | None, http_status: int | None) -> 
     return GeneratedImage(data=data, mime_type=mime)
 
 
+def images_at(
+    urls: list[str],
+    fetch: Callable[[str], bytes],
+    usage: Usage | None,
+    http_status: int | None,
+    *,
+    none_detail: str,
+) -> tuple[GeneratedImage, ...]:
+    """The images a finished upstream request points to, downloaded and sniffed; a
+    request that finished without any is NO_IMAGE (possibly billed)."""
+    if not urls:
+        raise ProviderError(
+            ErrorKind.NO_IMAGE,
+            _("The model did not produce an image. Rephrasing the prompt may help."),
+            detail=none_detail,
+            http_status=http_status,
+            may_have_been_billed=True,
+            usage=usage,
+        )
+    return tuple(
+        sniffed_image(fetched(url, fetch, usage, http_status), usage, http_status) for url in urls
+    )
+
+
 def fetched(
     url: str, fetch: Callable[[str], bytes], usage: Usage | None, http_status: int | None
 ) -> bytes:

@@ -68,7 +68,7 @@ from generations.providers.common import (
     clean_text,
     corrupt,
     excerpt,
-    fetched,
+    images_at,
     json_body,
     loads_or_none,
     origin_fetcher,
@@ -76,7 +76,6 @@ from generations.providers.common import (
     same_origin,
     scrubbed,
     server_side,
-    sniffed_image,
     text_of,
     transport_error,
 )
@@ -225,21 +224,15 @@ class FreepikProvider(QueueProvider):
                 usage=usage,
             )
         urls = [u for u in task.get("generated") or [] if isinstance(u, str) and u]
-        if not urls:
-            raise ProviderError(
-                ErrorKind.NO_IMAGE,
-                _("The model did not produce an image. Rephrasing the prompt may help."),
-                detail=f"task {task['task_id']} COMPLETED without images",
-                http_status=http_status,
-                may_have_been_billed=True,
-                usage=usage,
-            )
         fetch = origin_fetcher(
             self.base_url, self.client, self._headers, timeout=self.timeouts.read
         )
-        images = tuple(
-            sniffed_image(fetched(url, fetch, usage, http_status), usage, http_status)
-            for url in urls
+        images = images_at(
+            urls,
+            fetch,
+            usage,
+            http_status,
+            none_detail=f"task {task['task_id']} COMPLETED without images",
         )
         return ImageResult(
             images=images, usage=usage, response_id=str(task["task_id"]), http_status=http_status

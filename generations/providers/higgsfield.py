@@ -74,7 +74,7 @@ from generations.providers.common import (
     corrupt,
     data_uri,
     excerpt,
-    fetched,
+    images_at,
     json_body,
     loads_or_none,
     origin_fetcher,
@@ -82,7 +82,6 @@ from generations.providers.common import (
     same_origin,
     scrubbed,
     server_side,
-    sniffed_image,
     text_of,
     transport_error,
 )
@@ -244,21 +243,15 @@ class HiggsfieldProvider(QueueProvider):
         usage = Usage()  # Higgsfield reports no tokens; the route's per-image price bills
         urls = [i.get("url") for i in body.get("images") or [] if isinstance(i, dict)]
         urls = [u for u in urls if isinstance(u, str) and u]
-        if not urls:
-            raise ProviderError(
-                ErrorKind.NO_IMAGE,
-                _("The model did not produce an image. Rephrasing the prompt may help."),
-                detail=f"request {request_id} completed without images (keys: {sorted(body)[:8]})",
-                http_status=http_status,
-                may_have_been_billed=True,
-                usage=usage,
-            )
         fetch = origin_fetcher(
             self.base_url, self.client, self._headers, timeout=self.timeouts.read
         )
-        images = tuple(
-            sniffed_image(fetched(url, fetch, usage, http_status), usage, http_status)
-            for url in urls
+        images = images_at(
+            urls,
+            fetch,
+            usage,
+            http_status,
+            none_detail=f"request {request_id} completed without images (keys: {sorted(body)[:8]})",
         )
         return ImageResult(
             images=images, usage=usage, response_id=request_id, http_status=http_status

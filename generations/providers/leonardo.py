@@ -78,7 +78,7 @@ from generations.providers.common import (
     clean_text,
     corrupt,
     excerpt,
-    fetched,
+    images_at,
     json_body,
     loads_or_none,
     origin_fetcher,
@@ -86,7 +86,6 @@ from generations.providers.common import (
     same_origin,
     scrubbed,
     server_side,
-    sniffed_image,
     text_of,
     transport_error,
 )
@@ -333,20 +332,15 @@ class LeonardoProvider(QueueProvider):
                 usage=usage,
             )
         urls = [str(i["url"]) for i in images if isinstance(i.get("url"), str) and i["url"]]
-        if not urls:
-            raise ProviderError(
-                ErrorKind.NO_IMAGE,
-                _("The model did not produce an image. Rephrasing the prompt may help."),
-                detail=f"generation {job.id} COMPLETE without images",
-                http_status=http_status,
-                may_have_been_billed=True,
-                usage=usage,
-            )
         fetch = origin_fetcher(
             self.base_url, self.client, self._headers, timeout=self.timeouts.read
         )
-        made = tuple(
-            sniffed_image(fetched(u, fetch, usage, http_status), usage, http_status) for u in urls
+        made = images_at(
+            urls,
+            fetch,
+            usage,
+            http_status,
+            none_detail=f"generation {job.id} COMPLETE without images",
         )
         extra: dict[str, Any] = {}
         if "credits" in job.urls:

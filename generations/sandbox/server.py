@@ -48,7 +48,6 @@ against the key's quotas.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import threading
@@ -63,10 +62,16 @@ from generations.sandbox import openai_images as openai
 from generations.sandbox import responses
 from generations.sandbox.batch_api import BatchAPI
 from generations.sandbox.chat import ChatRelay
+from generations.sandbox.comfyui import ComfyUIAPI
 from generations.sandbox.direct import MODELS_PAGE_SIZE, DirectAPIs
 from generations.sandbox.fal import FalAPI
+from generations.sandbox.freepik import FreepikAPI
+from generations.sandbox.hf_space import SpaceAPI
+from generations.sandbox.higgsfield import HiggsfieldAPI
+from generations.sandbox.leonardo import LeonardoAPI
 from generations.sandbox.queue import QueueEngine
 from generations.sandbox.replicate import ReplicateAPI
+from generations.sandbox.stability import StabilityAPI
 from generations.sandbox.state import Reply, Request, SandboxConfig, SandboxState
 
 __all__ = ["MODELS_PAGE_SIZE", "SandboxConfig", "SandboxServer", "make_server", "running_sandbox"]
@@ -83,16 +88,15 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request with inline da
 MAX_CHANNEL_BODY_BYTES = 100 * 1024 * 1024
 # Path prefix → (protocol, the prefix the protocol's own paths start after).
 CHANNELS = {"/fal/": ("fal", "/fal"), "/replicate/v1/": ("replicate", "/replicate/v1")}
-# The other channels' protocols, each a module with a class taking
-# (config, state, queue engine, stopping event) and answering ``handle(Request)``;
-# a provider's base_url is ``{sandbox}{prefix}``.
+# The other channels' protocols: each class takes (config, state, queue engine, stopping
+# event) and answers ``handle(Request)``; a provider's base_url is ``{sandbox}{prefix}``.
 MORE_CHANNELS = {
-    "/leonardo/": ("leonardo", "/leonardo", "generations.sandbox.leonardo:LeonardoAPI"),
-    "/freepik/": ("freepik", "/freepik", "generations.sandbox.freepik:FreepikAPI"),
-    "/higgsfield/": ("higgsfield", "/higgsfield", "generations.sandbox.higgsfield:HiggsfieldAPI"),
-    "/hf/": ("hf_space", "/hf", "generations.sandbox.hf_space:SpaceAPI"),
-    "/stability/": ("stability", "/stability", "generations.sandbox.stability:StabilityAPI"),
-    "/comfyui/": ("comfyui", "/comfyui", "generations.sandbox.comfyui:ComfyUIAPI"),
+    "/leonardo/": ("leonardo", "/leonardo", LeonardoAPI),
+    "/freepik/": ("freepik", "/freepik", FreepikAPI),
+    "/higgsfield/": ("higgsfield", "/higgsfield", HiggsfieldAPI),
+    "/hf/": ("hf_space", "/hf", SpaceAPI),
+    "/stability/": ("stability", "/stability", StabilityAPI),
+    "/comfyui/": ("comfyui", "/comfyui", ComfyUIAPI),
 }
 CHANNELS.update({prefix: (name, strip) for prefix, (name, strip, _) in MORE_CHANNELS.items()})
 
@@ -112,9 +116,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.chat = ChatRelay(config, self.state, self.queue, self.stopping)
         self.batch = BatchAPI(self.direct, self.state, self.stopping)
         self.channels = {"fal": self.fal, "replicate": self.replicate}
-        for name, _, where in MORE_CHANNELS.values():
-            module, _, cls = where.partition(":")
-            api = getattr(importlib.import_module(module), cls)
+        for name, _, api in MORE_CHANNELS.values():
             self.channels[name] = api(config, self.state, self.queue, self.stopping)
         super().__init__(address, _Handler)
 

@@ -158,13 +158,16 @@ def invite_link(team, email="ida@example.com", **kwargs) -> str:
     return url.removeprefix("http://127.0.0.1:8000")
 
 
-def test_an_admin_invites_by_email_and_the_person_joins_the_team(client, design, mailoutbox):
+def test_an_admin_invites_by_email_and_the_person_joins_the_team(
+    client, design, mailoutbox, django_capture_on_commit_callbacks
+):
     admin = make_user("lead@example.com", is_staff=True, is_superuser=True)
     client.force_login(admin)
-    r = client.post(
-        "/admin/accounts/invitation/add/",
-        {"email": "Ida@Example.com", "team": design.pk, "is_team_admin": "on"},
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # the mail goes on commit
+        r = client.post(
+            "/admin/accounts/invitation/add/",
+            {"email": "Ida@Example.com", "team": design.pk, "is_team_admin": "on"},
+        )
     assert r.status_code == 302
     assert Invitation.objects.get().key_digest  # only the hash is kept
     body = mailoutbox[0].body
