@@ -9,6 +9,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts import billing, invitations, limits, quotas
 from accounts.forms import BillingForm, GrantForm, UsdField
@@ -297,7 +299,7 @@ class InvitationForm(forms.ModelForm):
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email, team__isnull=False).exists():
-            raise forms.ValidationError("This person already has an account in a team.")
+            raise forms.ValidationError(_("This person already has an account in a team."))
         return email
 
 
@@ -315,25 +317,27 @@ class InvitationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # an invitation is sent, not edited; send again for a new link
 
-    @admin.display(description="State")
+    @admin.display(description=gettext_lazy("State"))
     def state(self, obj):
         if obj.accepted_at:
-            return f"joined {obj.accepted_at:%Y-%m-%d}"
-        return "waiting" if obj.is_usable else "expired"
+            return _("joined %(day)s") % {"day": f"{obj.accepted_at:%Y-%m-%d}"}
+        return _("waiting") if obj.is_usable else _("expired")
 
     def save_model(self, request, obj, form, change):
         obj.invited_by = request.user
         url = invitations.issue(obj, request.build_absolute_uri("/"))
         # The admin saves inside a transaction: the mail goes once the row is committed.
         transaction.on_commit(lambda: invitations.send(obj, url))
-        messages.info(request, format_html("Sent to {}. The link: {}", obj.email, url))
+        messages.info(request, format_html(_("Sent to {}. The link: {}"), obj.email, url))
 
-    @admin.action(description="Send again with a new link")
+    @admin.action(description=gettext_lazy("Send again with a new link"))
     def send_again(self, request, queryset):
         for invitation in queryset.filter(accepted_at__isnull=True):
             url = invitations.issue(invitation, request.build_absolute_uri("/"))
             invitations.send(invitation, url)
-            messages.info(request, format_html("Sent to {}. The link: {}", invitation.email, url))
+            messages.info(
+                request, format_html(_("Sent to {}. The link: {}"), invitation.email, url)
+            )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
