@@ -12,7 +12,9 @@ import pytest
 
 from accounts import quotas
 from generations import jobs
+from generations.failures import ErrorKind
 from generations.models import Generation, Provider
+from generations.resilience.backoff import RETRY_BUDGET
 from generations.sandbox.server import SandboxConfig, running_sandbox
 from tests.factories import job_request, make_route, make_user, route_sandbox, wait_for
 
@@ -66,8 +68,18 @@ def test_two_hundred_images_through_chaos(two_chaotic_routes, celery_worker):
     assert len(rows) == 200
     outcome = Counter((g.status, g.error_kind) for g in rows)
     failed = [g for g in rows if g.status != "succeeded"]
-    assert all(g.error_kind == "blocked" for g in failed), outcome
-    assert all(g.refunded and "safety" in g.error_message.lower() for g in failed)
+    # Besides the blocked prompts, a job may by chance time out more often than its own
+    # budget allows (5 % timeouts, budget 2): it then fails as slow, by the rule, refunded.
+    slow_budget = RETRY_BUDGET[ErrorKind.SLOW]
+    by_chance = [
+        g
+        for g in failed
+        if g.error_kind == "slow" and g.attempt_log.filter(outcome="slow").count() > slow_budget
+    ]
+    blocked = [g for g in failed if g not in by_chance]
+    assert all(g.error_kind == "blocked" for g in blocked), outcome
+    assert all(g.refunded and "safety" in g.error_message.lower() for g in blocked)
+    assert all(g.refunded for g in by_chance)
     assert all(g.image.file for g in rows if g.status == "succeeded")
     s = quotas.summary(user)
     assert s.reserved_month == 0
