@@ -158,7 +158,7 @@ def _lock_counters(user_id, team_id, day: dt.date, *, live: bool = True) -> None
     if team_id is not None:
         rows |= Q(team=team_id) & _period_filter(day)
     list(
-        QuotaCounter.objects.select_for_update()
+        QuotaCounter.objects.select_for_update(no_key=True)
         .filter(rows)
         .order_by("pk")
         .values_list("pk", flat=True)

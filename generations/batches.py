@@ -400,10 +400,22 @@ def _from_row(row: dict) -> jobs.JobRequest:
     return _request(model, row["prompt"], row["aspect_ratio"], row["image_size"], row["count"])
 
 
+def _locked(batches):
+    """Lock the batch rows alone, in the mode that leaves foreign-key checks free.
+
+    ``FOR UPDATE`` with ``select_related`` would also lock the owner's user row, and
+    plain ``FOR UPDATE`` blocks every insert that references the row: a job settling
+    (its image and ledger rows point at the user) then waits on us at commit while we
+    wait on its quota counters — a deadlock on PostgreSQL. ``FOR NO KEY UPDATE OF``
+    the batch serialises the feeders and nothing else.
+    """
+    return batches.select_for_update(of=("self",), no_key=True)
+
+
 def feed(batch_pk) -> int:
     """Start what fits of one batch's waiting rows; how many rows started."""
     with transaction.atomic():
-        batch = Batch.objects.select_for_update().select_related("user").filter(pk=batch_pk).first()
+        batch = _locked(Batch.objects.select_related("user")).filter(pk=batch_pk).first()
         if batch is None or not batch.waiting:
             return 0
         try:
@@ -507,7 +519,7 @@ def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
     and drop the rows still waiting (nothing was reserved for them). Returns the
     cancelled jobs and the number of waiting images dropped."""
     with transaction.atomic():
-        locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        locked = _locked(Batch.objects).get(pk=batch.pk)
         dropped = locked.waiting_images
         locked.waiting, locked.stalled = [], ""
         locked.save(update_fields=["waiting", "stalled"])

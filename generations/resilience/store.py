@@ -63,7 +63,11 @@ class DatabaseStore:
     ) -> Permit | Wait:
         with transaction.atomic():
             if book:
-                list(ProviderKey.objects.select_for_update().filter(pk=key_id).values("pk"))
+                list(
+                    ProviderKey.objects.select_for_update(no_key=True)
+                    .filter(pk=key_id)
+                    .values("pk")
+                )
             now = timezone.now()
             permits = KeyPermit.objects.filter(key_id=key_id)
             if limits.rpd:
@@ -148,7 +152,7 @@ class DatabaseStore:
         """The route's breaker row, locked for the block and saved if it changed."""
         with transaction.atomic():
             RouteCircuit.objects.get_or_create(route_id=route_id)
-            row = RouteCircuit.objects.select_for_update().get(route_id=route_id)
+            row = RouteCircuit.objects.select_for_update(no_key=True).get(route_id=route_id)
             before = dict(row.state)
             yield row
             if row.state != before:
