@@ -36,6 +36,31 @@ def check(user: User) -> list[BudgetAlert]:
     return fired
 
 
+def crossed(generation, charged: int) -> bool:
+    """Whether charging ``charged`` for ``generation``, just now in this transaction,
+    took its owner's month (or their team's) over an alert threshold: only then has
+    :func:`check` something to fire. Budget edits, grants and adjustments are caught by
+    :func:`check_all` on beat."""
+    if charged <= 0:
+        return False
+    user = generation.user
+    budgets = [(limits.holder(user).monthly_budget_micros, {"user_id": user.pk})]
+    if user.team_id and user.team.shared_monthly_budget_micros:
+        budgets.append((user.team.shared_monthly_budget_micros, {"team_id": user.team_id}))
+    month = month_start(generation.quota_day)
+    for budget, owner in budgets:
+        if not budget:
+            continue
+        spent = (
+            QuotaCounter.objects.filter(period=QuotaCounter.MONTH, period_start=month, **owner)
+            .values_list("micros_spent", flat=True)
+            .first()
+        ) or 0
+        if any((spent - charged) * 100 < t * budget <= spent * 100 for t in BudgetAlert.THRESHOLDS):
+            return True
+    return False
+
+
 def _fire(month, budget: int | None, **owner) -> list[BudgetAlert]:
     if not budget:
         return []

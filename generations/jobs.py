@@ -336,14 +336,23 @@ ECONOMY_STAGE = "waiting for the economy batch"
 
 
 def submit(
-    user, req: JobRequest, mine: limits.EffectiveLimits | None = None, *, economy: bool = False
+    user,
+    req: JobRequest,
+    mine: limits.EffectiveLimits | None = None,
+    *,
+    economy: bool = False,
+    run_here: bool = False,
 ) -> list[Generation]:
     """Admit and enqueue ``req.count`` image jobs, or raise SubmitError having changed nothing.
     ``mine``: the person's limits, when the caller has read them already.
 
     ``economy``: rows of an economy batch, reserved at the Batch price and not enqueued
     (generations.economy sends them in one Batch API job). They wait queued with their
-    next attempt at their deadline, which is the Batch API's: the engine never runs them."""
+    next attempt at their deadline, which is the Batch API's: the engine never runs them.
+
+    ``run_here``: the caller runs the first attempts itself (the synchronous API's fast
+    path) and nothing is sent to the workers; a job the caller never claims is sent by
+    the sweep once ``NANOWEB_REQUEUE_AFTER_SECONDS`` have passed (``enqueued_at``)."""
     mine = mine or limits.for_user(user)
     validate(req)
     validate_for(user, req, mine)
@@ -390,7 +399,7 @@ def submit(
             for job in jobs:
                 for upload in uploads:  # one by one: their order is kept (see ordered_references)
                     job.references.add(upload)
-            if not economy:
+            if not economy and not run_here:
                 transaction.on_commit(lambda: queue.enqueue([j.pk for j in jobs]))
     except quotas.QuotaExceeded as exc:
         _discard_new_uploads([*uploads, mask] if mask else uploads)

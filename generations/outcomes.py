@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import quotas
+from accounts import alerts, quotas
 from accounts.models import format_usd
 from accounts.periods import next_midnight
 from generations import images, pricing, queue, resilience
@@ -74,7 +74,8 @@ def settle_answer(
     retry when it is damaged or could not be stored. Returns seconds until the next
     attempt, or None when the job is done. ``spooled``: the answer is one kept from an
     earlier attempt that could not store it (the breaker heard about that call then)."""
-    fenced(gen).update(stage="saving")  # the card says so while the image is checked
+    if gen.source != "api":  # a studio card says so while the image is checked
+        fenced(gen).update(stage="saving")
     try:
         clean = images.clean_image(result.images[0].data, name="generated image", thumbnail=True)
     except images.ImageRejected as exc:
@@ -170,7 +171,8 @@ def _settle_success(gen, choice, result, image, cost, charged, reason, fence=Non
             image.save()
             quotas.settle(gen, charged, reason=reason)
             SpooledAnswer.objects.filter(generation=gen).delete()
-            transaction.on_commit(lambda: queue.check_budget_alerts(gen.user_id))
+            if alerts.crossed(gen, charged):  # else nothing to fire: no message
+                transaction.on_commit(lambda: queue.check_budget_alerts(gen.user_id))
     return bool(won)
 
 

@@ -9,19 +9,14 @@ import logging
 from celery import shared_task
 
 from accounts import quotas
-from generations import batches, economy, engine, gallery, polling, queue, webhooks
+from generations import batches, economy, engine, gallery, polling, queue, runner, webhooks
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_generation(generation_id: str) -> None:
-    delay = engine.run_generation(generation_id)
-    if delay is not None:
-        # A fresh message, not self.retry(): the attempt count lives in the database.
-        queue.enqueue([generation_id], countdown=delay)
-    else:
-        batches.feed_after(generation_id)
+    runner.attempt(generation_id)
 
 
 @shared_task

@@ -364,6 +364,10 @@ NANOWEB_BATCH_MAX_CSV_BYTES = env.int("NANOWEB_BATCH_MAX_CSV_BYTES", default=512
 NANOWEB_API_WAIT_SECONDS = env.int("NANOWEB_API_WAIT_SECONDS", default=300)
 NANOWEB_API_POLL_SECONDS = env.float("NANOWEB_API_POLL_SECONDS", default=0.025)
 NANOWEB_API_URL_TTL_SECONDS = env.int("NANOWEB_API_URL_TTL_SECONDS", default=3600)
+# The synchronous endpoints run a job's first attempt in the web process, in up to this
+# many threads per process (each with its own database connection); 0 sends every
+# attempt to the Celery workers (generations/api/inline.py).
+NANOWEB_API_INLINE_THREADS = env.int("NANOWEB_API_INLINE_THREADS", default=32)
 
 # Jobs: the database, not the broker, is the source of truth (see DESIGN.md).
 # A worker claims a job for LEASE seconds and renews the lease every HEARTBEAT seconds

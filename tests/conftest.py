@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from accounts.models import Team
-from tests.factories import REPO, database_url, make_user, route_sandbox
+from tests.factories import database_url, kill_groups, make_user, route_sandbox, start_celery
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +44,14 @@ def _not_across_quota_midnight():
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    """Jobs are admitted but not sent to a broker; the test drives the engine itself."""
+    """Jobs are admitted but not sent to a broker, nor run by the API's fast path; the
+    test drives the engine itself."""
+    from django.conf import settings
+
     from generations import queue
 
-    monkeypatch.setattr(queue, "enqueue", lambda ids: None)
+    monkeypatch.setattr(queue, "enqueue", lambda ids, countdown=None: None)
+    monkeypatch.setattr(settings, "NANOWEB_API_INLINE_THREADS", 0)
 
 
 @pytest.fixture
@@ -139,50 +141,37 @@ def start_worker(transactional_db, settings):
             "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
             **{k: str(v) for k, v in env_extra.items()},
         }
+        args = ["worker", "--pool", "prefork", "--concurrency", str(concurrency)]
+        args += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        args += ["--without-heartbeat", *(["--purge"] if purge else [])]
         log = Path(settings.VAR_DIR) / f"test-worker-{len(procs) + 1}.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "nanoweb",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "--concurrency",
-                    str(concurrency),
-                    "--loglevel",
-                    "INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    *(["--purge"] if purge else []),
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        procs.append(proc)
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Celery worker did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        return proc
+        procs.append(start_celery(args, env, log, "ready.", "worker"))
+        return procs[-1]
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    kill_groups(procs)
+
+
+@pytest.fixture
+def start_beat(transactional_db, settings, tmp_path):
+    """Start a real Celery beat (its own process group) on the test database and broker,
+    so the sweep runs as in production rather than by the test's hand."""
+    procs = []
+
+    def start(**env_extra) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "NANOWEB_REDIS_PREFIX": settings.NANOWEB_REDIS_PREFIX,
+            **{k: str(v) for k, v in env_extra.items()},
+        }
+        args = ["beat", "--loglevel", "INFO", "--schedule", str(tmp_path / "celerybeat-schedule")]
+        log = Path(settings.VAR_DIR) / "test-beat.log"
+        procs.append(start_celery(args, env, log, "Sending due task", "beat"))
+        return procs[-1]
+
+    yield start
+    kill_groups(procs)
 
 
 @pytest.fixture

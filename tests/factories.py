@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 from PIL import Image as PILImage
@@ -286,3 +292,33 @@ def page_text(html: str | bytes) -> str:
     parser = _Text()
     parser.feed(html.decode() if isinstance(html, bytes) else html)
     return re.sub(r"\s+", " ", " ".join(parser.parts)).strip()
+
+
+def start_celery(args: list[str], env: dict, log: Path, ready: str, what: str):
+    """Start ``celery -A nanoweb *args`` in its own process group, logging to ``log``,
+    and wait until the log says ``ready``."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nanoweb", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while ready not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"Celery {what} did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return proc
+
+
+def kill_groups(procs) -> None:
+    """The test is over: no graceful shutdown to wait for (a Celery worker's warm one
+    takes about five seconds). Each process group goes, forked children included."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)

@@ -21,7 +21,7 @@ from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
 from generations import jobs
-from generations.api import mapping, results, waiting
+from generations.api import inline, mapping, results, waiting
 from generations.api.auth import gemini_user_for
 from generations.api.errors import NESTED_TOO_DEEPLY, ApiError
 from generations.models import Generation, ModelSpec, Route
@@ -156,7 +156,7 @@ def _image(inline, i: int):
     )
 
 
-def _admit(request, model_name: str) -> tuple[list[Generation], Generation | None]:
+def _admit(request, model_name: str) -> tuple[list[Generation], bool]:
     user = gemini_user_for(request)
     try:
         body = json.loads(request.body or b"null")
@@ -167,8 +167,7 @@ def _admit(request, model_name: str) -> tuple[list[Generation], Generation | Non
     except RecursionError:
         raise ApiError(400, NESTED_TOO_DEEPLY, param="body") from None
     model = mapping.find_model(model_name)
-    gens, _ = waiting.submit(user, _parse(model, body), params=PARAMS)
-    return gens, None
+    return waiting.submit(user, _parse(model, body), params=PARAMS, run_here=inline.enabled())
 
 
 def _upstream_name(gen: Generation) -> str:
@@ -231,10 +230,8 @@ def _check_outcome(gens: list[Generation]) -> None:
 
 
 async def _run(request, model_name: str) -> list[Generation]:
-    gens, _ = await sync_to_async(_admit)(request, model_name)
-    ids = [g.pk for g in gens]
-    done = await waiting.wait_for(ids)
-    gens = await sync_to_async(waiting.refresh)(ids)
+    gens, run_here = await sync_to_async(_admit)(request, model_name)
+    done, gens = await waiting.finish(gens, run_here)
     if not done:
         raise results.timeout(gens)
     _check_outcome(gens)

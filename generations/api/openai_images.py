@@ -18,7 +18,7 @@ from ninja.files import UploadedFile
 from pydantic import ConfigDict, Field
 
 from generations import images, jobs
-from generations.api import mapping, results, waiting
+from generations.api import inline, mapping, results, waiting
 from generations.api.auth import TokenAuth
 from generations.api.errors import ApiError
 from generations.models import Generation, ModelSpec
@@ -202,12 +202,14 @@ def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
 
 
 async def _run(request, user, req, response_format, output_format, params=None) -> JsonResponse:
-    gens, _ = await sync_to_async(waiting.submit)(
-        user, req, idempotency_key=request.headers.get("Idempotency-Key"), params=params
+    gens, run_here = await sync_to_async(waiting.submit)(
+        user,
+        req,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        params=params,
+        run_here=inline.enabled(),
     )
-    ids = [g.pk for g in gens]
-    done = await waiting.wait_for(ids)
-    gens = await sync_to_async(waiting.refresh)(ids)
+    done, gens = await waiting.finish(gens, run_here)
     if not done:
         raise results.timeout(gens)
     made = [g for g in gens if g.status == Generation.SUCCEEDED]

@@ -1,7 +1,9 @@
 """Submit from the API and wait for the jobs without holding a thread.
 
-The synchronous endpoints run the same Celery jobs as the studio. While they wait,
-the request is a coroutine parked on a future: one watcher task per event loop
+The synchronous endpoints run the same jobs as the studio. Their first attempts run
+in this process (:mod:`generations.api.inline`); whatever those leave unfinished —
+retries, failovers, jobs that found no free thread — runs on the Celery workers.
+While it waits, the request is a coroutine parked on a future: one watcher task per event loop
 asks the database, every ``NANOWEB_API_POLL_SECONDS``, which of *all* the awaited
 jobs have finished — one query per tick however many requests are waiting. If
 the client goes away the coroutine is cancelled; the jobs are already committed
@@ -22,6 +24,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from generations import jobs
+from generations.api import inline
 from generations.api.errors import ApiError, from_submit
 from generations.models import Generation, IdempotencyKey
 
@@ -99,34 +102,57 @@ async def wait_for(ids: list[uuid.UUID], timeout: float | None = None) -> bool:
     return True
 
 
+async def finish(gens: list[Generation], run_here: bool) -> tuple[bool, list[Generation]]:
+    """Run the first attempts here (``run_here``: admitted for it by :func:`submit`),
+    then wait for what is left → (every job finished in time, the jobs as they are now).
+    The wait, ``NANOWEB_API_WAIT_SECONDS``, counts from here."""
+    ids = [g.pk for g in gens]
+    deadline = time.monotonic() + settings.NANOWEB_API_WAIT_SECONDS
+    if run_here:
+        await inline.run(ids, settings.NANOWEB_API_WAIT_SECONDS)
+        gens = await sync_to_async(refresh)(ids)
+        left = [g.pk for g in gens if g.status not in Generation.FINISHED]
+        if not left:
+            return True, gens
+    else:
+        left = ids
+    done = await wait_for(left, max(deadline - time.monotonic(), 0.0))
+    return done, await sync_to_async(refresh)(ids)
+
+
 def submit(
     user,
     req: jobs.JobRequest,
     *,
     idempotency_key: str | None = None,
     params: dict[str, str] | None = None,
+    run_here: bool = False,
 ) -> tuple[list[Generation], bool]:
-    """Admit the jobs (sync; call through ``sync_to_async``) → (jobs, created now).
+    """Admit the jobs (sync; call through ``sync_to_async``) → (jobs, to run here).
 
     With an ``Idempotency-Key`` the first request creates the jobs and any later one
     with the same key gets the same jobs back — after a dropped connection or a web
     restart too, since both live in the database; a unique constraint settles races.
     The same key with a different request is refused (422), as the IETF draft says.
+
+    ``run_here`` (a synchronous endpoint, the fast path on): jobs made now are admitted
+    for :func:`finish` to run their first attempts here, and the second value says so;
+    a replay's jobs belong to the request that made them.
     """
     req.source = "api"
     if not idempotency_key:
-        return _submit(user, req, params), True
+        return _submit(user, req, params, run_here), run_here
     key = idempotency_key.strip()[:255]
     claim = _claim(user, key)
     if claim is None:
         return _replay(user, key, req, params), False
     try:
-        created = _submit(user, req, params)
+        created = _submit(user, req, params, run_here)
     except ApiError:
         claim.delete()  # nothing was made: the same key may be tried again
         raise
     IdempotencyKey.objects.filter(pk=claim.pk).update(request_id=created[0].request_id)
-    return created, True
+    return created, run_here
 
 
 def _claim(user, key: str) -> IdempotencyKey | None:
@@ -138,9 +164,9 @@ def _claim(user, key: str) -> IdempotencyKey | None:
         return None
 
 
-def _submit(user, req, params) -> list[Generation]:
+def _submit(user, req, params, run_here: bool) -> list[Generation]:
     try:
-        return jobs.submit(user, req)
+        return jobs.submit(user, req, run_here=run_here)
     except jobs.SubmitError as exc:
         raise from_submit(exc, params) from exc
 
@@ -196,7 +222,7 @@ def _recover(user, row: IdempotencyKey, req: jobs.JobRequest, params):
     if taken.filter(created=row.created).update(created=timezone.now()) != 1:
         return None  # another retry took it over first: wait for its jobs
     try:
-        created = _submit(user, req, params)
+        created = _submit(user, req, params, run_here=False)  # a replay: the workers run it
     except ApiError:
         IdempotencyKey.objects.filter(pk=row.pk).delete()
         raise

@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 
 from accounts import alerts, quotas
-from accounts.models import BudgetAlert
+from accounts.models import BudgetAlert, Team
 from accounts.tasks import check_budget_alerts
 from tests.accounts.conftest import charged
 from tests.factories import make_user
@@ -103,3 +103,23 @@ def test_teammates_see_the_team_banner_but_charlie_does_not(
     assert "Team Acme&#x27;s shared monthly budget" in client.get("/").content.decode()
     client.force_login(charlie)
     assert "monthly budget is" not in client.get("/").content.decode()
+
+
+def test_only_a_settlement_that_crosses_a_threshold_asks_for_a_check(alice, bob, flash):
+    """Settling is the hot path: the alert check is queued only when there is an alert
+    to fire, never for every image. (Each job reserves up to ~$0.04, so admission leaves
+    room for the next only below 60 %.)"""
+    alice.monthly_budget_micros = 100_000
+    alice.save()
+
+    def crosses(user, micros):
+        return alerts.crossed(charged(user, flash, micros), micros)
+
+    assert [crosses(alice, m) for m in (30_000, 30_000, 20_000)] == [False, False, True]
+    assert crosses(charlie := make_user("c@example.com"), 30_000) is False  # no budget
+    assert alerts.crossed(charged(charlie, flash, 0), 0) is False
+
+    bob.team = Team.objects.create(name="Other", shared_monthly_budget_micros=100_000)
+    bob.monthly_budget_micros, bob.uses_team_limits = None, False  # only the team's fires
+    bob.save()
+    assert [crosses(bob, m) for m in (30_000, 30_000, 20_000)] == [False, False, True]

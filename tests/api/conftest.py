@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from accounts import tokens
-from tests.factories import REPO, database_url
+from tests.factories import REPO, database_url, kill_groups
 
 
 def free_port() -> int:
@@ -33,13 +33,7 @@ def start_api(start_worker, sandbox_model, settings):
         return base, proc
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    kill_groups(procs)
 
 
 @pytest.fixture
@@ -59,6 +53,8 @@ def _start_uvicorn(settings) -> tuple[str, subprocess.Popen]:
         "NANOWEB_SANDBOX": "on",
         "NANOWEB_SANDBOX_URL": settings.NANOWEB_SANDBOX_URL,
         "NANOWEB_API_WAIT_SECONDS": "60",
+        # A killed web process's first attempts are swept back to the workers this soon.
+        "NANOWEB_JOB_LEASE_SECONDS": "4",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     log = Path(settings.VAR_DIR) / "test-asgi.log"

@@ -148,8 +148,11 @@ def sandbox_url():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.integration
 def test_a_retry_after_a_dropped_connection_and_a_web_restart_is_not_charged_again(
-    start_api, alice, alice_token
+    start_api, start_beat, alice, alice_token
 ):
+    """The first web process runs both first attempts and dies during them: beat's sweep
+    hands the jobs to the worker once their lease runs out, and the retries get them."""
+    start_beat()
     base, first_server = start_api()
     auth = {"Authorization": f"Bearer {alice_token}"}
     generate = {"model": "sandbox", "prompt": "a lighthouse, retried"}
