@@ -41,6 +41,7 @@ from generations.routing import (
     NoRoute,
     NotYet,
     next_choice,
+    tried_before,
     upstream_size,
 )
 
@@ -110,7 +111,7 @@ def claim(generation_id) -> Generation | None:
     )
     if not claimed:
         return None
-    return Generation.objects.select_related("model", "user", "spool").get(pk=generation_id)
+    return Generation.objects.select_related("model", "user__team", "spool").get(pk=generation_id)
 
 
 def _spooled(gen: Generation) -> SpooledAnswer | None:
@@ -143,16 +144,17 @@ def build_request(gen: Generation, route: Route) -> ImageRequest:
 def _idempotency_key(gen: Generation, route: Route) -> str:
     """Stays the same across attempts whose submit may have reached the upstream (and a
     crash before the attempt was logged); changes after an answer that it was not taken."""
-    first = gen.attempts <= 1  # nothing logged yet: no query on the common path
     refused = (
-        0 if first else gen.attempt_log.filter(route=route, may_have_been_billed=False).count()
+        gen.attempt_log.filter(route=route, may_have_been_billed=False).count()
+        if tried_before(gen)
+        else 0
     )
     return f"nanoweb-{gen.pk}-r{route.pk}-{refused}"
 
 
 def _timeouts(gen: Generation, route: Route) -> Timeouts:
     """A route's timeouts, the read timeout longer after each "slow" attempt."""
-    slow = gen.attempt_log.filter(outcome=ErrorKind.SLOW).count()
+    slow = gen.attempt_log.filter(outcome=ErrorKind.SLOW).count() if tried_before(gen) else 0
     read = route.provider.read_timeout * (1 + SLOW_TIMEOUT_GROWTH * slow)
     return Timeouts(route.provider.connect_timeout, read)
 

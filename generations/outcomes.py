@@ -89,11 +89,17 @@ def settle_answer(
         return failed(gen, choice, err, started)
     if not spooled:
         breaker.record(choice.route.pk, True, gen.pk)
-    try:
-        succeed(gen, choice, result, clean, clean.thumbnail)
+    try:  # the attempt is logged in the settling transaction (one write, not two)
+        succeed(
+            gen,
+            choice,
+            result,
+            clean,
+            clean.thumbnail,
+            log=lambda: record(gen, choice, started, outcome=OK, http_status=result.http_status),
+        )
     except Exception as exc:  # our disk or database, not the provider
         return not_saved(gen, choice, result, exc, started)
-    record(gen, choice, started, outcome=OK, http_status=result.http_status)
     return None
 
 
@@ -106,11 +112,19 @@ def failed(gen: Generation, choice: Choice, err: ProviderError, started: float):
 
 
 def succeed(
-    gen: Generation, choice: Choice, result: ImageResult, clean, thumb: bytes, *, fence=None
+    gen: Generation,
+    choice: Choice,
+    result: ImageResult,
+    clean,
+    thumb: bytes,
+    *,
+    fence=None,
+    log=None,
 ) -> bool:
     """Store the image and settle its money; False when the job was no longer ours to
     finish. ``fence``: the rows that may be finished (default: the running attempt's,
-    :func:`fenced`; an economy row is fenced on its Batch API job instead)."""
+    :func:`fenced`; an economy row is fenced on its Batch API job instead). ``log``:
+    writes the attempt's row, in the same transaction."""
     cost = pricing.route_cost(choice.route, choice.price, result.usage, gen.image_size)
     # Never charge past the reservation (a price that rose after admission, or more
     # text than the estimate allowed): no budget is overrun, and the ledger says why.
@@ -140,7 +154,7 @@ def succeed(
         for field, name, data in files:
             field.save(name, ContentFile(data), save=False)
         image.width, image.height = clean.width, clean.height  # known: no need to reopen
-        won = _settle_success(gen, choice, result, image, cost, charged, reason, fence)
+        won = _settle_success(gen, choice, result, image, cost, charged, reason, fence, log)
     finally:
         if not won:  # our lease was taken over (the other run owns the outcome), or we failed
             for (field, _name, _data), path in zip(files, paths, strict=True):
@@ -150,7 +164,7 @@ def succeed(
     return won
 
 
-def _settle_success(gen, choice, result, image, cost, charged, reason, fence=None) -> bool:
+def _settle_success(gen, choice, result, image, cost, charged, reason, fence, log) -> bool:
     with transaction.atomic():
         won = (fence if fence is not None else fenced(gen)).update(
             status=Generation.SUCCEEDED,
@@ -170,10 +184,23 @@ def _settle_success(gen, choice, result, image, cost, charged, reason, fence=Non
         if won:
             image.save()
             quotas.settle(gen, charged, reason=reason)
-            SpooledAnswer.objects.filter(generation=gen).delete()
+            _drop_spool(gen)
             if alerts.crossed(gen, charged):  # else nothing to fire: no message
                 transaction.on_commit(lambda: queue.check_budget_alerts(gen.user_id))
+        if log is not None:  # won or not, the call was made and answered
+            log()
     return bool(won)
+
+
+def _drop_spool(gen: Generation) -> None:
+    """Delete the answer kept for ``gen``'s save retries; no query when its claim read
+    (``select_related``) that there is none."""
+    if Generation.spool.is_cached(gen):
+        try:
+            gen.spool  # noqa: B018 -- cached: reads no row
+        except SpooledAnswer.DoesNotExist:
+            return
+    SpooledAnswer.objects.filter(generation=gen).delete()
 
 
 def handle_error(gen: Generation, choice: Choice, err: ProviderError, started: float):
@@ -439,7 +466,7 @@ def fail(gen: Generation, kind: ErrorKind, message: str) -> bool:
             quotas.release(
                 gen, reason=_("no image (%(kind)s); reservation released") % {"kind": kind}
             )
-            SpooledAnswer.objects.filter(generation=gen).delete()
+            _drop_spool(gen)
             if gen.upstream_job:  # a queue-style upstream still has it: call it off there
                 transaction.on_commit(lambda: queue.cancel_upstream([gen.pk]))
     return bool(won)

@@ -107,7 +107,7 @@ def choose_route(gen: Generation) -> Choice:
     spent = spent_routes(gen)
     if spent:  # a route that used up its budget only when nothing else can serve
         routes = [r for r in routes if r.pk not in spent and servable(r)] or routes
-    last = gen.attempt_log.order_by("-number").first()
+    last = gen.attempt_log.order_by("-number").first() if tried_before(gen) else None
     if last and last.outcome in breaker.ROUTE_FAILURES:
         routes.sort(key=lambda r: r.pk == last.route_id)  # stable: the failed one goes last
     waits: list[tuple[float, str]] = []
@@ -252,8 +252,17 @@ def _fallback_cost(gen: Generation, route: Route) -> int:
     return pricing.route_cost(route, price, usage, size)
 
 
+def tried_before(gen: Generation) -> bool:
+    """Whether the job may have attempts logged. On its first attempt (the common case)
+    none are (a postponed claim gives its attempt back, a crashed one counts), so the
+    questions about earlier attempts need no query."""
+    return gen.attempts > 1
+
+
 def spent_routes(gen: Generation) -> set[int]:
     """Routes that have used up a retry budget (per error class) on this job."""
+    if not tried_before(gen):
+        return set()
     counts = (
         gen.attempt_log.filter(outcome__in=ROUTE_BUDGETS)
         .values("route", "outcome")

@@ -151,8 +151,11 @@ class DatabaseStore:
     def _circuit(self, route_id: int):
         """The route's breaker row, locked for the block and saved if it changed."""
         with transaction.atomic():
-            RouteCircuit.objects.get_or_create(route_id=route_id)
-            row = RouteCircuit.objects.select_for_update(no_key=True).get(route_id=route_id)
+            locked = RouteCircuit.objects.select_for_update(no_key=True).filter(route_id=route_id)
+            row = locked.first()
+            if row is None:  # the route's first call: make its row, then lock it
+                RouteCircuit.objects.get_or_create(route_id=route_id)
+                row = locked.get()
             before = dict(row.state)
             yield row
             if row.state != before:

@@ -13,7 +13,7 @@ from generations.api import mapping, results, waiting
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
-CEILINGS = {"token": 1, "admit": 16, "attempt": 34, "answer": 2}
+CEILINGS = {"token": 1, "admit": 16, "attempt": 28, "answer": 2}
 
 
 def one_image(secret: str, prompt: str) -> dict[str, int]:

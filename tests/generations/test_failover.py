@@ -192,6 +192,7 @@ def test_each_slow_attempt_gives_the_next_more_time(alice, sandbox_model):
     base = engine._timeouts(job, route).read
     job.attempt_log.create(number=1, route=route, outcome=ErrorKind.SLOW)
     job.attempt_log.create(number=2, route=route, outcome=ErrorKind.SLOW)
+    job.attempts = 3  # the third attempt, after the two slow ones
     assert engine._timeouts(job, route).read == base * 2
 
 
