@@ -42,6 +42,16 @@ def _not_across_quota_midnight():
         time.sleep(left + 1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_api_threads(django_db_setup, django_db_blocker):
+    """The API's pool threads keep their database connections; PostgreSQL cannot drop
+    the test database while they are open."""
+    yield
+    from generations.api import inline
+
+    inline.close()
+
+
 @pytest.fixture
 def no_broker(monkeypatch):
     """Jobs are admitted but not sent to a broker, nor run by the API's fast path; the

@@ -230,7 +230,7 @@ def _check_outcome(gens: list[Generation]) -> None:
 
 
 async def _run(request, model_name: str) -> list[Generation]:
-    gens, run_here = await sync_to_async(_admit)(request, model_name)
+    gens, run_here = await inline.call(_admit, request, model_name)
     done, gens = await waiting.finish(gens, run_here)
     if not done:
         raise results.timeout(gens)
@@ -244,9 +244,9 @@ async def generate_content(request, model: str):
         return ApiError.not_allowed(request.method, request.path, GENERATE).gemini()
     try:
         gens = await _run(request, model)
-        body = await sync_to_async(
+        body = await inline.call(
             lambda: _response(gens, [_candidate(g, i) for i, g in enumerate(gens)])
-        )()
+        )
     except ApiError as exc:
         return exc.gemini()
     return JsonResponse(body)

@@ -202,7 +202,8 @@ def _shape(model, size, quality, aspect_ratio, image_size) -> mapping.Shape:
 
 
 async def _run(request, user, req, response_format, output_format, params=None) -> JsonResponse:
-    gens, run_here = await sync_to_async(waiting.submit)(
+    gens, run_here = await inline.call(
+        waiting.submit,
         user,
         req,
         idempotency_key=request.headers.get("Idempotency-Key"),
@@ -215,7 +216,7 @@ async def _run(request, user, req, response_format, output_format, params=None) 
     made = [g for g in gens if g.status == Generation.SUCCEEDED]
     if not made:
         raise results.failure(gens)
-    body = await sync_to_async(_body)(request, made, gens, response_format, output_format)
+    body = await inline.call(_body, request, made, gens, response_format, output_format)
     return JsonResponse(body)
 
 

@@ -110,7 +110,7 @@ async def finish(gens: list[Generation], run_here: bool) -> tuple[bool, list[Gen
     deadline = time.monotonic() + settings.NANOWEB_API_WAIT_SECONDS
     if run_here:
         await inline.run(ids, settings.NANOWEB_API_WAIT_SECONDS)
-        gens = await sync_to_async(refresh)(ids)
+        gens = await inline.call(refresh, ids)
         left = [g.pk for g in gens if g.status not in Generation.FINISHED]
         if not left:
             return True, gens
