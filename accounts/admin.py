@@ -1,3 +1,5 @@
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -392,10 +394,14 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         return [path("billing/", report, name="accounts_billing"), *super().get_urls()]
 
     def billing_view(self, request):
-        form = BillingForm(request.GET or BillingForm.initial_range())
+        # What the page was not given is this month's default, as on first load, so the
+        # CSV link exports exactly the report the page shows.
+        form = BillingForm({**BillingForm.initial_range(), **request.GET.dict()})
         report = net = None
+        csv_query = ""
         if form.is_valid():
             d = form.cleaned_data
+            csv_query = urlencode({k: d[k] for k in ("start", "end", "group", "period")})
             report = billing.build(d["start"], d["end"], group=d["group"], period=d["period"])
             net = billing.ledger_net(d["start"], d["end"])
             if request.GET.get("format") == "csv":
@@ -413,7 +419,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             "ledger_net": net,
             "title": "Billing report",
             "no_team_note": billing.NO_TEAM_NOTE,
-            "csv_query": request.GET.copy().urlencode() if request.GET else "",
+            "csv_query": csv_query,
         }
         status = 200 if form.is_valid() else 400
         return TemplateResponse(request, "admin/accounts/billing.html", context, status=status)

@@ -2,8 +2,10 @@
 
 import csv
 import datetime as dt
+import html
 import io
 import random
+import re
 from collections import defaultdict
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import billing, quotas
+from accounts.forms import BillingForm
 from accounts.models import LedgerEntry, Team, csv_text, format_usd
 from tests.factories import make_route, make_user, submit_one
 
@@ -157,6 +160,22 @@ def test_the_admin_page_exports_csv(client, october):
     assert r["Content-Type"].startswith("text/csv")
     assert "attachment" in r["Content-Disposition"]
     assert r.content.decode().splitlines()[0].startswith("period,model,images,charged_usd")
+
+
+def test_download_csv_on_first_load_exports_what_the_page_shows(client, october):
+    """Before anyone pressed Show, the page shows this month; its CSV link must export
+    that report, not answer 400 for the fields the first load did not send."""
+    client.force_login(october["admin"])
+    page = client.get("/admin/accounts/ledgerentry/billing/")
+    assert page.status_code == 200
+    link = re.search(r'href="\?([^"]*format=csv)"', page.content.decode()).group(1)
+    r = client.get("/admin/accounts/ledgerentry/billing/?" + html.unescape(link))
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    start, end = BillingForm.initial_range()["start"], BillingForm.initial_range()["end"]
+    assert f"nanoweb-billing-{start}-{end}-user.csv" in r["Content-Disposition"]
+    # A link with only some of the fields takes the rest from the same defaults.
+    r = client.get("/admin/accounts/ledgerentry/billing/", {"format": "csv", "group": "model"})
+    assert r.status_code == 200 and f"{start}-{end}-model.csv" in r["Content-Disposition"]
 
 
 def test_a_backwards_range_is_refused_with_a_message(client, october):
