@@ -126,6 +126,25 @@ def test_password_reset_link_sets_a_new_password(client, mailoutbox):
     assert signed_in(client) == "gus@example.com"
 
 
+def test_without_mail_set_up_password_reset_says_no_link_can_come(client, settings):
+    """`make run`'s mail goes to the console: "Check your email" would be untrue."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    make_user("hal@example.com")
+    page = page_text(client.get("/accounts/password/reset/").content)
+    assert "cannot send email" in page and "Ask your admin" in page
+    assert "Send the link" not in page  # no form that pretends to send
+    r = client.post("/accounts/password/reset/", {"email": "hal@example.com"}, follow=True)
+    page = page_text(r.content)
+    assert "cannot send email" in page and "on its way" not in page
+
+
+def test_with_mail_set_up_password_reset_sends_the_link(client, mailoutbox):
+    make_user("ida@example.com")
+    assert "Send the link" in page_text(client.get("/accounts/password/reset/").content)
+    r = client.post("/accounts/password/reset/", {"email": "ida@example.com"}, follow=True)
+    assert "on its way" in page_text(r.content) and len(mailoutbox) == 1
+
+
 def test_open_sign_up_is_off(client):
     r = client.get("/accounts/signup/")
     assert "Sign-up is closed" in page_text(r.content)
