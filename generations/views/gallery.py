@@ -206,7 +206,7 @@ def bulk_restore(request):
 
 
 @login_required
-@require_GET
+@require_POST  # a form POST: the selection and the CSRF token stay out of URLs and logs
 def bulk_download(request):
     ids = _bulk_ids(request)
     if ids is None:
