@@ -51,8 +51,9 @@ def gallery_page(request):
         "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60,
     }
     if not filters.is_valid():
-        template = "#results" if request.htmx else ""
-        return _render(request, f"generations/gallery.html{template}", ctx, status=400)
+        if request.htmx:  # 422: the filters have errors, and htmx shows the message
+            return _render(request, "generations/gallery.html#results", ctx, status=422)
+        return _render(request, "generations/gallery.html", ctx, status=400)
     qs = gallery.filtered(request.user, filters.cleaned_data)
     try:
         current = gallery.page(qs, request.GET.get("cursor"))

@@ -125,6 +125,13 @@ def test_search_and_star(page, live_server):
     page.reload()  # a linked view shows the same thing
     assert page.locator("[data-tile]").count() == 2
 
+    # A range that ends before it starts says so, and keeps the results it had.
+    page.locator("input[name=since]").fill("2026-05-02")
+    page.locator("input[name=until]").fill("2026-05-01")
+    page.locator("input[name=until]").dispatch_event("change")
+    expect(page.get_by_role("alert")).to_contain_text("The end date is before the start date.")
+    page.goto(live_server.url + "/gallery?starred=1")
+
     # Select both and download them: a POST, so the address keeps no token or ids.
     for image in (fox, owl):
         page.locator(f"#tile-{image.generation_id}").get_by_label("Select this image").check()

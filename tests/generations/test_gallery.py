@@ -12,7 +12,7 @@ from django.utils import timezone
 from generations import gallery
 from generations.api import results
 from generations.models import Image, ModelSpec
-from tests.factories import make_image, make_images
+from tests.factories import make_image, make_images, page_text
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +144,19 @@ def test_it_refuses_bad_filters_with_a_message(client, alice):
     assert r.status_code == 400 and b"The end date is before the start date." in r.content
     r = client.get("/gallery?model=no-such-model")
     assert r.status_code == 400 and b"Select a valid choice" in r.content
+
+
+def test_bad_filters_from_the_live_form_come_back_as_422_with_the_message(client, alice):
+    """The filter form updates the results with htmx, which swaps a 422 (the app's "the
+    form has errors") but not a 400: the message must come back as a 422."""
+    client.force_login(alice)
+    r = client.get(
+        "/gallery?since=2026-05-02&until=2026-05-01",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="gallery-results",
+    )
+    assert r.status_code == 422
+    assert "To: The end date is before the start date." in page_text(r.content)
 
 
 def test_it_stars_and_unstars_my_image(client, alice):
