@@ -1,9 +1,32 @@
+import logging
 import os
 
 from celery import Celery
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nanoweb.settings")
+
+# Housekeeping that beat sends every few seconds; its routine "received" and
+# "succeeded" lines would bury everything else in the log (and `make run`'s sign-in
+# banner). Failures are still logged, at WARNING and above.
+HOUSEKEEPING = (
+    "generations.tasks.sweep",
+    "generations.tasks.feed_batches",
+    "generations.tasks.reconcile",
+    "generations.tasks.purge_deleted_images",
+)
+
+
+class QuietHousekeeping(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not any(f"{name}[" in message for name in HOUSEKEEPING)
+
+
+for _name in ("celery.worker.strategy", "celery.app.trace"):  # "received", "succeeded"
+    logging.getLogger(_name).addFilter(QuietHousekeeping())
 
 app = Celery("nanoweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")

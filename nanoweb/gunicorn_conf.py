@@ -13,8 +13,10 @@ its ``?``; ``access_log_format`` says the same for gunicorn's own workers.
 import logging
 import os
 
+from uvicorn_worker import UvicornWorker
+
 wsgi_app = "nanoweb.asgi:application"
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "nanoweb.gunicorn_conf.Worker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 60
 accesslog = "-"
@@ -40,3 +42,11 @@ class WithoutQueryString(logging.Filter):
 
 def post_worker_init(worker) -> None:
     logging.getLogger("uvicorn.access").addFilter(WithoutQueryString())
+
+
+class Worker(UvicornWorker):
+    """uvicorn, told that Django's ASGI handler does not speak the lifespan protocol (it
+    otherwise tries, and logs "ASGI 'lifespan' protocol appears unsupported" at every
+    start of every worker)."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "lifespan": "off"}

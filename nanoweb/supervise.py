@@ -8,6 +8,10 @@ gets SIGTERM, and SIGKILL if it is still there after ``STOP_GRACE_SECONDS``. Out
 prefixed as honcho prefixed it (``12:00:01 worker.1 | …``). Production runs the same
 Procfile lines under systemd units or compose, whose restart policies do this job.
 
+With ``--ready-url`` it prints ``--ready-banner`` (``manage.py serve``'s sign-in lines)
+again once that address answers 200, so the way in is the last thing on the screen
+rather than scrolled away under the processes' start-up lines.
+
 Run as ``python -m nanoweb.supervise -f Procfile [name …]`` (``manage.py serve`` does).
 """
 
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,7 @@ RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0  # a process that ran this long starts the backoff afresh
 STOP_GRACE_SECONDS = 10.0
+READY_WAIT_SECONDS = 120.0
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -127,9 +133,31 @@ class Supervisor:
             child.popen.wait()
         return 0
 
+    def announce_when_ready(self, url: str, banner: str) -> None:
+        """In the background: once ``url`` answers 200, print ``banner`` (line by line)."""
+
+        def wait() -> None:
+            deadline = time.monotonic() + READY_WAIT_SECONDS
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                if _answers(url):
+                    for line in banner.splitlines():
+                        self.say("system", line)
+                    return
+                self.stopping.wait(0.5)
+
+        threading.Thread(target=wait, name="ready-banner", daemon=True).start()
+
     def handle_signals(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 -- our own
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def _signal_group(popen: subprocess.Popen, sig: int) -> None:
@@ -141,6 +169,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--procfile", default="Procfile", type=Path)
     parser.add_argument("-d", "--directory", default=None)
+    parser.add_argument("--ready-url", help="print --ready-banner once this answers 200")
+    parser.add_argument("--ready-banner", default="", help="the lines to print then")
     parser.add_argument("names", nargs="*", help="the processes to run (default: all)")
     args = parser.parse_args(argv)
     commands = read_procfile(args.procfile)
@@ -148,6 +178,8 @@ def main(argv=None) -> int:
         commands = {name: commands[name] for name in args.names}
     supervisor = Supervisor(commands, cwd=args.directory)
     supervisor.handle_signals()
+    if args.ready_url and args.ready_banner:
+        supervisor.announce_when_ready(args.ready_url, args.ready_banner)
     return supervisor.run()
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.api.conftest import free_port
 from tests.factories import REPO, wait_for
 
 pytestmark = pytest.mark.integration
@@ -61,3 +62,48 @@ def test_a_killed_process_is_restarted_and_the_others_run_on(tmp_path):
             supervisor.kill()
     new_worker = pids(log, "worker")[1]
     wait_for(lambda: not alive(web) and not alive(new_worker), timeout=10)
+
+
+def test_the_sign_in_banner_comes_again_once_the_web_process_answers(tmp_path):
+    port = free_port()
+    procfile = tmp_path / "Procfile"
+    # The web process answers only after its start-up lines, as gunicorn does.
+    (tmp_path / "web.py").write_text(
+        "import http.server, time\n"
+        "print('booting', flush=True)\n"
+        "time.sleep(1)\n"
+        f"http.server.test(http.server.SimpleHTTPRequestHandler, port={port}, bind='127.0.0.1')\n"
+    )
+    procfile.write_text(f"web: {sys.executable} web.py\n")
+    (tmp_path / "healthz").write_text("ok")
+    log = tmp_path / "out.log"
+    banner = "nanoweb is ready at http://127.0.0.1/\nSign in as admin@example.com."
+    with log.open("w") as out:
+        supervisor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nanoweb.supervise",
+                "-f",
+                str(procfile),
+                "-d",
+                str(tmp_path),
+                "--ready-url",
+                f"http://127.0.0.1:{port}/healthz",
+                "--ready-banner",
+                banner,
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Sign in as admin@example.com." in log.read_text(), timeout=30)
+        text = log.read_text()
+        assert text.index("booting") < text.index("system | nanoweb is ready at")
+        assert "system | Sign in as admin@example.com." in text
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()

@@ -38,5 +38,5 @@ def ensure_admin() -> list[str]:
     )
     lines = [f"  Created the admin account {email}."]
     if generated:
-        lines.append(f"  Its password (shown only this once): {password}")
+        lines.append(f"  Its password (shown on this first start only): {password}")
     return lines

@@ -32,7 +32,12 @@ class Command(BaseCommand):
         admin_lines = ensure_admin()
         provider_lines = configure_providers()
         processes = ["web", "worker", "beat"] + (["sandbox"] if sandbox_wanted() else [])
-        self._banner(admin_lines, provider_lines)
+        url, banner = self._banner(admin_lines, provider_lines)
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"  nanoweb is starting at {url}"))
+        for line in banner:
+            self.stdout.write(line)
+        self.stdout.write("  A process that crashes is restarted; press Ctrl+C to stop them all.\n")
         if prepare_only:
             return
         env = {
@@ -45,25 +50,34 @@ class Command(BaseCommand):
         }
         procfile = str(Path(settings.BASE_DIR) / "Procfile")
         supervise = [sys.executable, "-m", "nanoweb.supervise", "-f", procfile]
-        os.execve(sys.executable, [*supervise, "-d", str(settings.BASE_DIR), *processes], env)
+        # Once the web process answers, the same sign-in lines again, below its start-up.
+        ready = [
+            "--ready-url",
+            f"http://{self._local_host()}:{settings.PORT}/healthz",
+            "--ready-banner",
+            "\n".join([f"nanoweb is ready at {url}", *[line.strip() for line in banner]]),
+        ]
+        args = [*supervise, *ready, "-d", str(settings.BASE_DIR), *processes]
+        os.execve(sys.executable, args, env)
 
-    def _banner(self, admin_lines, provider_lines):
+    @staticmethod
+    def _local_host() -> str:
+        return "127.0.0.1" if settings.HOST in ("0.0.0.0", "::", "") else settings.HOST
+
+    def _banner(self, admin_lines, provider_lines) -> tuple[str, list[str]]:
+        """Where nanoweb is, and how to sign in as lines (printed now, and again by the
+        supervisor once the web process answers)."""
         url = f"http://{settings.HOST}:{settings.PORT}/"
         if settings.HOST in ("0.0.0.0", "::"):
             url = f"http://localhost:{settings.PORT}/ (listening on all interfaces)"
         admin = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
-        out = self.stdout
-        out.write("")
-        out.write(self.style.SUCCESS(f"  nanoweb is starting at {url}"))
-        for line in admin_lines:
-            out.write(line)
+        lines = list(admin_lines)
         if admin and not admin_lines:
-            out.write(
+            lines.append(
                 f"  Sign in as {admin.email} with the password set on the first run "
                 "(forgotten? `make admin-password`)."
             )
         elif admin:
-            out.write(f"  Sign in at {url} as {admin.email}.")
-        for line in provider_lines:
-            out.write(f"  {line}")
-        out.write("  A process that crashes is restarted; press Ctrl+C to stop them all.\n")
+            lines.append(f"  Sign in at {url} as {admin.email}.")
+        lines += [f"  {line}" for line in provider_lines]
+        return url, lines
