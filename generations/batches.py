@@ -184,13 +184,14 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
         if not any(c.strip() for c in cells):
             continue
         values = dict(zip(header, (c.strip() for c in cells), strict=False))
-        try:
-            request = _csv_request(values, defaults, by_slug)
-            jobs.validate(request)
-            rows.append(Row(number, request))
-        except jobs.SubmitError as exc:
+        request, found = _csv_request(values, defaults, by_slug)
+        if request is not None:
+            found += [e for e in jobs.problems(request) if e.field not in _fields(found)]
+        for exc in found:  # every problem of the row, not just its first
             column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
             errors.append(f"Row {number}, {column}: {exc.message}")
+        if not found:
+            rows.append(Row(number, request))
     if errors:
         raise BatchError(errors)
     return rows
@@ -201,33 +202,47 @@ def _column(name: str) -> str:
     return CSV_ALIASES.get(name, name)
 
 
-def _csv_request(values: dict, defaults: Defaults, by_slug: dict) -> jobs.JobRequest:
+def _fields(errors: list[jobs.SubmitError]) -> set[str | None]:
+    return {e.field for e in errors}
+
+
+def _csv_request(
+    values: dict, defaults: Defaults, by_slug: dict
+) -> tuple[jobs.JobRequest | None, list[jobs.SubmitError]]:
+    """A row's request and the problems of its own cells (a model it cannot use, a count
+    that is not a number, no prompt); the request is None when it cannot be built."""
+    found = []
     model = defaults.model
     if values.get("model"):
         model = by_slug.get(values["model"].lower())
         if model is None:
             slugs = ", ".join(sorted({m.slug for m in by_slug.values()}))
-            raise jobs.SubmitError(
-                f"“{values['model']}” is not a model you can use here (try {slugs}).", field="model"
+            found.append(
+                jobs.SubmitError(
+                    f"“{values['model']}” is not a model you can use here (try {slugs}).",
+                    field="model",
+                )
             )
-    size = values.get("size") or (defaults.image_size if model == defaults.model else None)
-    if model.sizes and not size:
-        size = model.default_size()
+    count = defaults.count
     try:
         count = int(values.get("count") or defaults.count)
     except ValueError:
-        raise jobs.SubmitError(
-            f"“{values['count']}” is not a whole number.", field="count"
-        ) from None
+        found.append(jobs.SubmitError(f"“{values['count']}” is not a whole number.", field="count"))
     if not values.get("prompt"):
-        raise jobs.SubmitError("The prompt is empty.", field="prompt")
-    return _request(
+        found.append(jobs.SubmitError("The prompt is empty.", field="prompt"))
+    if model is None:
+        return None, found
+    size = values.get("size") or (defaults.image_size if model == defaults.model else None)
+    if model.sizes and not size:
+        size = model.default_size()
+    request = _request(
         model,
-        values["prompt"],
+        values.get("prompt") or "",
         values.get("aspect_ratio") or defaults.aspect_ratio,
         size.upper() if size else None,
         count,
     )
+    return request, found
 
 
 def _request(model, prompt, aspect_ratio, image_size, count) -> jobs.JobRequest:
@@ -459,15 +474,17 @@ class Progress:
     running: int = 0
     done: int = 0
     failed: int = 0
+    cancelled: int = 0  # cancelled jobs, and waiting rows dropped by a cancel
     spent: int = 0
+    retryable: int = 0  # failed and cancelled jobs (dropped rows were never jobs)
 
     @property
     def total(self) -> int:
-        return self.queued + self.running + self.done + self.failed
+        return self.queued + self.running + self.finished
 
     @property
     def finished(self) -> int:
-        return self.done + self.failed
+        return self.done + self.failed + self.cancelled
 
     @property
     def percent(self) -> int:
@@ -485,7 +502,8 @@ def progress_filters(prefix: str = "") -> dict:
         "n_queued": Count(f"{p}pk", filter=Q(**{f"{p}status": "queued"})),
         "n_running": Count(f"{p}pk", filter=Q(**{f"{p}status": "running"})),
         "n_done": Count(f"{p}pk", filter=Q(**{f"{p}status": "succeeded"})),
-        "n_failed": Count(f"{p}pk", filter=Q(**{f"{p}status__in": ["failed", "cancelled"]})),
+        "n_failed": Count(f"{p}pk", filter=Q(**{f"{p}status": "failed"})),
+        "n_cancelled": Count(f"{p}pk", filter=Q(**{f"{p}status": "cancelled"})),
         "n_spent": Sum(f"{p}actual_micros"),
     }
 
@@ -502,7 +520,9 @@ def _progress_of(batch: Batch, get) -> Progress:
         running=get("n_running"),
         done=get("n_done"),
         failed=get("n_failed"),
+        cancelled=get("n_cancelled") + batch.cancelled_waiting,
         spent=get("n_spent") or 0,
+        retryable=get("n_failed") + get("n_cancelled"),
     )
 
 
@@ -522,7 +542,8 @@ def cancel(user, batch: Batch) -> tuple[list[Generation], int]:
         locked = _locked(Batch.objects).get(pk=batch.pk)
         dropped = locked.waiting_images
         locked.waiting, locked.stalled = [], ""
-        locked.save(update_fields=["waiting", "stalled"])
+        locked.cancelled_waiting += dropped  # still counted on the batch page
+        locked.save(update_fields=["waiting", "stalled", "cancelled_waiting"])
         if locked.economy:  # Google is asked to call its jobs off; the rows are refunded
             economy.request_cancel(locked)
     batch.waiting, batch.stalled = [], ""

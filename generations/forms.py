@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django import forms
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import limits
@@ -203,6 +204,19 @@ class BatchForm(forms.Form):
                 f"{batches.MAX_CSV_BYTES // 1024:,} KB."
             )
         return upload
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("prompts") or "").strip() and (data.get("csv_file") or data.get("csv_text")):
+            # One source only: a batch that silently took the file and dropped the typed
+            # prompts (or the other way round) would not be what the person checked.
+            raise forms.ValidationError(
+                _(
+                    "There are prompts in the box and a CSV file: a batch takes one or the "
+                    "other. Empty the box to use the file, or reload the page to drop the file."
+                )
+            )
+        return data
 
     @property
     def economy(self) -> bool:

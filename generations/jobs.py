@@ -96,43 +96,66 @@ def text_problem(text: str) -> str:
 
 def validate(req: JobRequest) -> None:
     """Refuse what the model cannot do, clearly; never silently downgrade."""
+    found = problems(req)
+    if found:
+        raise found[0]
+
+
+def problems(req: JobRequest) -> list[SubmitError]:
+    """Everything wrong with ``req`` for its model, one refusal per field, in the order
+    the form shows the fields (a batch row reports all of them at once)."""
     model = req.model
     prompt = req.prompt.strip()
+    found = []
     if not prompt:
-        raise SubmitError("Write a prompt describing the image you want.", field="prompt")
-    problem = text_problem(prompt)
-    if problem:
-        raise SubmitError(problem, field="prompt")
-    if len(prompt) > settings.NANOWEB_MAX_PROMPT_CHARS:
-        raise SubmitError(
-            f"The prompt is {len(prompt):,} characters long; the limit is "
-            f"{settings.NANOWEB_MAX_PROMPT_CHARS:,}.",
-            field="prompt",
+        found.append(SubmitError("Write a prompt describing the image you want.", field="prompt"))
+    elif problem := text_problem(prompt):
+        found.append(SubmitError(problem, field="prompt"))
+    elif len(prompt) > settings.NANOWEB_MAX_PROMPT_CHARS:
+        found.append(
+            SubmitError(
+                f"The prompt is {len(prompt):,} characters long; the limit is "
+                f"{settings.NANOWEB_MAX_PROMPT_CHARS:,}.",
+                field="prompt",
+            )
         )
     if req.aspect_ratio not in model.aspect_ratios:
-        raise SubmitError(
-            f"{model.name} does not support the aspect ratio {req.aspect_ratio}.",
-            field="aspect_ratio",
+        found.append(
+            SubmitError(
+                f"{model.name} does not support the aspect ratio {req.aspect_ratio}.",
+                field="aspect_ratio",
+            )
         )
     if model.sizes and req.image_size not in model.sizes:
-        raise SubmitError(
-            f"{model.name} supports the sizes {', '.join(model.sizes)}.", field="image_size"
+        found.append(
+            SubmitError(
+                f"{model.name} supports the sizes {', '.join(model.sizes)}.", field="image_size"
+            )
         )
     if not model.sizes and req.image_size:
-        raise SubmitError(
-            f"{model.name} has one fixed size; it does not take {req.image_size}.",
-            field="image_size",
+        found.append(
+            SubmitError(
+                f"{model.name} has one fixed size; it does not take {req.image_size}.",
+                field="image_size",
+            )
         )
     if not 1 <= req.count <= model.max_images_per_request:
-        raise SubmitError(
-            f"{model.name} makes 1 to {model.max_images_per_request} images per request.",
-            field="count",
+        found.append(
+            SubmitError(
+                f"{model.name} makes 1 to {model.max_images_per_request} images per request.",
+                field="count",
+            )
         )
     if len(req.references) > model.max_reference_images:
-        raise SubmitError(too_many_references(model, len(req.references)), field="references")
-    if req.mask is not None:
-        _validate_mask(req)
-    _validate_params(req)
+        found.append(
+            SubmitError(too_many_references(model, len(req.references)), field="references")
+        )
+    for check in ((_validate_mask,) if req.mask is not None else ()) + (_validate_params,):
+        try:
+            check(req)
+        except SubmitError as exc:
+            found.append(exc)
+    return found
 
 
 def _validate_params(req: JobRequest) -> None:

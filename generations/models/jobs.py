@@ -47,6 +47,9 @@ class Batch(models.Model):
     # {"model", "prompt", "aspect_ratio", "image_size", "count"}; nothing is reserved
     # for them until they start, as room frees up.
     waiting = models.JSONField(default=list, blank=True)
+    cancelled_waiting = models.PositiveIntegerField(
+        default=0, help_text="Images of waiting rows a cancel dropped (counted as cancelled)."
+    )
     stalled = models.CharField(
         max_length=500, blank=True, help_text="Why waiting rows cannot start (another limit)."
     )

@@ -1,12 +1,14 @@
 """Batch pages: create from lines or CSV, estimate and confirm, progress, cancel, retry."""
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts import quotas
 from generations import batches, engine
 from generations.models import Batch, Generation
-from tests.factories import page_text
+from tests.factories import REPO, page_text
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +100,37 @@ def test_it_names_each_bad_csv_row_and_field(client, alice, sandbox_model, no_br
     assert "Row 6, prompt: The prompt is empty." in page
     assert "Row 2" not in page
     assert not Generation.objects.exists()
+
+
+def test_a_csv_row_with_several_problems_names_each_of_them(client, alice, sandbox_model):
+    client.force_login(alice)
+    page = _check(
+        client,
+        csv_file=_csv("prompt,aspect_ratio,size,count\n,7:5,9K,lots\na kite,7:5,9K,1\n"),
+    ).content.decode()
+    assert "Row 2, prompt: The prompt is empty." in page
+    assert "Row 2, count: “lots” is not a whole number." in page
+    assert "Row 2, aspect_ratio:" in page and "Row 2, size:" in page
+    assert "Row 3, aspect_ratio:" in page and "Row 3, size:" in page
+    assert "Row 3, prompt" not in page and not Generation.objects.exists()
+
+
+def test_prompts_and_a_csv_file_together_are_refused_not_half_ignored(client, alice, sandbox_model):
+    client.force_login(alice)
+    r = _check(client, prompts="a typed prompt", csv_file=_csv("prompt\na csv prompt\n"))
+    assert r.status_code == 422
+    assert "a batch takes one or the other" in r.content.decode()
+    assert not Batch.objects.exists() and not Generation.objects.exists()
+
+
+def test_the_readme_csv_example_is_accepted_on_a_fresh_install(client, alice, sandbox_model):
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"```csv\n(.*?)```", readme, re.S).group(1)
+    example = "\n".join(line.strip() for line in example.splitlines()) + "\n"
+    client.force_login(alice)
+    r = _check(client, csv_file=_csv(example))
+    assert r.status_code == 200, page_text(r.content)
+    assert "Start 3 images" in r.content.decode()
 
 
 def test_it_refuses_unknown_csv_columns(client, alice, sandbox_model):
@@ -418,3 +451,26 @@ def test_cancel_also_drops_the_waiting_rows(client, alice, sandbox_model, no_bro
     batch.refresh_from_db()
     assert batch.waiting == [] and batches.progress(batch).queued == 0
     assert quotas.summary(alice).images_today == 0 and quotas.ledger_problems() == []
+
+
+def test_the_batch_page_counts_what_a_cancel_stopped(client, alice, sandbox_model, no_broker):
+    """Done, failed and cancelled add up to the batch's images: a cancel that dropped
+    waiting rows does not leave the page reading "1 done of 1" at 100 %."""
+    _limit_jobs_in_progress(alice, 2)
+    client.force_login(alice)
+    _start(client, prompts="a\nb\nc\nd\ne")
+    batch = Batch.objects.get()
+    first = batch.generations.get(prompt="a")
+    engine.fail(first, "transient", "Down.")  # one failed; b runs on; c, d, e wait
+    batches.feed_after(first.pk)
+    running = batch.generations.get(prompt="b")
+    Generation.objects.filter(pk=running.pk).update(status=Generation.RUNNING)
+    client.post(f"/batches/{batch.pk}/cancel")
+    batch.refresh_from_db()
+    p = batches.progress(batch)
+    assert (p.failed, p.running, p.cancelled, p.total) == (1, 1, 3, 5)
+    assert p.retryable == 2  # the failed one and the cancelled job that had been admitted
+    page = page_text(client.get(f"/batches/{batch.pk}").content)
+    assert "1 failed" in page and "3 cancelled" in page
+    listing = page_text(client.get("/batches").content)
+    assert "4 of 5 finished" in listing and "3 cancelled" in listing
