@@ -117,7 +117,7 @@ async def finish(gens: list[Generation], run_here: bool) -> tuple[bool, list[Gen
     else:
         left = ids
     done = await wait_for(left, max(deadline - time.monotonic(), 0.0))
-    return done, await sync_to_async(refresh)(ids)
+    return done, await inline.call(refresh, ids)
 
 
 def submit(
