@@ -59,6 +59,10 @@ class Month:
     chart: Chart
     projection: int | None  # spend at this pace by the month's last day (current month only)
     is_current: bool
+    # When a team's shared budget binds before the person's own, the projection that
+    # matters is the whole team's pace against it: its name, and that projection.
+    shared_by: str = ""
+    own_projection: int | None = None
 
     @property
     def end(self) -> dt.date:
@@ -76,6 +80,25 @@ class Month:
     @property
     def projection_over_budget(self) -> bool:
         return None not in (self.projection, self.budget) and self.projection > self.budget
+
+
+def bind_to_team(month: Month, team: Team, budget: int) -> Month:
+    """The same month, projected as the team's spend against the team's shared budget:
+    what a person sees when that budget, not their own, is the one that binds."""
+    spent = (
+        _entries(month.start, team=team).filter(CHARGES).aggregate(s=Sum("spent_delta"))["s"] or 0
+    )
+    month.own_projection = month.projection
+    month.projection = _pace(spent, month.start) if month.is_current else None
+    month.budget = budget
+    month.shared_by = team.name
+    return month
+
+
+def _pace(spent: int, start: dt.date) -> int:
+    """``spent`` so far this month, extended at the same daily pace to the month's last day."""
+    days = calendar.monthrange(start.year, start.month)[1]
+    return round(spent * days / quota_day().day)
 
 
 def parse_month(text: str | None) -> dt.date:
@@ -105,9 +128,7 @@ def month(
     spent = sum(per_day.values())
     today = quota_day()
     is_current = start == month_start(today)
-    projection = None
-    if is_current:
-        projection = round(spent * len(days) / today.day)
+    projection = _pace(spent, start) if is_current else None
     return Month(
         start,
         spent,

@@ -12,7 +12,6 @@ from django.views.decorators.cache import never_cache
 from accounts import alerts, invitations, limits, quotas, usage
 from accounts.forms import InvitationForm
 from accounts.models import User
-from accounts.periods import month_start, quota_day
 
 LEDGER_PAGE = 50
 
@@ -41,11 +40,15 @@ def usage_page(request):
     elif team_view and budget is not None:
         team_left = budget
     page = Paginator(usage.ledger(start, **owner), LEDGER_PAGE).get_page(request.GET.get("page"))
+    month = usage.month(start, budget=budget, **owner)
+    quota = quotas.summary(user) if month.is_current else None
+    if quota is not None and not team_view and quota.budget_room.shared:
+        month = usage.bind_to_team(month, user.team, quota.team_budget)
     context = {
         "team_view": team_view,
-        "month": usage.month(start, budget=budget, **owner),
+        "month": month,
         "ledger": page,
-        "quota": quotas.summary(user) if start == month_start(quota_day()) else None,
+        "quota": quota,
         "members": usage.members(user.team, start) if team_view else None,
         "team_counter": counter,
         "team_left": team_left,

@@ -1,5 +1,6 @@
 """The usage page: what is left, what was charged each day, where the month is heading."""
 
+import calendar
 import datetime as dt
 import re
 
@@ -140,3 +141,25 @@ def test_the_ledger_is_paginated(client, alice, flash):
     page = client.get("/usage").content.decode()
     assert "Page 1 of 2" in page and "grant 59" in page and "grant 0<" not in page
     assert "grant 0<" in client.get("/usage", {"page": 2}).content.decode()
+
+
+def test_the_projection_is_the_teams_when_the_shared_budget_binds(client, alice, bob, team, flash):
+    """Alice's own budget is $20 but the team's shared $0.50 binds first: the projection
+    is the team's pace against $0.50, not hers against $20 (issue 20, defect 2)."""
+    team.shared_monthly_budget_micros = 500_000
+    team.save()
+    charged(alice, flash, 100_000)
+    charged(bob, flash, 170_000)
+    client.force_login(alice)
+    page = client.get("/usage").content.decode()
+    assert "team Acme's shared budget" in page  # "Budget left": $0.23 of $0.50
+    today = quota_day()
+    days = calendar.monthrange(today.year, today.month)[1]
+    team_pace = round(270_000 * days / today.day)
+    stat = page[page.index("Projection") :]
+    stat = stat[: stat.index("</div>")]
+    assert "within the $20.00 budget" not in stat
+    assert f"≈ ${team_pace / 1_000_000:,.2f}" in stat
+    verdict = "more than" if team_pace > 500_000 else "within"
+    assert "Team Acme at this pace by" in stat and f"{verdict} its $0.50 shared budget" in stat
+    assert f"Your share: ≈ ${round(100_000 * days / today.day) / 1_000_000:,.2f}" in stat
