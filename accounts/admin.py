@@ -23,6 +23,7 @@ from accounts.models import (
     Team,
     User,
     default_monthly_budget,
+    format_left,
     format_usd,
 )
 from accounts.periods import month_start, quota_day
@@ -146,7 +147,7 @@ class UserAdmin(BaseUserAdmin):
 
     @admin.display(description="Budget / month")
     def budget(self, obj):
-        return _limit(obj, "monthly_budget_micros", format_usd)
+        return _limit(obj, "monthly_budget_micros", format_left)
 
     @admin.display(description="Spent this month", ordering="month_spent")
     def spent_this_month(self, obj):
@@ -167,7 +168,7 @@ class UserAdmin(BaseUserAdmin):
             format_usd(s.spent_month),
             format_usd(s.reserved_month),
             s.images_today,
-            _room_line("Left this month", s.budget_room, format_usd),
+            _room_line("Left this month", s.budget_room, format_left),
             _room_line("Left today", s.images_room, lambda n: f"{n} images"),
             reverse("admin:accounts_user_grant", args=[obj.pk]),
             reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}",
@@ -286,7 +287,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     @admin.display(description="Shared budget")
     def shared_budget(self, obj):
-        return format_usd(obj.shared_monthly_budget_micros)
+        return format_left(obj.shared_monthly_budget_micros)
 
     @admin.display(description="Spent this month", ordering="month_spent")
     def spent_this_month(self, obj):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -19,18 +20,35 @@ def usd_to_micros(usd: float | str) -> int:
     return int((Decimal(str(usd)) * MICROS_PER_USD).quantize(Decimal(1), ROUND_HALF_UP))
 
 
-def format_usd(micros: int | None) -> str:
-    """Exact to the micro-dollar without noise: $0.03882, $0.0717, $20.00.
+# The one rule for showing money (issue 20, defect 12), applied by ``format_usd``:
+# balances and budgets in cents; what a job costs to four places where people make
+# images (studio, gallery, batches); exact to the micro-dollar, all six places, in the
+# ledger, billing, the admin, messages about charges and every export.
+CENTS, STUDIO, EXACT = 2, 4, 6
 
-    Cents are not enough to explain a job, so sub-cent digits stay; trailing zeros
-    beyond the cents go.
+
+def format_usd(micros: int | None, places: int = EXACT, *, rounding: str = "half") -> str:
+    """``micros`` as dollars with exactly ``places`` decimals: $0.038820 (EXACT),
+    $0.0388 (STUDIO), $19.92 (CENTS); None → "unlimited".
+
+    ``rounding`` is "half" (half-even), "up" for an "up to" estimate, which must not show
+    less than it can cost, or "down" for what is left, which must not show more.
     """
     if micros is None:
         return "unlimited"
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_USD)
-    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}${whole:,}.{digits}"
+    exact = Decimal(micros) / MICROS_PER_USD
+    shown = exact.quantize(Decimal(1).scaleb(-places), _ROUNDING[rounding])
+    sign = "-" if shown < 0 else ""
+    return f"{sign}${abs(shown):,.{places}f}"
+
+
+def format_left(micros: int | None) -> str:
+    """A budget, a limit or what is left of one: cents, never rounded up ($0.02 for
+    $0.028290 left)."""
+    return format_usd(micros, CENTS, rounding="down")
+
+
+_ROUNDING = {"half": ROUND_HALF_EVEN, "up": ROUND_CEILING, "down": ROUND_FLOOR}
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -49,8 +67,6 @@ def csv_usd(micros: int | None) -> str:
     number and keeps every micro-dollar; empty for no amount."""
     if micros is None:
         return ""
-    from decimal import Decimal
-
     return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
 
 
@@ -395,14 +411,14 @@ class BudgetAlert(models.Model):
         resets = next_month_start(self.period_start)
         if self.threshold >= 100:
             return (
-                f"{who} monthly budget of {format_usd(self.budget_micros)} is used up "
-                f"({format_usd(self.spent_micros)} charged). New images are refused until "
+                f"{who} monthly budget of {format_left(self.budget_micros)} is used up "
+                f"({format_usd(self.spent_micros, CENTS)} charged). New images are refused until "
                 f"it resets on {resets:%B} 1, or an admin raises it."
             )
         percent = self.spent_micros * 100 // self.budget_micros
         return (
-            f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros)} "
-            f"of {format_usd(self.budget_micros)}. It resets on {resets:%B} 1."
+            f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros, CENTS)} "
+            f"of {format_left(self.budget_micros)}. It resets on {resets:%B} 1."
         )
 
 

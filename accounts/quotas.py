@@ -18,7 +18,15 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts import limits
-from accounts.models import LedgerEntry, QuotaCounter, Team, User, format_usd
+from accounts.models import (
+    STUDIO,
+    LedgerEntry,
+    QuotaCounter,
+    Team,
+    User,
+    format_left,
+    format_usd,
+)
 from accounts.periods import month_start, next_midnight, next_month_start, quota_day
 
 
@@ -465,11 +473,15 @@ def _daily_message(user: User, wanted: int, limit: int) -> str:
     )
 
 
+def _up_to(micros: int) -> str:
+    return format_usd(micros, STUDIO, rounding="up")
+
+
 def _budget_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
     return (
-        f"Monthly budget reached: this request may cost up to {format_usd(wanted)}, and "
-        f"{format_usd(s.budget_left)} of your {format_usd(limit)} budget is left. "
+        f"Monthly budget reached: this request may cost up to {_up_to(wanted)}, and "
+        f"{format_left(s.budget_left)} of your {format_left(limit)} budget is left. "
         f"It resets on {s.month_resets_on:%B} 1."
     )
 
@@ -497,8 +509,8 @@ def _team_budget_message(team: Team, wanted: int, day: dt.date) -> str:
     left = max(0, team.shared_monthly_budget_micros - used)
     return (
         f"Team {team.name}'s shared monthly budget reached: this request may cost up to "
-        f"{format_usd(wanted)}, and {format_usd(left)} of the team's "
-        f"{format_usd(team.shared_monthly_budget_micros)} is left. It resets on "
+        f"{_up_to(wanted)}, and {format_left(left)} of the team's "
+        f"{format_left(team.shared_monthly_budget_micros)} is left. It resets on "
         f"{next_month_start(day):%B} 1."
     )
 

@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
-from accounts.models import csv_text, csv_usd, format_usd
+from accounts.models import STUDIO, csv_text, csv_usd, format_left, format_usd
 from accounts.quotas import QuotaExceeded
 from generations import economy, jobs
 from generations.models import Batch, Generation, ModelSpec
@@ -324,8 +324,9 @@ def over_limit(user, images: int, micros: int) -> str | None:
         )
     if month.left is not None and micros > month.left:
         return (
-            f"This batch may cost up to {format_usd(micros)} but {whose(month)} monthly "
-            f"budget of {format_usd(month.limit)} has {format_usd(month.left)} left. "
+            f"This batch may cost up to {format_usd(micros, STUDIO, rounding='up')} but "
+            f"{whose(month)} monthly budget of {format_left(month.limit)} has "
+            f"{format_left(month.left)} left. "
             "Nothing was started."
         )
     return None

@@ -7,7 +7,7 @@ from collections import Counter
 
 from django.utils.translation import gettext as _
 
-from accounts.models import format_usd
+from accounts.models import CENTS, format_left, format_usd
 from generations.advisor.figures import (
     ADMIN,
     BUSY_SHARE,
@@ -47,7 +47,7 @@ def _worth_it(saving: int, of: int) -> bool:
 
 def about(micros: int) -> str:
     """A projected amount to the cent: "about $7.08 a month", not $7.081415."""
-    return format_usd((micros + 5_000) // 10_000 * 10_000)
+    return format_usd(micros, CENTS)
 
 
 def _average(micros: int, images: int) -> int:
@@ -262,7 +262,7 @@ def _over_budget(advice: Advice) -> list[Recommendation]:
             "owner": row.owner,
             "projected": about(row.projected),
             "month_end": f"{row.month_end:%B} {row.month_end.day}",
-            "budget": format_usd(row.budget),
+            "budget": format_left(row.budget),
             "spent": format_usd(row.spent),
         }
         text = (

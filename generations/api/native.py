@@ -15,7 +15,7 @@ import uuid
 from django.db.models import Min
 from ninja import Field, Query, Router, Schema, Status
 
-from accounts.models import format_usd
+from accounts.models import csv_usd
 from generations import jobs
 from generations.api import mapping, results, waiting
 from generations.api.auth import TokenAuth
@@ -98,10 +98,8 @@ def _image(request, gen: Generation) -> dict:
         if gen.status in (Generation.FAILED, Generation.CANCELLED)
         else None,
         "refunded": gen.refunded,
-        "reserved_usd": format_usd(gen.reserved_micros).lstrip("$"),
-        "cost_usd": None
-        if gen.actual_micros is None
-        else format_usd(gen.actual_micros).lstrip("$"),
+        "reserved_usd": csv_usd(gen.reserved_micros),
+        "cost_usd": None if gen.actual_micros is None else csv_usd(gen.actual_micros),
         "made_by": _made_by(gen),
         "width": gen.image.width if done else None,
         "height": gen.image.height if done else None,

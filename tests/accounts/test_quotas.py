@@ -93,22 +93,30 @@ def test_it_keeps_users_counters_apart(alice, bob, flash):
 
 
 @pytest.mark.parametrize(
-    "micros, text",
+    "micros, places, up, text",
     [
-        (38_820, "$0.03882"),
-        (71_700, "$0.0717"),
-        (20_000_000, "$20.00"),
-        (1, "$0.000001"),
-        (1_234_567_890, "$1,234.56789"),
-        (-138_472, "-$0.138472"),
-        (0, "$0.00"),
-        (None, "unlimited"),
+        (38_820, 6, False, "$0.038820"),  # the ledger: every place, always six
+        (71_700, 6, False, "$0.071700"),
+        (1, 6, False, "$0.000001"),
+        (1_234_567_890, 6, False, "$1,234.567890"),
+        (-138_472, 6, False, "-$0.138472"),
+        (0, 6, False, "$0.000000"),
+        (38_820, 4, False, "$0.0388"),  # the studio: always four
+        (71_700, 4, False, "$0.0717"),
+        (38_820, 4, True, "$0.0389"),  # an "up to" never shows less than it can cost
+        (38_800, 4, True, "$0.0388"),
+        (19_923_000, 2, False, "$19.92"),  # balances: cents
+        (20_000_000, 2, False, "$20.00"),
+        (-5_000, 2, False, "$0.00"),  # no "-$0.00"
+        (None, 6, False, "unlimited"),
     ],
 )
-def test_amounts_are_exact_without_trailing_noise(micros, text):
+def test_money_has_one_rule_of_places(micros, places, up, text):
+    """Issue 20, defect 12: amounts came out with 4, 5 or 6 places depending on their
+    trailing zeros ($0.0717 beside $0.03882); now each place has a fixed number."""
     from accounts.models import format_usd
 
-    assert format_usd(micros) == text
+    assert format_usd(micros, places, rounding="up" if up else "half") == text
 
 
 def test_a_grant_gives_room_and_the_ledger_says_who_and_why(alice, charlie, flash):

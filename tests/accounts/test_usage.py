@@ -40,7 +40,7 @@ def test_the_chart_has_a_bar_per_day_with_the_days_spend(client, alice, flash):
         day=1
     ) - dt.timedelta(days=1)
     assert svg.count("<rect") == days.day
-    assert f"{today:%a %b} {today.day}: $0.03882</title>" in svg
+    assert f"{today:%a %b} {today.day}: $0.038820</title>" in svg
     assert 'role="img"' in svg and "aria-label=" in svg
 
 
@@ -97,7 +97,7 @@ def test_a_team_admin_sees_every_member_and_the_team_ledger(client, alice, bob, 
     page = client.get("/usage?view=team").content.decode()
     assert "Team Acme" in page and "alice@example.com" in page
     assert "$0.05082" in page  # 38,820 + 12,000 charged for the team
-    assert "$99.95 <small>of $100.00</small>" in page  # what the team has left
+    assert "$99.94 <small>of $100.00</small>" in page  # left, never rounded up
     rows = re.findall(r"<tr><td>(\w+) <span", page)
     assert rows[:2] == ["Alice", "Bob"]  # biggest spender first
 
@@ -106,7 +106,7 @@ def test_charlie_sees_only_his_own(client, alice, charlie, flash):
     charged(alice, flash, 38_820)
     client.force_login(charlie)
     page = client.get("/usage").content.decode()
-    assert "$0.03882" not in page and "Nothing yet this month." in page
+    assert "$0.038820" not in page and "Nothing yet this month." in page
     assert client.get("/usage?view=team").status_code == 404
 
 
@@ -126,11 +126,11 @@ def test_a_past_month_shows_its_total_and_no_projection(client, alice, flash, mo
     monkeypatch.undo()
     client.force_login(alice)
     page = client.get("/usage", {"month": f"{last_month:%Y-%m}"}).content.decode()
-    assert f"Charged in {last_month:%B}" in page and "$0.03882" in page
+    assert f"Charged in {last_month:%B}" in page and "$0.038820" in page
     assert "Projection" not in page
     assert "Images left today" not in page
     current = client.get("/usage").content.decode()
-    assert "$0.03882" not in current.split("Ledger")[0]
+    assert "$0.038820" not in current.split("Ledger")[0]
 
 
 def test_the_ledger_is_paginated(client, alice, flash):

@@ -117,7 +117,7 @@ def test_cancel_returns_the_reservation(api, alice):
     r = api("post", f"/api/v1/generations/{body['id']}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert [(i["status"], i["refunded"], i["cost_usd"]) for i in r.json()["images"]] == [
-        ("cancelled", True, "0.00")
+        ("cancelled", True, "0.000000")
     ] * 2
     assert quotas.summary(alice).images_today == 0 and quotas.summary(alice).reserved_month == 0
     assert LedgerEntry.objects.filter(kind="release").count() == 2

@@ -35,7 +35,7 @@ def test_it_shows_my_images_newest_first_with_a_caption(client, alice):
     assert tiles(r) == [str(new.generation_id), str(old.generation_id)]
     page = r.content.decode()
     assert "a new bridge" in page and "Sandbox (offline)" in page
-    assert "64×64" in page and "$0.03882" in page  # size and cost, exact
+    assert "64×64" in page and "$0.0388" in page  # size and cost (to 4 places)
     assert 'loading="lazy"' in page
     assert f"/images/{new.generation_id}/thumbnail" in page
 

@@ -19,7 +19,7 @@ def test_it_shows_the_image_with_its_prompt_settings_and_actions(client, alice):
     assert r.status_code == 200
     page = r.content.decode()
     assert "a paper boat on a puddle" in page and "Sandbox (offline)" in page
-    assert "64×64" in page and "$0.03882" in page
+    assert "64×64" in page and "$0.0388" in page
     assert "Edit this image" in page and "Reuse settings" in page and "Download original" in page
     assert f"/images/{image.generation_id}/file?download=1" in page
 
