@@ -4,14 +4,12 @@ edit chain, star / share / delete with undo, and bulk delete and download."""
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -22,15 +20,8 @@ from generations.models import Image
 from generations.views.access import get_own_image, get_visible_image
 
 
-def _image_base() -> str:
-    """ "/images/" as routed: tiles build their links from it, since reversing seven URLs
-    for each of 40 tiles was most of the page's time."""
-    zero = uuid.UUID(int=0)
-    return reverse("generations:image", args=[zero]).removesuffix(str(zero))
-
-
 def _render(request, template: str, ctx: dict, status: int = 200):
-    return render(request, template, {**ctx, "img_base": _image_base()}, status=status)
+    return render(request, template, {**ctx, "img_base": gallery.image_base()}, status=status)
 
 
 def _query_without_cursor(request) -> str:
@@ -73,28 +64,6 @@ def gallery_page(request):
     return _render(request, "generations/gallery.html", ctx)
 
 
-def _settings_query(image: Image, *, with_prompt: bool) -> dict:
-    gen = image.generation
-    values = {
-        "model": gen.model.slug,
-        "aspect_ratio": gen.aspect_ratio,
-        "image_size": gen.image_size,
-        "count": 1,
-    }
-    if with_prompt:
-        values["prompt"] = gen.prompt
-    return values
-
-
-def _edit_url(image: Image) -> str:
-    query = {"edit": str(image.generation_id), **_settings_query(image, with_prompt=False)}
-    return reverse("generations:studio") + "?" + urlencode(query)
-
-
-def _reuse_url(image: Image) -> str:
-    return reverse("generations:studio") + "?" + urlencode(_settings_query(image, with_prompt=True))
-
-
 @login_required
 @require_GET
 def image_page(request, pk):
@@ -107,8 +76,8 @@ def image_page(request, pk):
         "children": gallery.children(image, request.user),
         "newer": newer,
         "older": older,
-        "edit_url": _edit_url(image),
-        "reuse_url": _reuse_url(image),
+        "edit_url": gallery.edit_url(image.generation),
+        "reuse_url": gallery.reuse_url(image.generation),
     }
     return _render(request, "generations/image.html", ctx)
 

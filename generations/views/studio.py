@@ -93,6 +93,11 @@ def studio(request):
     return render(request, "generations/studio.html", _page_context(request, form, mine))
 
 
+def _no_autofocus(form: StudioForm) -> StudioForm:
+    form.fields["prompt"].widget.attrs.pop("autofocus", None)
+    return form
+
+
 @login_required
 @require_POST
 def generate(request):
@@ -114,11 +119,14 @@ def generate(request):
     if not request.htmx:
         ctx = _page_context(request, form, mine)
         return render(request, "generations/studio.html", ctx, status=200 if new_jobs else 400)
+    # A form swapped in by htmx does not take the focus: autofocus would scroll a phone
+    # back up to the prompt, away from the error or the new cards.
     if not new_jobs:
         # 422 keeps the form in place; htmx is told to swap it anyway (see base.html).
+        _no_autofocus(form)
         ctx = _form_context(request, form, mine)
         return render(request, "generations/studio.html#studio-form", ctx, status=422)
-    kept = StudioForm(initial=_keep_settings(form))
+    kept = _no_autofocus(StudioForm(initial=_keep_settings(form)))
     ctx = {**_form_context(request, kept, mine), "new_jobs": live.annotate_positions(new_jobs)}
     return render(request, "generations/studio.html#submitted", ctx)
 

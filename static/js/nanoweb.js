@@ -18,6 +18,21 @@ document.addEventListener("htmx:configRequest", (e) => {
   e.detail.parameters.ref_count = window.nanoweb.refCount();
 });
 
+/* A navigation wider than the screen fades at the edge that has more to scroll to. */
+function navEdges() {
+  const nav = $(".topbar .nav");
+  if (!nav) return;
+  const end = nav.scrollWidth - nav.clientWidth;
+  nav.classList.toggle("can-scroll-left", end > 1 && nav.scrollLeft > 1);
+  nav.classList.toggle("can-scroll-right", end > 1 && nav.scrollLeft < end - 1);
+}
+document.addEventListener("DOMContentLoaded", () => {
+  navEdges();
+  const nav = $(".topbar .nav");
+  if (nav) nav.addEventListener("scroll", navEdges, { passive: true });
+});
+window.addEventListener("resize", navEdges);
+
 /* The gallery's filters apply on change; the search box has its own delayed trigger. */
 document.addEventListener("change", (e) => {
   const form = e.target.closest("#gallery-filters");
@@ -30,18 +45,87 @@ window.nanoweb = (() => {
   function promptChars() { const p = $("#id_prompt"); return p ? p.value.length : 0; }
   function refCount() { const i = refInput(); return i && i.files ? i.files.length : 0; }
 
+  function maxRefs() { const m = $("#max-refs"); return m ? Number(m.value) : Infinity; }
+
+  // Each reference gets a thumbnail and its own ✕; more than the model takes is said
+  // here, before Generate, with the ones over the limit marked.
   function showPreviews() {
     const input = refInput(), box = $("#ref-previews");
     if (!input || !box) return;
-    box.replaceChildren(...Array.from(input.files).map((file) => {
+    const limit = maxRefs();
+    box.replaceChildren(...Array.from(input.files).map((file, i) => {
+      const thumb = document.createElement("span");
+      thumb.className = "thumb" + (i >= limit ? " is-over" : "");
       const img = document.createElement("img");
       img.src = URL.createObjectURL(file);
       img.alt = file.name;
       img.title = file.name;
-      return img;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "thumb-remove";
+      remove.dataset.removeRef = String(i);
+      remove.setAttribute("aria-label", `Remove ${file.name}`);
+      remove.textContent = "✕";
+      thumb.append(img, remove);
+      return thumb;
     }));
+    const label = $("#max-refs-label");
+    if (label && Number.isFinite(limit)) label.textContent = String(limit);
+    const over = $("#refs-over");
+    if (over) {
+      const n = input.files.length;
+      over.hidden = n <= limit;
+      over.textContent = n <= limit ? "" : (over.dataset.template || "")
+        .replace("%(count)s", String(n)).replace("%(limit)s", String(limit));
+    }
     document.body.dispatchEvent(new CustomEvent("nw:refs"));
   }
+
+  function keepFiles(input, keep) {
+    const dt = new DataTransfer();
+    Array.from(input.files).filter(keep).forEach((f) => dt.items.add(f));
+    input.files = dt.files;
+  }
+
+  document.addEventListener("click", (e) => {
+    const remove = e.target.closest && e.target.closest("[data-remove-ref]");
+    const input = refInput();
+    if (!remove || !input) return;
+    e.preventDefault();  // the drop zone is the input's label: do not open the picker
+    const index = Number(remove.dataset.removeRef);
+    keepFiles(input, (f, i) => i !== index);
+    showPreviews();
+  });
+
+  // Editing a field clears the error written under it: a "Write a prompt" left under a
+  // prompt that has one since is wrong, not helpful.
+  document.addEventListener("input", (e) => {
+    const field = e.target.closest && e.target.closest("#studio-form .field");
+    if (field) field.querySelectorAll(":scope > .field-error:not(#refs-over)").forEach((p) => p.remove());
+  });
+
+  // A refused Generate re-renders the form; the files picked stay picked (a browser
+  // cannot refill a file input from the server), and the estimate is asked again.
+  let heldFiles = null, swapped = "";
+  document.addEventListener("htmx:beforeSwap", (e) => {
+    const input = refInput();
+    swapped = (e.detail.target && e.detail.target.id) || "";
+    heldFiles = swapped === "studio-form" && input ? input.files : null;
+  });
+  document.addEventListener("htmx:afterSwap", () => {
+    const input = refInput();
+    if (heldFiles && input && heldFiles.length && !input.files.length) {
+      const dt = new DataTransfer();
+      Array.from(heldFiles).forEach((f) => dt.items.add(f));
+      input.files = dt.files;
+    }
+    heldFiles = null;
+  });
+  // After settling, so the swapped-in estimate listens for the nw:refs it sends.
+  document.addEventListener("htmx:afterSettle", () => {
+    if (refInput() && ["studio-form", "model-options"].includes(swapped)) showPreviews();
+    swapped = "";
+  });
 
   function addFiles(files) {
     const input = refInput();
@@ -114,6 +198,22 @@ window.nanoweb = (() => {
       const form = $("#studio-form");
       if (form) { e.preventDefault(); form.requestSubmit(); }
     }
+  });
+
+  // New cards go to the top of Recent. Where Recent sits below the form (a phone), the
+  // page scrolls to the first new card instead of leaving it a screen or two below.
+  let firstCard, awaitingCards = false;
+  document.addEventListener("htmx:beforeRequest", (e) => {
+    if (e.detail.elt.id !== "studio-form") return;
+    firstCard = $("#results article.card");
+    awaitingCards = true;
+  });
+  document.addEventListener("htmx:afterSettle", () => {
+    const card = awaitingCards && $("#results article.card");
+    if (!card || card === firstCard) return;
+    awaitingCards = false;
+    const top = card.getBoundingClientRect().top;
+    if (top > window.innerHeight - 80 || top < 0) card.scrollIntoView({ behavior: "smooth", block: "start" });
   });
 
   // "Use the earlier result": bring its card into view and mark it for a moment.

@@ -114,3 +114,24 @@ def test_a_job_waiting_for_a_rate_limit_says_so(client, alice, sandbox_model, no
     r = client.get("/live", {"cards": _cards(job)})
     assert "Waiting for rate limit" in r.content.decode()
     assert "in line" not in r.content.decode()
+
+
+def test_a_finished_card_offers_star_edit_reuse_and_download(
+    client, alice, sandbox_model, no_broker
+):
+    """Issue 20, defect 10: a studio card offered only Download."""
+    job = submit_one(sandbox_model, alice, prompt="a red kite")
+    engine.run_generation(job.pk)
+    queued = submit_one(sandbox_model, alice, prompt="a blue kite")
+    client.force_login(alice)
+    body = client.get("/live", {"cards": _cards(job, queued)}).content.decode()
+    card = body[body.index(f'id="job-{job.pk}"') :]
+    card = card[: card.index("</article>")]
+    assert f'hx-post="/images/{job.pk}/star"' in card and 'aria-label="Star"' in card
+    assert f"edit={job.pk}" in card and ">Edit</a>" in card
+    assert "prompt=a+red+kite" in card and ">Reuse settings</a>" in card
+    assert f"/images/{job.pk}/file?download=1" in card
+    waiting = body[body.index(f'id="job-{queued.pk}"') :]
+    assert f'hx-post="/jobs/{queued.pk}/cancel"' in waiting[: waiting.index("</article>")]
+    r = client.post(f"/images/{job.pk}/star", HTTP_HX_REQUEST="true")
+    assert r.status_code == 200 and 'aria-label="Unstar"' in r.content.decode()
