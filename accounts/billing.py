@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth
 
-from accounts.models import LedgerEntry, csv_text, csv_usd, format_usd
+from accounts.models import CSV_BOM, LedgerEntry, csv_text, csv_usd, format_usd
 
 GROUPS = {
     "user": ("user__email", "(nobody)"),
@@ -128,6 +128,7 @@ CSV_HEADER = [
 
 def to_csv(report: Report) -> str:
     out = io.StringIO()
+    out.write(CSV_BOM)
     writer = csv.writer(out)
     writer.writerow([*CSV_HEADER[:1], report.group_label.lower(), *CSV_HEADER[2:]])
     fmt = "%Y-%m" if report.period == "month" else "%Y-%m-%d"

@@ -62,6 +62,11 @@ def csv_text(value) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+# Excel on Windows opens a CSV in the system's code page (GBK on Chinese Windows) unless
+# the file starts with a byte-order mark; with it, every Chinese prompt reads right.
+CSV_BOM = "\ufeff"
+
+
 def csv_usd(micros: int | None) -> str:
     """Plain decimal dollars with all six places (``0.067938``), so a spreadsheet reads a
     number and keeps every micro-dollar; empty for no amount."""

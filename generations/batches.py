@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts import limits, quotas
-from accounts.models import STUDIO, csv_text, csv_usd, format_left, format_usd
+from accounts.models import CSV_BOM, STUDIO, csv_text, csv_usd, format_left, format_usd
 from accounts.quotas import QuotaExceeded
 from generations import economy, jobs
 from generations.models import Batch, Generation, ModelSpec
@@ -598,11 +598,12 @@ def zip_members(batch: Batch) -> list[tuple[Generation, str]]:
 
 
 def _slug(prompt: str) -> str:
-    return slugify(prompt)[:40].strip("-") or "image"
+    return slugify(prompt, allow_unicode=True)[:40].strip("-") or "image"
 
 
 def manifest_csv(members: list[tuple[Generation, str]]) -> bytes:
     out = io.StringIO()
+    out.write(CSV_BOM)
     writer = csv.writer(out)
     writer.writerow(["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"])
     for gen, name in members:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable, Iterator
+from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -69,10 +70,22 @@ def response(request, chunks: Iterator[bytes], filename: str) -> StreamingHttpRe
     # async one that pulls a chunk at a time from the (database-touching) generator.
     content = _async_chunks(chunks) if isinstance(request, ASGIRequest) else chunks
     result = StreamingHttpResponse(content, content_type="application/zip")
-    result["Content-Disposition"] = f'attachment; filename="{filename}"'
+    result["Content-Disposition"] = attachment(filename)
     result["Cache-Control"] = "private, no-store"
     result["X-Content-Type-Options"] = "nosniff"
     return result
+
+
+def attachment(filename: str) -> str:
+    """``Content-Disposition`` for a download whose name may be Chinese: the name itself
+    in ``filename*`` (RFC 6266 / 5987, which every current browser reads), and an ASCII
+    ``filename`` fallback for older clients, its other characters replaced by ``_``."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 async def _async_chunks(chunks):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from accounts.models import csv_text, csv_usd
+from accounts.models import CSV_BOM, csv_text, csv_usd
 from generations.advisor.figures import (
     TEAM,
     Advice,
@@ -111,6 +111,7 @@ TEAM_TABLES = ("models", "channels", "alternatives", "economy", "reuse", "projec
 def to_csv(advice: Advice, table: str) -> str:
     """One of :data:`TABLES` as CSV (free text guarded against formulas)."""
     out = io.StringIO()
+    out.write(CSV_BOM)
     writer = csv.writer(out)
     for row in TABLES[table](advice):
         writer.writerow(row)

@@ -164,5 +164,5 @@ def _back_to(request, batch: Batch, status: int = 200):
 def batch_zip(request, pk):
     """The batch's images and a manifest, streamed as the zip is written."""
     batch = get_batch_for_user(request, pk)
-    name = slugify(batch.name)[:50] or "batch"
+    name = slugify(batch.name, allow_unicode=True)[:50] or "batch"
     return zips.response(request, zips.stream(batches.zip_entries(batch)), f"nanoweb-{name}.zip")

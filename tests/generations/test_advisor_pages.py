@@ -65,7 +65,7 @@ def test_it_downloads_each_table_as_csv(client, month, root):
     response = client.get(f"{url}?{OCTOBER}&table=models")
     assert response["Content-Type"].startswith("text/csv")
     assert "nanoweb-advice-models-2026-10-01-2026-10-31.csv" in response["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert {r["label"] for r in rows} == {"Nano Banana Pro", "Nano Banana"}
     for table in ("routes", "channels", "alternatives", "economy", "health", "recommendations"):
         assert client.get(f"{url}?{OCTOBER}&table={table}").status_code == 200
@@ -90,7 +90,9 @@ def test_it_shows_a_team_admin_the_teams_advice(client, month):
     rows = list(
         csv.DictReader(
             io.StringIO(
-                client.get(f"{reverse('usage-advice')}?{OCTOBER}&table=models").content.decode()
+                client.get(f"{reverse('usage-advice')}?{OCTOBER}&table=models").content.decode(
+                    "utf-8-sig"
+                )
             )
         )
     )

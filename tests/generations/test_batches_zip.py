@@ -16,7 +16,7 @@ from tests.factories import route_sandbox
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _batch_made(client, alice, prompts: str, *, fail: str = "") -> Batch:
+def _batch_made(client, alice, prompts: str, *, fail: str = "", name: str = "Zip me") -> Batch:
     client.force_login(alice)
     client.post(
         "/batches/start",
@@ -25,7 +25,7 @@ def _batch_made(client, alice, prompts: str, *, fail: str = "") -> Batch:
             "aspect_ratio": "1:1",
             "image_size": "1K",
             "count": 1,
-            "name": "Zip me",
+            "name": name,
             "prompts": prompts,
         },
     )
@@ -57,7 +57,7 @@ def test_it_streams_the_images_and_a_manifest(client, alice, sandbox):
     names = archive.namelist()
     assert names[0] == "manifest.csv"
     assert [n.rsplit(".", 1)[0] for n in names[1:]] == ["001-a-red-fox", "002-a-grey-heron"]
-    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig"))))
     assert [m["prompt"] for m in manifest] == ["a red fox", "a grey heron", "blocked one"]
     assert [m["status"] for m in manifest] == ["succeeded", "succeeded", "failed"]
     assert manifest[2]["file"] == "" and manifest[2]["cost_usd"] == "0.000000"
@@ -87,7 +87,7 @@ def test_it_streams_without_buffering_under_asgi(client, alice, sandbox):
 def test_the_manifest_lists_cost_and_model(alice, sandbox, client):
     batch = _batch_made(client, alice, "only one")
     members = batches.zip_members(batch)
-    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
+    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode("utf-8-sig"))))
     assert rows[0] == ["prompt", "model", "aspect_ratio", "size", "cost_usd", "file", "status"]
     assert rows[1][:4] == ["only one", "Sandbox (offline)", "1:1", "1K"]
 
@@ -95,5 +95,23 @@ def test_the_manifest_lists_cost_and_model(alice, sandbox, client):
 def test_a_prompt_that_looks_like_a_formula_is_text_in_the_manifest(alice, sandbox, client):
     batch = _batch_made(client, alice, '=HYPERLINK("http://evil.example","x")')
     members = batches.zip_members(batch)
-    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode())))
+    rows = list(csv.reader(io.StringIO(batches.manifest_csv(members).decode("utf-8-sig"))))
     assert rows[1][0] == '\'=HYPERLINK("http://evil.example","x")'
+
+
+def test_chinese_prompts_and_names_stay_chinese_in_the_zip(client, alice, sandbox):
+    """Issue 20: a Shanghai team's zip read 001-image.png for every Chinese prompt."""
+    batch = _batch_made(client, alice, "一只在雨中读报的狐狸\n春节海报，红色", name="春节 海报")
+    r = client.get(f"/batches/{batch.pk}/zip")
+    disposition = r["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="nanoweb-')
+    fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
+    assert fallback.isascii()  # for clients that do not read filename*
+    assert "filename*=UTF-8''nanoweb-%E6%98%A5%E8%8A%82-%E6%B5%B7%E6%8A%A5.zip" in disposition
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(r.streaming_content)))
+    names = [n.rsplit(".", 1)[0] for n in archive.namelist()[1:]]
+    assert names == ["001-一只在雨中读报的狐狸", "002-春节海报红色"]
+    assert all(i.flag_bits & 0x800 for i in archive.infolist()[1:])  # names flagged UTF-8
+    manifest = archive.read("manifest.csv")
+    assert manifest.startswith("\ufeff".encode())  # Excel on Chinese Windows reads UTF-8
+    assert "一只在雨中读报的狐狸" in manifest.decode("utf-8-sig")

@@ -94,6 +94,18 @@ def test_it_searches_prompts_and_keeps_the_filters_in_the_next_page_link(client,
     assert b"/gallery?q=FOX&amp;cursor=" in r.content
 
 
+def test_it_finds_chinese_prompts_by_a_few_characters(client, alice):
+    """Issue 20: search matches Chinese prompts (no word boundaries to rely on)."""
+    make_image(alice, "一只在雨中读报的狐狸，水彩")
+    make_image(alice, "春节海报，红色灯笼")
+    client.force_login(alice)
+    r = client.get(
+        "/gallery", {"q": "读报"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="gallery-results"
+    )
+    body = r.content.decode()
+    assert len(tiles(r)) == 1 and "一只在雨中读报的狐狸" in body and "春节海报" not in body
+
+
 def test_it_filters_by_model_starred_and_dates(client, alice):
     now = timezone.now()
     pro = ModelSpec.objects.get(slug="nano-banana-pro")
