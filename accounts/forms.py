@@ -11,6 +11,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from accounts import preferences
 from accounts.models import MICROS_PER_USD, User, usd_to_micros
 from accounts.periods import month_start, quota_day
 
@@ -159,3 +160,37 @@ class InvitationForm(forms.Form):
             except ValidationError as exc:
                 self.add_error("password1", exc)
         return data
+
+
+class PreferencesForm(forms.ModelForm):
+    """Language and time zone; empty follows the browser."""
+
+    class Meta:
+        model = User
+        fields = ["language", "time_zone"]
+        labels = {"language": _("Language"), "time_zone": _("Time zone")}
+
+    def __init__(self, *args, browser_zone: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["language"].widget = forms.Select(
+            choices=[("", _("The browser's language")), *preferences.languages().items()]
+        )
+        follow = _("The browser's time zone")
+        if browser_zone:
+            follow = _("The browser's time zone (%(zone)s)") % {"zone": browser_zone}
+        zones = sorted(preferences.time_zones())
+        self.fields["time_zone"].widget = forms.Select(
+            choices=[("", follow), *((z, z.replace("_", " ")) for z in zones)]
+        )
+
+    def clean_language(self):
+        value = self.cleaned_data["language"]
+        if value and value not in preferences.languages():
+            raise ValidationError(_("Choose one of the languages listed."))
+        return value
+
+    def clean_time_zone(self):
+        value = self.cleaned_data["time_zone"]
+        if value and not preferences.valid_zone(value):
+            raise ValidationError(_("Choose one of the time zones listed."))
+        return value

@@ -225,6 +225,9 @@ class User(AbstractBaseUser, PermissionsMixin, Limits):
         default=False,
         help_text="Sees the whole team's usage and spend, and receives the team's budget alerts.",
     )
+    # Empty: follow the browser (Accept-Language; the browser's time zone).
+    language = models.CharField(max_length=16, blank=True, default="")
+    time_zone = models.CharField(max_length=64, blank=True, default="")
 
     objects = UserManager()
 

@@ -516,6 +516,14 @@ def _team_budget_message(team: Team, wanted: int, day: dt.date) -> str:
 
 
 def _resets_at_midnight() -> str:
+    """When the daily limits reset, in the quota's zone and, when it differs, in the
+    person's own (the zone the request activated): "… at midnight UTC (08:00 your time)"."""
     resets = next_midnight()
     hours = max(1, round((resets - timezone.now()).total_seconds() / 3600))
-    return f"The limit resets at midnight {resets.tzname()} (in about {hours} h)."
+    own = timezone.localtime(resets)
+    if own.utcoffset() == resets.utcoffset():
+        return f"The limit resets at midnight {resets.tzname()} (in about {hours} h)."
+    return (
+        f"The limit resets at midnight {resets.tzname()}: {own:%H:%M} your time "
+        f"({timezone.get_current_timezone_name()}), in about {hours} h."
+    )

@@ -6,11 +6,13 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from accounts import alerts, invitations, limits, quotas, usage
-from accounts.forms import InvitationForm
+from accounts import alerts, invitations, limits, preferences, quotas, usage
+from accounts.forms import InvitationForm, PreferencesForm
 from accounts.models import User
 
 LEDGER_PAGE = 50
@@ -56,6 +58,33 @@ def usage_page(request):
         "alert": alerts.current_for(user),
     }
     return render(request, "accounts/usage.html", context)
+
+
+@login_required
+def preferences_page(request):
+    """Language and time zone, remembered on the account (empty: follow the browser)."""
+    user = request.user
+    browser_zone = preferences.browser_zone(request)
+    form = PreferencesForm(request.POST or None, instance=user, browser_zone=browser_zone)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        language = user.language or translation.get_language_from_request(request)
+        translation.activate(language)
+        messages.success(request, _("Saved: nanoweb speaks and tells the time your way."))
+        target = request.POST.get("next") or ""
+        if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+            target = "preferences"
+        response = redirect(target)
+        if user.language:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME, user.language, max_age=365 * 86400, samesite="Lax"
+            )
+        else:
+            response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+        return response
+    status = 400 if request.method == "POST" else 200
+    context = {"form": form, "next": request.GET.get("next", ""), "browser_zone": browser_zone}
+    return render(request, "accounts/preferences.html", context, status=status)
 
 
 class _Taken(Exception):

@@ -18,6 +18,17 @@ document.addEventListener("htmx:configRequest", (e) => {
   e.detail.parameters.ref_count = window.nanoweb.refCount();
 });
 
+/* The browser's time zone, for people who have not chosen one: the server shows every
+   time in it (accounts/preferences.py reads this cookie). */
+(() => {
+  let zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (err) { return; }
+  const value = encodeURIComponent(zone);
+  if (zone && !document.cookie.split("; ").includes(`nw_tz=${value}`)) {
+    document.cookie = `nw_tz=${value}; path=/; max-age=31536000; samesite=lax`;
+  }
+})();
+
 /* A navigation wider than the screen fades at the edge that has more to scroll to. */
 function navEdges() {
   const nav = $(".topbar .nav");

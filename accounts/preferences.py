@@ -1,0 +1,61 @@
+"""A person's language and time zone: chosen once, remembered on their account.
+
+Language: the account's choice; without one, Django's ``LocaleMiddleware`` decides
+(the language cookie, then ``Accept-Language``). Time zone: the account's choice; without
+one, the browser's (``nanoweb.js`` sends it as the ``nw_tz`` cookie); without that,
+``TIME_ZONE``. Every time a person sees is shown in the zone this activates.
+"""
+
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from urllib.parse import unquote
+
+from django.conf import settings
+from django.utils import timezone, translation
+
+TZ_COOKIE = "nw_tz"
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def valid_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    return zoneinfo.ZoneInfo(name) if name in time_zones() else None
+
+
+def languages() -> dict[str, str]:
+    return dict(settings.LANGUAGES)
+
+
+def browser_zone(request) -> str:
+    name = unquote(request.COOKIES.get(TZ_COOKIE, ""))
+    return name if valid_zone(name) else ""
+
+
+class PreferencesMiddleware:
+    """After authentication: a signed-in person's own language and time zone win over
+    what the browser asks for."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        chosen = user.is_authenticated and user.language in languages()
+        if chosen:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
+        zone = valid_zone((user.time_zone if user.is_authenticated else "") or "")
+        zone = zone or valid_zone(browser_zone(request))
+        if zone:
+            timezone.activate(zone)
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
