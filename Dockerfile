@@ -8,6 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN useradd --create-home --uid 1000 --user-group nanoweb
+# A font with Chinese glyphs, for the sandbox's pictures of Chinese prompts.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY . .

@@ -11,7 +11,9 @@ import functools
 import hashlib
 import io
 import math
+import os
 import textwrap
+import unicodedata
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
@@ -26,6 +28,14 @@ _GRAIN_TILE = 256
 _PNG_GRAIN_MAX_PIXELS = 1600 * 1600
 _MAX_PROMPT_CHARS = 400
 _MAX_LINES = 7
+# Pillow's own font has no Chinese, Japanese or Korean glyphs: prompts with them are
+# drawn with the first of these that is installed (Debian's fonts-wqy-microhei,
+# fonts-noto-cjk), or with the file NANOWEB_SANDBOX_FONT names. Nothing is downloaded.
+CJK_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+)
 
 
 def dimensions(model: str, aspect_ratio: str = "1:1", image_size: str = "1K") -> tuple[int, int]:
@@ -130,12 +140,33 @@ def _grain(width: int, height: int) -> Image.Image:
     return grain
 
 
+@functools.cache
+def cjk_font_path() -> str | None:
+    """The font file for prompts Pillow's own font cannot draw; None: none installed."""
+    chosen = os.environ.get("NANOWEB_SANDBOX_FONT", "")
+    for path in (chosen, *CJK_FONTS) if chosen else CJK_FONTS:
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _wide(text: str) -> bool:
+    return any(unicodedata.east_asian_width(c) in "WF" for c in text)
+
+
+def prompt_font(text: str, size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's font for Latin prompts; an installed CJK font for prompts with wide
+    (Chinese, Japanese, Korean) characters, which Pillow's would draw as boxes."""
+    path = cjk_font_path() if _wide(text) else None
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
+
+
 def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, width: int, height: int, shade) -> None:
     text = " ".join(prompt.split())[:_MAX_PROMPT_CHARS] or "(no prompt)"
     short_side = min(width, height)
     size = short_side // 13
     while True:
-        font = ImageFont.load_default(size=size)
+        font = prompt_font(text, size)
         lines = _wrap(text, font, width * 0.84)
         if len(lines) <= _MAX_LINES or size <= short_side // 30:
             break
@@ -162,6 +193,8 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str
     # textwrap by characters, sized from the font's average letter width, is
     # good enough for a label and far cheaper than measuring every word.
     per_char = font.getlength("abcdefghijklmnopqrstuvwxyz ") / 27
+    if _wide(text):  # a Chinese character is about as wide as two Latin letters
+        per_char = font.getlength("中文") / 2
     return textwrap.wrap(text, width=max(8, int(max_width / per_char)))
 
 

@@ -70,7 +70,7 @@ def test_a_ten_prompt_batch_runs_and_downloads(
     archive = zipfile.ZipFile(info.value.path())
     names = archive.namelist()
     assert names[0] == "manifest.csv" and len(names) == 11
-    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig"))))
     assert [m["prompt"] for m in manifest] == PROMPTS
     assert {m["status"] for m in manifest} == {"succeeded"}
     assert all(m["file"] in names for m in manifest)

@@ -109,3 +109,32 @@ def test_it_writes_the_prompt_and_a_sandbox_label_on_the_picture():
     assert sum(middle[241:]) > 500  # white letters across the middle
     corner = picture.crop((380, 470, 512, 512)).histogram()
     assert sum(corner[:40]) > 500  # the dark SANDBOX pill
+
+
+def _glyph(font, char: str) -> bytes:
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (64, 64))
+    ImageDraw.Draw(canvas).text((32, 32), char, font=font, fill=255, anchor="mm")
+    return canvas.tobytes()
+
+
+def test_chinese_prompts_are_drawn_with_a_font_that_has_the_glyphs():
+    """Issue 20: Pillow's own font draws every Chinese character as the same box."""
+    import os
+
+    from PIL import ImageFont
+
+    from generations.sandbox import render
+
+    if render.cjk_font_path() is None:
+        if os.environ.get("NANOWEB_CI"):
+            pytest.fail("CI installs fonts-wqy-microhei for the sandbox's Chinese prompts")
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei)")
+    plain = ImageFont.load_default(size=40)
+    assert _glyph(plain, "中") == _glyph(plain, "国")  # the box the studio used to show
+    font = render.prompt_font("一只读报的狐狸", 40)
+    assert font.path == render.cjk_font_path()
+    assert _glyph(font, "中") != _glyph(font, "国") and any(_glyph(font, "中"))
+    assert render.prompt_font("a red fox", 40).path != render.cjk_font_path()
+    assert render.render_image("一只在雨中读报的狐狸，水彩", 512, 512, "PNG")[:4] == b"\x89PNG"
