@@ -111,3 +111,13 @@ def test_the_daily_reset_is_told_in_the_persons_own_time(
     body = refused.content.decode()
     assert refused.status_code == 422
     assert "resets at midnight UTC: 08:00 your time (Asia/Shanghai)" in body
+
+
+def test_a_chinese_browser_gets_the_navigation_in_chinese(client, alice):
+    client.force_login(alice)
+    page = client.get("/usage", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    nav = page[page.index('<nav class="nav"') : page.index("</nav>")]
+    assert all(word in nav for word in ("创作", "图库", "批量", "用量"))
+    assert "退出登录" in page and "Sign out" not in page
+    english = client.get("/usage", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert ">Studio</a>" in english and "Sign out" in english
