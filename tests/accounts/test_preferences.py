@@ -121,3 +121,11 @@ def test_a_chinese_browser_gets_the_navigation_in_chinese(client, alice):
     assert "退出登录" in page and "Sign out" not in page
     english = client.get("/usage", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert ">Studio</a>" in english and "Sign out" in english
+
+
+def test_a_chinese_browser_gets_the_studio_form_in_chinese(client, alice, sandbox_model):
+    client.force_login(alice)
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    for words in ("提示词", "宽高比", "参考图", "生成", "最近", "沙盒（离线）"):
+        assert words in page, words
+    assert ">Prompt</label>" not in page and ">Generate</span>" not in page
