@@ -129,3 +129,10 @@ def test_a_chinese_browser_gets_the_studio_form_in_chinese(client, alice, sandbo
     for words in ("提示词", "宽高比", "参考图", "生成", "最近", "沙盒（离线）"):
         assert words in page, words
     assert ">Prompt</label>" not in page and ">Generate</span>" not in page
+
+
+def test_sign_in_and_the_error_pages_speak_chinese_to_a_chinese_browser(client):
+    login = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "<h1>登录</h1>" in login or ">登录<" in login
+    missing = client.get("/no-such-page", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert missing.status_code == 404 and "找不到页面" in missing.content.decode()
