@@ -136,3 +136,11 @@ def test_sign_in_and_the_error_pages_speak_chinese_to_a_chinese_browser(client):
     assert "<h1>登录</h1>" in login or ">登录<" in login
     missing = client.get("/no-such-page", HTTP_ACCEPT_LANGUAGE="zh-CN")
     assert missing.status_code == 404 and "找不到页面" in missing.content.decode()
+
+
+def test_the_usage_page_speaks_chinese_to_a_chinese_browser(client, alice, flash):
+    charged(alice, flash, 38_820)
+    client.force_login(alice)
+    page = client.get("/usage", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    for words in ("我的用量", "今天剩余图片", "本月剩余预算", "每日扣费", "账目", "金额"):
+        assert words in page, words
