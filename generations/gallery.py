@@ -20,10 +20,11 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from generations.models import Generation, Image, ModelSpec
 
-SCOPES = [("", "My images"), ("mine", "I shared"), ("team", "Team")]
+SCOPES = [("", _("My images")), ("mine", _("I shared")), ("team", _("Team"))]
 
 
 class BadCursor(ValueError):
@@ -31,19 +32,19 @@ class BadCursor(ValueError):
 
 
 class GalleryFilters(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Search prompts")
+    q = forms.CharField(required=False, max_length=200, label=_("Search prompts"))
     model = forms.ModelChoiceField(
         queryset=ModelSpec.objects.all(),
         to_field_name="slug",
         required=False,
-        empty_label="All models",
-        label="Model",
+        empty_label=_("All models"),
+        label=_("Model"),
     )
-    starred = forms.BooleanField(required=False, label="Starred")
-    shared = forms.ChoiceField(choices=SCOPES, required=False, label="Show")
-    since = forms.DateField(required=False, label="From")
-    until = forms.DateField(required=False, label="To")
-    batch = forms.UUIDField(required=False, label="Batch")
+    starred = forms.BooleanField(required=False, label=_("Starred"))
+    shared = forms.ChoiceField(choices=SCOPES, required=False, label=_("Show"))
+    since = forms.DateField(required=False, label=_("From"))
+    until = forms.DateField(required=False, label=_("To"))
+    batch = forms.UUIDField(required=False, label=_("Batch"))
 
     def model_choices(self):
         """The models worth offering: those people can use now, those that made images,
@@ -58,7 +59,7 @@ class GalleryFilters(forms.Form):
         data = super().clean()
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
-            self.add_error("until", "The end date is before the start date.")
+            self.add_error("until", _("The end date is before the start date."))
         return data
 
 

@@ -144,3 +144,10 @@ def test_the_usage_page_speaks_chinese_to_a_chinese_browser(client, alice, flash
     page = client.get("/usage", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     for words in ("我的用量", "今天剩余图片", "本月剩余预算", "每日扣费", "账目", "金额"):
         assert words in page, words
+
+
+def test_the_gallery_speaks_chinese_to_a_chinese_browser(client, alice):
+    client.force_login(alice)
+    page = client.get("/gallery", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    for words in ("搜索提示词", "我的图片", "全部模型", "还没有图片。", "打包下载"):
+        assert words in page, words
