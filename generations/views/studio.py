@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -135,7 +136,7 @@ def _offer_earlier(request, form: StudioForm, mine, earlier: list[Generation]):
     """The same request was made moments ago: offer its images at no cost. Only the
     notice is swapped in, so the form keeps everything, reference files included."""
     ago = timesince(earlier[0].created)
-    ago = "moments ago" if ago.startswith("0\xa0") else f"{ago} ago"
+    ago = _("moments ago") if ago.startswith("0\xa0") else _("%(time)s ago") % {"time": ago}
     extra = {"earlier": earlier, "earlier_ago": ago}
     if not request.htmx:
         return render(

@@ -151,3 +151,23 @@ def test_the_gallery_speaks_chinese_to_a_chinese_browser(client, alice):
     page = client.get("/gallery", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     for words in ("搜索提示词", "我的图片", "全部模型", "还没有图片。", "打包下载"):
         assert words in page, words
+
+
+def test_the_duplicate_offer_speaks_chinese(client, alice, sandbox_model, no_broker):
+    from generations import engine
+    from generations.models import Generation
+
+    client.force_login(alice)
+    form = {
+        "prompt": "一只狐狸",
+        "model": "sandbox",
+        "aspect_ratio": "1:1",
+        "image_size": "1K",
+        "count": 1,
+    }
+    client.post("/generate", form, HTTP_HX_REQUEST="true", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    engine.run_generation(Generation.objects.get().pk)
+    again = client.post("/generate", form, HTTP_HX_REQUEST="true", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    body = again.content.decode()
+    assert "你刚刚生成过一模一样的图片。" in body and "沿用之前的结果——免费" in body
+    assert "重新生成" in body and "You made" not in body
