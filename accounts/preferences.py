@@ -45,16 +45,13 @@ class PreferencesMiddleware:
 
     def __call__(self, request):
         user = request.user
-        chosen = user.is_authenticated and user.language in languages()
-        if chosen:
+        signed_in = user.is_authenticated
+        if signed_in and user.language in languages():
             translation.activate(user.language)
             request.LANGUAGE_CODE = translation.get_language()
-        zone = valid_zone((user.time_zone if user.is_authenticated else "") or "")
-        zone = zone or valid_zone(browser_zone(request))
+        zone = valid_zone(user.time_zone if signed_in else "") or valid_zone(browser_zone(request))
         if zone:
             timezone.activate(zone)
-        else:
-            timezone.deactivate()
         try:
             return self.get_response(request)
         finally:

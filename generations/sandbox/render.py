@@ -143,11 +143,16 @@ def _grain(width: int, height: int) -> Image.Image:
 @functools.cache
 def cjk_font_path() -> str | None:
     """The font file for prompts Pillow's own font cannot draw; None: none installed."""
-    chosen = os.environ.get("NANOWEB_SANDBOX_FONT", "")
-    for path in (chosen, *CJK_FONTS) if chosen else CJK_FONTS:
+    for path in (os.environ.get("NANOWEB_SANDBOX_FONT", ""), *CJK_FONTS):
         if os.path.isfile(path):
             return path
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _cjk_font(size: int) -> ImageFont.FreeTypeFont:
+    # Loaded once per size: the file is several megabytes, and a prompt tries a few sizes.
+    return ImageFont.truetype(cjk_font_path(), size)
 
 
 def _wide(text: str) -> bool:
@@ -157,8 +162,9 @@ def _wide(text: str) -> bool:
 def prompt_font(text: str, size: int) -> ImageFont.FreeTypeFont:
     """Pillow's font for Latin prompts; an installed CJK font for prompts with wide
     (Chinese, Japanese, Korean) characters, which Pillow's would draw as boxes."""
-    path = cjk_font_path() if _wide(text) else None
-    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size=size)
+    if _wide(text) and cjk_font_path():
+        return _cjk_font(size)
+    return ImageFont.load_default(size=size)
 
 
 def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, width: int, height: int, shade) -> None:
