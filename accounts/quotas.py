@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import limits
 from accounts.models import (
@@ -522,8 +523,16 @@ def _resets_at_midnight() -> str:
     hours = max(1, round((resets - timezone.now()).total_seconds() / 3600))
     own = timezone.localtime(resets)
     if own.utcoffset() == resets.utcoffset():
-        return f"The limit resets at midnight {resets.tzname()} (in about {hours} h)."
-    return (
-        f"The limit resets at midnight {resets.tzname()}: {own:%H:%M} your time "
-        f"({timezone.get_current_timezone_name()}), in about {hours} h."
-    )
+        return _("The limit resets at midnight %(zone)s (in about %(hours)s h).") % {
+            "zone": resets.tzname(),
+            "hours": hours,
+        }
+    return _(
+        "The limit resets at midnight %(zone)s: %(time)s your time (%(own_zone)s), "
+        "in about %(hours)s h."
+    ) % {
+        "zone": resets.tzname(),
+        "time": f"{own:%H:%M}",
+        "own_zone": timezone.get_current_timezone_name(),
+        "hours": hours,
+    }
