@@ -481,3 +481,22 @@ def test_gemini_takes_thinking_and_search_where_the_model_does(
     assert admitted.status_code == 504  # still being made: nothing is lost
     job = Generation.objects.get()
     assert job.params == {"thinking_level": "high", "grounding": True}
+
+
+def test_the_api_answers_in_english_whatever_the_caller_reads(client, bearer, alice):
+    """A script on a Chinese machine (Accept-Language: zh-CN), or a person who chose
+    Chinese for the studio, still gets the API's messages in English."""
+    alice.monthly_budget_micros = 1
+    alice.language = "zh-hans"
+    alice.save()
+    r = client.post(
+        "/v1/images/generations",
+        {"model": "sandbox", "prompt": "x"},
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9",
+        **bearer,
+    )
+    assert r.status_code == 429 and r["Content-Language"] == "en"
+    assert "Monthly budget reached" in r.json()["error"]["message"]
+    page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    assert page["Content-Language"] == "zh-hans"
