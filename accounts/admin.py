@@ -11,8 +11,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts import billing, invitations, limits, quotas
 from accounts.forms import BillingForm, GrantForm, UsdField
@@ -28,7 +28,7 @@ from accounts.models import (
 )
 from accounts.periods import month_start, quota_day
 
-LIMITS_HELP = (
+LIMITS_HELP = _(
     "Empty means unlimited. Budgets are in US dollars. While “uses team limits” is "
     "ticked, the team's member limits apply instead of these."
 )
@@ -51,11 +51,30 @@ def _month_spend(**owner) -> Subquery:
     return Subquery(rows.values("micros_spent")[:1])
 
 
-def _room_line(label: str, room: quotas.Room, show) -> str:
+def _month_line(room: quotas.Room) -> str:
     """ "Left this month: $12.00 under team Design's shared monthly budget of $20.00"."""
     if room.left is None:
-        return f"{label}: unlimited"
-    return f"{label}: {show(room.left)} under {room.by} of {show(room.limit)}"
+        return gettext("Left this month: unlimited")
+    return gettext("Left this month: %(left)s under %(by)s of %(limit)s") % {
+        "left": format_left(room.left),
+        "by": room.by,
+        "limit": format_left(room.limit),
+    }
+
+
+def _images(n: int) -> str:
+    return ngettext("%(n)s image", "%(n)s images", n) % {"n": n}
+
+
+def _today_line(room: quotas.Room) -> str:
+    """ "Left today: 7 images under their own daily image limit of 10 images"."""
+    if room.left is None:
+        return gettext("Left today: unlimited")
+    return gettext("Left today: %(left)s under %(by)s of %(limit)s") % {
+        "left": _images(room.left),
+        "by": room.by,
+        "limit": _images(room.limit),
+    }
 
 
 def _limit(person, field: str, show) -> str:
@@ -63,8 +82,10 @@ def _limit(person, field: str, show) -> str:
     when it is their team's member limit rather than their own."""
     owner = limits.holder(person)
     value = getattr(owner, field)
-    text = "unlimited" if value is None else show(value)
-    return text if owner is person else format_html("{} <small>(team)</small>", text)
+    text = gettext("unlimited") if value is None else show(value)
+    if owner is person:
+        return text
+    return format_html("{} <small>{}</small>", text, gettext("(team)"))
 
 
 class UserCreation(AdminUserCreationForm):
@@ -74,7 +95,7 @@ class UserCreation(AdminUserCreationForm):
 
 
 class UserChange(UserChangeForm):
-    monthly_budget_micros = UsdField(label="Monthly budget (USD)", required=False)
+    monthly_budget_micros = UsdField(label=_("Monthly budget (USD)"), required=False)
 
     class Meta:
         model = User
@@ -102,16 +123,19 @@ class UserAdmin(BaseUserAdmin):
     filter_horizontal = ["groups", "user_permissions", "allowed_models"]
     fieldsets = [
         (None, {"fields": ["email", "password", "name", "team", "is_team_admin"]}),
-        ("Limits", {"description": LIMITS_HELP, "fields": ["uses_team_limits", *LIMIT_FIELDS]}),
-        ("This month", {"fields": ["money"]}),
         (
-            "Permissions",
+            _("Limits"),
+            {"description": LIMITS_HELP, "fields": ["uses_team_limits", *LIMIT_FIELDS]},
+        ),
+        (_("This month"), {"fields": ["money"]}),
+        (
+            _("Permissions"),
             {
                 "classes": ["collapse"],
                 "fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"],
             },
         ),
-        ("Dates", {"classes": ["collapse"], "fields": ["last_login", "date_joined"]}),
+        (_("Dates"), {"classes": ["collapse"], "fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "password1", "password2", "team"]})
@@ -125,53 +149,57 @@ class UserAdmin(BaseUserAdmin):
             .annotate(month_spent=_month_spend(user=OuterRef("pk")))
         )
 
-    @admin.display(description="Person", ordering="email")
+    @admin.display(description=_("Person"), ordering="email")
     def person(self, obj):
         if not obj.name:
             return obj.email
         return format_html('{}<br><span class="quiet">{}</span>', obj.email, obj.name)
 
-    @admin.display(description="Team", ordering="team__name")
+    @admin.display(description=_("Team"), ordering="team__name")
     def team_and_role(self, obj):
         if obj.team_id is None:
             return "—"
-        return (
-            format_html("{} <small>(admin)</small>", obj.team)
-            if obj.is_team_admin
-            else str(obj.team)
-        )
+        if obj.is_team_admin:
+            return format_html("{} <small>{}</small>", obj.team, gettext("(admin)"))
+        return str(obj.team)
 
-    @admin.display(description="Images / day")
+    @admin.display(description=_("Images / day"))
     def daily_images(self, obj):
         return _limit(obj, "daily_image_limit", str)
 
-    @admin.display(description="Budget / month")
+    @admin.display(description=_("Budget / month"))
     def budget(self, obj):
         return _limit(obj, "monthly_budget_micros", format_left)
 
-    @admin.display(description="Spent this month", ordering="month_spent")
+    @admin.display(description=_("Spent this month"), ordering="month_spent")
     def spent_this_month(self, obj):
         return format_usd(getattr(obj, "month_spent", None) or 0)
 
-    @admin.display(description="Active", boolean=True, ordering="is_active")
+    @admin.display(description=_("Active"), boolean=True, ordering="is_active")
     def active(self, obj):
         return obj.is_active
 
-    @admin.display(description="Spend and room")
+    @admin.display(description=_("Spend and room"))
     def money(self, obj):
         if obj.pk is None:
             return "—"
         s = quotas.summary(obj)
+        spent = gettext(
+            "%(spent)s spent and %(held)s in progress this month · %(images)s images today"
+        ) % {
+            "spent": format_usd(s.spent_month),
+            "held": format_usd(s.reserved_month),
+            "images": s.images_today,
+        }
         return format_html(
-            "{} spent and {} in progress this month · {} images today<br>{}<br>{}<br>"
-            '<a href="{}">Grant or adjust…</a> · <a href="{}">Ledger</a>',
-            format_usd(s.spent_month),
-            format_usd(s.reserved_month),
-            s.images_today,
-            _room_line("Left this month", s.budget_room, format_left),
-            _room_line("Left today", s.images_room, lambda n: f"{n} images"),
+            '{}<br>{}<br>{}<br><a href="{}">{}</a> · <a href="{}">{}</a>',
+            spent,
+            _month_line(s.budget_room),
+            _today_line(s.images_room),
             reverse("admin:accounts_user_grant", args=[obj.pk]),
+            gettext("Grant or adjust…"),
             reverse("admin:accounts_ledgerentry_changelist") + f"?user__id__exact={obj.pk}",
+            gettext("Ledger"),
         )
 
     def get_urls(self):
@@ -180,7 +208,7 @@ class UserAdmin(BaseUserAdmin):
 
     def grant_view(self, request, pk):
         if not self.has_change_permission(request):
-            return HttpResponse("You may not change people's money.", status=403)
+            return HttpResponse(gettext("You may not change people's money."), status=403)
         person = get_object_or_404(User, pk=pk)
         form = GrantForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -197,12 +225,16 @@ class UserAdmin(BaseUserAdmin):
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(
-                    request,
-                    f"{entry.kind.capitalize()} recorded for {person}: "
-                    f"{format_usd(data['amount'])}, {data['images']} image(s).",
-                    messages.SUCCESS,
-                )
+                if entry.kind == LedgerEntry.GRANT:
+                    done = gettext("Grant recorded for %(person)s: %(amount)s, %(images)s.")
+                else:
+                    done = gettext("Adjustment recorded for %(person)s: %(amount)s, %(images)s.")
+                values = {
+                    "person": person,
+                    "amount": format_usd(data["amount"]),
+                    "images": _images(data["images"]),
+                }
+                self.message_user(request, done % values, messages.SUCCESS)
                 return redirect("admin:accounts_user_change", person.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -210,7 +242,7 @@ class UserAdmin(BaseUserAdmin):
             "form": form,
             "person": person,
             "summary": quotas.summary(person),
-            "title": f"Grant or adjust — {person}",
+            "title": gettext("Grant or adjust — %(person)s") % {"person": person},
         }
         return TemplateResponse(request, "admin/accounts/user/grant.html", context)
 
@@ -219,9 +251,9 @@ class TeamForm(forms.ModelForm):
     # Prefilled on Add team like the other member limits (a declared field does not
     # take the model field's default by itself).
     monthly_budget_micros = UsdField(
-        label="Member monthly budget (USD)", required=False, initial=default_monthly_budget
+        label=_("Member monthly budget (USD)"), required=False, initial=default_monthly_budget
     )
-    shared_monthly_budget_micros = UsdField(label="Shared team budget (USD)", required=False)
+    shared_monthly_budget_micros = UsdField(label=_("Shared team budget (USD)"), required=False)
 
     class Meta:
         model = Team
@@ -242,7 +274,8 @@ class MemberInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    verbose_name_plural = "members"
+    verbose_name = _("member")
+    verbose_name_plural = _("members")
 
     def has_add_permission(self, request, obj=None):
         return False  # people are created on the user page, then given a team
@@ -258,17 +291,21 @@ class TeamAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "sign_in_domain"]}),
         (
-            "Shared by the whole team",
+            _("Shared by the whole team"),
             {
-                "description": "Totals for all members together, checked with each member's own "
-                "limits in the same admission. Empty means unlimited.",
+                "description": _(
+                    "Totals for all members together, checked with each member's own "
+                    "limits in the same admission. Empty means unlimited."
+                ),
                 "fields": ["shared_daily_image_limit", "shared_monthly_budget_micros"],
             },
         ),
         (
-            "Member limits",
+            _("Member limits"),
             {
-                "description": "Apply to members who use the team's limits. Empty means unlimited.",
+                "description": _(
+                    "Apply to members who use the team's limits. Empty means unlimited."
+                ),
                 "fields": LIMIT_FIELDS,
             },
         ),
@@ -281,15 +318,15 @@ class TeamAdmin(admin.ModelAdmin):
             .annotate(month_spent=_month_spend(team=OuterRef("pk")), n_members=Count("members"))
         )
 
-    @admin.display(description="Members", ordering="n_members")
+    @admin.display(description=_("Members"), ordering="n_members")
     def members_count(self, obj):
         return obj.n_members
 
-    @admin.display(description="Shared budget")
+    @admin.display(description=_("Shared budget"))
     def shared_budget(self, obj):
         return format_left(obj.shared_monthly_budget_micros)
 
-    @admin.display(description="Spent this month", ordering="month_spent")
+    @admin.display(description=_("Spent this month"), ordering="month_spent")
     def spent_this_month(self, obj):
         return format_usd(obj.month_spent or 0)
 
@@ -302,7 +339,7 @@ class InvitationForm(forms.ModelForm):
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email, team__isnull=False).exists():
-            raise forms.ValidationError(_("This person already has an account in a team."))
+            raise forms.ValidationError(gettext("This person already has an account in a team."))
         return email
 
 
@@ -320,26 +357,26 @@ class InvitationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # an invitation is sent, not edited; send again for a new link
 
-    @admin.display(description=gettext_lazy("State"))
+    @admin.display(description=_("State"))
     def state(self, obj):
         if obj.accepted_at:
-            return _("joined %(day)s") % {"day": f"{obj.accepted_at:%Y-%m-%d}"}
-        return _("waiting") if obj.is_usable else _("expired")
+            return gettext("joined %(day)s") % {"day": f"{obj.accepted_at:%Y-%m-%d}"}
+        return gettext("waiting") if obj.is_usable else gettext("expired")
 
     def save_model(self, request, obj, form, change):
         obj.invited_by = request.user
         url = invitations.issue(obj, request.build_absolute_uri("/"))
         # The admin saves inside a transaction: the mail goes once the row is committed.
         transaction.on_commit(lambda: invitations.send(obj, url))
-        messages.info(request, format_html(_("Sent to {}. The link: {}"), obj.email, url))
+        messages.info(request, format_html(gettext("Sent to {}. The link: {}"), obj.email, url))
 
-    @admin.action(description=gettext_lazy("Send again with a new link"))
+    @admin.action(description=_("Send again with a new link"))
     def send_again(self, request, queryset):
         for invitation in queryset.filter(accepted_at__isnull=True):
             url = invitations.issue(invitation, request.build_absolute_uri("/"))
             invitations.send(invitation, url)
             messages.info(
-                request, format_html(_("Sent to {}. The link: {}"), invitation.email, url)
+                request, format_html(gettext("Sent to {}. The link: {}"), invitation.email, url)
             )
 
 
@@ -375,15 +412,15 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     search_fields = ["user__email", "reason"]
     date_hierarchy = "quota_day"
 
-    @admin.display(description="Reserved Δ")
+    @admin.display(description=_("Reserved Δ"))
     def reserved(self, obj):
         return format_usd(obj.reserved_delta)
 
-    @admin.display(description="Spent Δ")
+    @admin.display(description=_("Spent Δ"))
     def spent(self, obj):
         return format_usd(obj.spent_delta)
 
-    @admin.display(description="Generation")
+    @admin.display(description=_("Generation"))
     def job(self, obj):
         if obj.generation_id is None:
             return "—"
@@ -418,7 +455,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             "form": form,
             "report": report,
             "ledger_net": net,
-            "title": "Billing report",
+            "title": gettext("Billing report"),
             "no_team_note": billing.NO_TEAM_NOTE,
             "csv_query": csv_query,
         }
@@ -441,14 +478,14 @@ class QuotaCounterAdmin(ReadOnlyAdmin):
     list_select_related = ["user", "team"]
     search_fields = ["user__email", "team__name"]
 
-    @admin.display(description="User or team")
+    @admin.display(description=_("User or team"))
     def owner(self, obj):
         return obj.user or obj.team
 
-    @admin.display(description="Spent")
+    @admin.display(description=_("Spent"))
     def spent(self, obj):
         return format_usd(obj.micros_spent)
 
-    @admin.display(description="Reserved")
+    @admin.display(description=_("Reserved"))
     def reserved(self, obj):
         return format_usd(obj.micros_reserved)

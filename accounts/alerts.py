@@ -16,9 +16,10 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
-from accounts import limits
+from accounts import limits, preferences
 from accounts.models import BudgetAlert, QuotaCounter, Team, User
 from accounts.periods import month_start, quota_day
 
@@ -89,12 +90,18 @@ def _fire(month, budget: int | None, **owner) -> list[BudgetAlert]:
 
 
 def send(alert: BudgetAlert) -> bool:
-    """Email an alert's recipients; a failure is logged and retried by the beat task."""
+    """Email an alert's recipients, each in the language of their account (one email per
+    language); a failure is logged and retried by the beat task."""
     recipients = _recipients(alert)
     if not recipients:
         return False
+    by_language: dict[str, list[str]] = {}
+    for person in recipients:
+        by_language.setdefault(_language(person), []).append(person.email)
     try:
-        send_mail(subject(alert), body(alert), None, recipients)
+        for language, emails in by_language.items():
+            with translation.override(language):
+                send_mail(subject(alert), body(alert), None, emails)
     except Exception:  # SMTP down: keep the alert, try again later
         log.exception("could not email budget alert %s", alert.pk)
         return False
@@ -102,25 +109,39 @@ def send(alert: BudgetAlert) -> bool:
     return True
 
 
-def _recipients(alert: BudgetAlert) -> list[str]:
+def _language(person: User) -> str:
+    """The language an email to ``person`` is written in: their account's, else the site's."""
+    return person.language if person.language in preferences.languages() else settings.LANGUAGE_CODE
+
+
+def _recipients(alert: BudgetAlert) -> list[User]:
     if alert.user_id:
-        return [alert.user.email]
+        return [alert.user]
     admins = alert.team.members.filter(is_team_admin=True, is_active=True)
     if not admins.exists():
         admins = User.objects.filter(is_staff=True, is_active=True)
-    return list(admins.values_list("email", flat=True))
+    return list(admins.order_by("email"))
 
 
 def subject(alert: BudgetAlert) -> str:
-    owner = "your" if alert.user_id else f"team {alert.team.name}'s"
-    return f"nanoweb: {alert.threshold} % of {owner} monthly budget used"
+    """The email's subject, in the active language."""
+    if alert.user_id:
+        return gettext("nanoweb: %(percent)s %% of your monthly budget used") % {
+            "percent": alert.threshold
+        }
+    return gettext("nanoweb: %(percent)s %% of team %(team)s's monthly budget used") % {
+        "percent": alert.threshold,
+        "team": alert.team.name,
+    }
 
 
 def body(alert: BudgetAlert) -> str:
+    """The email's text, in the active language."""
     url = settings.NANOWEB_BASE_URL.rstrip("/") + reverse("usage")
     if alert.team_id:
         url += "?view=team"
-    return f"{alert.headline}\n\nSee where it went: {url}\n"
+    see = gettext("See where it went: %(url)s") % {"url": url}
+    return f"{alert.headline}\n\n{see}\n"
 
 
 def current_for(user: User) -> BudgetAlert | None:

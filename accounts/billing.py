@@ -17,15 +17,21 @@ from dataclasses import dataclass, field
 
 from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth
+from django.utils.translation import gettext, ngettext, pgettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import CSV_BOM, LedgerEntry, csv_text, csv_usd, format_usd
 
+# Labels are in the language of whoever reads the report (or downloads the CSV); the
+# CSV's column names are fixed keys, the same in every language.
 GROUPS = {
-    "user": ("user__email", "(nobody)"),
-    "team": ("team__name", "(no team)"),
-    "model": ("generation__model__name", "(grants and adjustments)"),
+    "user": ("user__email", _("(nobody)")),
+    "team": ("team__name", _("(no team)")),
+    "model": ("generation__model__name", _("(grants and adjustments)")),
 }
-NO_TEAM_NOTE = "Grants and adjustments are made to a person, so they count under “(no team)”."
+GROUP_LABELS = {"user": _("Person"), "team": _("Team"), "model": _("Model")}
+CSV_GROUP_COLUMN = {"user": "person", "team": "team", "model": "model"}
+NO_TEAM_NOTE = _("Grants and adjustments are made to a person, so they count under “(no team)”.")
 
 
 @dataclass
@@ -62,7 +68,7 @@ class Report:
 
     @property
     def group_label(self) -> str:
-        return {"user": "Person", "team": "Team", "model": "Model"}[self.group]
+        return str(GROUP_LABELS[self.group])
 
 
 def _sum_spent(kind: str) -> Coalesce:
@@ -97,7 +103,7 @@ def build(start: dt.date, end: dt.date, *, group: str = "user", period: str = "m
     for row in rows:
         bucket = row["bucket"]
         line = Line(
-            label=row["label"] or missing,
+            label=row["label"] or str(missing),
             period=bucket.date() if isinstance(bucket, dt.datetime) else bucket,
             images=row["images"],
             charged=row["charged"],
@@ -130,7 +136,7 @@ def to_csv(report: Report) -> str:
     out = io.StringIO()
     out.write(CSV_BOM)
     writer = csv.writer(out)
-    writer.writerow([*CSV_HEADER[:1], report.group_label.lower(), *CSV_HEADER[2:]])
+    writer.writerow([*CSV_HEADER[:1], CSV_GROUP_COLUMN[report.group], *CSV_HEADER[2:]])
     fmt = "%Y-%m" if report.period == "month" else "%Y-%m-%d"
     for line in [*report.lines, report.total]:
         writer.writerow(
@@ -150,9 +156,14 @@ def to_csv(report: Report) -> str:
 
 def describe(line: Line) -> str:
     """One sentence for a tooltip: how the net was reached."""
-    parts = [f"{format_usd(line.charged)} charged for {line.images} image(s)"]
+    parts = [
+        ngettext(
+            "%(amount)s charged for %(n)s image", "%(amount)s charged for %(n)s images", line.images
+        )
+        % {"amount": format_usd(line.charged), "n": line.images}
+    ]
     if line.adjusted:
-        parts.append(f"{format_usd(line.adjusted)} adjusted")
+        parts.append(gettext("%(amount)s adjusted") % {"amount": format_usd(line.adjusted)})
     if line.granted:
-        parts.append(f"{format_usd(-line.granted)} granted")
-    return ", ".join(parts)
+        parts.append(gettext("%(amount)s granted") % {"amount": format_usd(-line.granted)})
+    return pgettext("list separator", ", ").join(parts)

@@ -26,13 +26,13 @@ def checked_micros(usd: Decimal, *, allow_negative: bool = False) -> int:
     """``usd`` as integer micro-USD, exactly, or a ValidationError with a code
     (``invalid``, ``negative``, ``precision``, ``too_large``) callers may reword."""
     if not usd.is_finite():
-        raise ValidationError("Enter a finite amount in US dollars.", code="invalid")
+        raise ValidationError(_("Enter a finite amount in US dollars."), code="invalid")
     if usd < 0 and not allow_negative:
-        raise ValidationError("A budget or price cannot be negative.", code="negative")
+        raise ValidationError(_("A budget or price cannot be negative."), code="negative")
     if usd != usd.quantize(Decimal("0.000001")):
-        raise ValidationError("Use at most six decimals (one micro-dollar).", code="precision")
+        raise ValidationError(_("Use at most six decimals (one micro-dollar)."), code="precision")
     if abs(usd) > 10**9:
-        raise ValidationError("That amount is too large.", code="too_large")
+        raise ValidationError(_("That amount is too large."), code="too_large")
     return usd_to_micros(usd)
 
 
@@ -45,9 +45,11 @@ class UsdField(forms.CharField):
     """
 
     def __init__(
-        self, *, allow_negative: bool = False, placeholder: str = "unlimited", **kwargs
+        self, *, allow_negative: bool = False, placeholder: str | None = None, **kwargs
     ) -> None:
         self.allow_negative = allow_negative
+        if placeholder is None:
+            placeholder = _("unlimited")
         kwargs.setdefault(
             "widget", forms.TextInput(attrs={"inputmode": "decimal", "placeholder": placeholder})
         )
@@ -66,7 +68,9 @@ class UsdField(forms.CharField):
             usd = Decimal(text)
         except InvalidOperation:
             raise ValidationError(
-                f"“{value}” is not an amount in US dollars, e.g. 20 or 12.50.", code="invalid"
+                _("“%(value)s” is not an amount in US dollars, e.g. 20 or 12.50."),
+                code="invalid",
+                params={"value": value},
             ) from None
         return checked_micros(usd, allow_negative=self.allow_negative)
 
@@ -76,27 +80,35 @@ class GrantForm(forms.Form):
 
     GRANT, ADJUST = "grant", "adjust"
     kind = forms.ChoiceField(
+        label=_("Kind"),
         choices=[
-            (GRANT, "Grant extra room (budget and/or images)"),
-            (ADJUST, "Adjust what was spent (positive charges, negative refunds)"),
+            (GRANT, _("Grant extra room (budget and/or images)")),
+            (ADJUST, _("Adjust what was spent (positive charges, negative refunds)")),
         ],
         widget=forms.RadioSelect,
         initial=GRANT,
     )
-    amount = UsdField(label="Amount (USD)", required=False, allow_negative=True, placeholder="0")
+    amount = UsdField(label=_("Amount (USD)"), required=False, allow_negative=True, placeholder="0")
     images = forms.IntegerField(
-        label="Images today", required=False, initial=0, min_value=-10_000, max_value=10_000
+        label=_("Images today"), required=False, initial=0, min_value=-10_000, max_value=10_000
     )
-    reason = forms.CharField(max_length=300, help_text="Kept in the ledger, shown to the person.")
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=300,
+        help_text=_("Kept in the ledger, shown to the person."),
+    )
 
     def clean(self):
         data = super().clean()
         micros, images = data.get("amount") or 0, data.get("images") or 0
         if not micros and not images and not self.errors:
-            raise ValidationError("Enter an amount, a number of images, or both.")
+            raise ValidationError(_("Enter an amount, a number of images, or both."))
         if data.get("kind") == self.GRANT and (micros < 0 or images < 0):
             raise ValidationError(
-                "A grant gives room: use positive numbers, or choose “Adjust” to refund or charge."
+                _(
+                    "A grant gives room: use positive numbers, or choose “Adjust” to refund "
+                    "or charge."
+                )
             )
         data["amount"], data["images"] = micros, images
         return data
@@ -105,12 +117,16 @@ class GrantForm(forms.Form):
 class BillingForm(forms.Form):
     """The billing report's range (quota days, inclusive) and grouping."""
 
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
     group = forms.ChoiceField(
-        choices=[("user", "Person"), ("team", "Team"), ("model", "Model")], initial="user"
+        label=_("Group"),
+        choices=[("user", _("Person")), ("team", _("Team")), ("model", _("Model"))],
+        initial="user",
     )
-    period = forms.ChoiceField(choices=[("month", "Month"), ("day", "Day")], initial="month")
+    period = forms.ChoiceField(
+        label=_("Period"), choices=[("month", _("Month")), ("day", _("Day"))], initial="month"
+    )
 
     MAX_DAYS = 3 * 366
 
@@ -124,9 +140,9 @@ class BillingForm(forms.Form):
         start, end = data.get("start"), data.get("end")
         if start and end:
             if end < start:
-                raise ValidationError("The end date is before the start date.")
+                raise ValidationError(_("The end date is before the start date."))
             if end - start > dt.timedelta(days=self.MAX_DAYS):
-                raise ValidationError("Choose a range of at most three years.")
+                raise ValidationError(_("Choose a range of at most three years."))
         return data
 
 

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from accounts.periods import next_month_start
 
@@ -15,8 +19,6 @@ MICROS_PER_USD = 1_000_000
 
 
 def usd_to_micros(usd: float | str) -> int:
-    from decimal import ROUND_HALF_UP, Decimal
-
     return int((Decimal(str(usd)) * MICROS_PER_USD).quantize(Decimal(1), ROUND_HALF_UP))
 
 
@@ -35,7 +37,7 @@ def format_usd(micros: int | None, places: int = EXACT, *, rounding: str = "half
     less than it can cost, or "down" for what is left, which must not show more.
     """
     if micros is None:
-        return "unlimited"
+        return gettext("unlimited")
     exact = Decimal(micros) / MICROS_PER_USD
     shown = exact.quantize(Decimal(1).scaleb(-places), _ROUNDING[rounding])
     sign = "-" if shown < 0 else ""
@@ -94,40 +96,51 @@ class Limits(models.Model):
     """What one person may do. Empty means unlimited — set on purpose by an admin."""
 
     daily_image_limit = models.PositiveIntegerField(
+        _("daily image limit"),
         null=True,
         blank=True,
         default=default_daily_images,
-        help_text="Images per day (quota time zone). Empty = unlimited.",
+        help_text=_("Images per day (quota time zone). Empty = unlimited."),
     )
     monthly_budget_micros = models.PositiveBigIntegerField(
+        _("monthly budget"),
         null=True,
         blank=True,
         default=default_monthly_budget,
-        help_text="Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited.",
+        help_text=_("Monthly budget in micro-USD (1 USD = 1,000,000). Empty = unlimited."),
     )
     max_concurrent_jobs = models.PositiveSmallIntegerField(
+        _("images in progress at once"),
         null=True,
         blank=True,
         default=default_max_concurrent_jobs,
-        help_text="Images in progress at once. Empty = unlimited.",
+        help_text=_("Images in progress at once. Empty = unlimited."),
     )
     max_image_size = models.CharField(
+        _("largest image size"),
         max_length=2,
         blank=True,
         choices=SIZES,
-        help_text="Largest size allowed on models that offer sizes. Empty = any.",
+        help_text=_("Largest size allowed on models that offer sizes. Empty = any."),
     )
     max_images_per_request = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Empty = as many as the model allows."
+        _("images per request"),
+        null=True,
+        blank=True,
+        help_text=_("Empty = as many as the model allows."),
     )
     max_reference_images = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Empty = as many as the model allows."
+        _("reference images per request"),
+        null=True,
+        blank=True,
+        help_text=_("Empty = as many as the model allows."),
     )
     allowed_models = models.ManyToManyField(
         "generations.ModelSpec",
         blank=True,
         related_name="+",
-        help_text="Models allowed. None selected = all.",
+        verbose_name=_("allowed models"),
+        help_text=_("Models allowed. None selected = all."),
     )
 
     class Meta:
@@ -142,20 +155,25 @@ class Team(Limits):
     member's own limits in the same admission.
     """
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(_("name"), max_length=100, unique=True)
     shared_daily_image_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Images per day for the whole team. Empty = unlimited."
-    )
-    shared_monthly_budget_micros = models.PositiveBigIntegerField(
+        _("shared daily image limit"),
         null=True,
         blank=True,
-        help_text="Monthly budget shared by all members, in micro-USD. Empty = unlimited.",
+        help_text=_("Images per day for the whole team. Empty = unlimited."),
     )
-    created = models.DateTimeField(default=timezone.now)
+    shared_monthly_budget_micros = models.PositiveBigIntegerField(
+        _("shared monthly budget"),
+        null=True,
+        blank=True,
+        help_text=_("Monthly budget shared by all members, in micro-USD. Empty = unlimited."),
+    )
+    created = models.DateTimeField(_("created"), default=timezone.now)
     sign_in_domain = models.CharField(
+        _("sign-in domain"),
         max_length=253,
         blank=True,
-        help_text=(
+        help_text=_(
             "Google Workspace (or single sign-on) domain, e.g. example.com: people who sign "
             "in with a verified address at this domain get an account in this team. "
             "Empty = invitation only."
@@ -163,6 +181,8 @@ class Team(Limits):
     )
 
     class Meta:
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
         constraints = [
             models.UniqueConstraint(
                 fields=["sign_in_domain"],
@@ -209,25 +229,45 @@ class User(AbstractBaseUser, PermissionsMixin, Limits):
     Limits: ``None`` means unlimited, and is only ever set on purpose by an admin.
     """
 
-    email = models.EmailField(unique=True)
-    name = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(_("email address"), unique=True)
+    name = models.CharField(pgettext_lazy("person", "name"), max_length=150, blank=True)
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="members",
+        verbose_name=_("team"),
     )
-    is_staff = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
-    date_joined = models.DateTimeField(default=timezone.now)
-    uses_team_limits = models.BooleanField(
+    is_staff = models.BooleanField(
+        _("staff status"),
+        default=False,
+        help_text=_("Designates whether the user can log into this admin site."),
+    )
+    is_active = models.BooleanField(
+        _("active"),
         default=True,
-        help_text="Use the team's member limits. Untick to give this person their own.",
+        help_text=_(
+            "Designates whether this user should be treated as active. "
+            "Unselect this instead of deleting accounts."
+        ),
+    )
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+    uses_team_limits = models.BooleanField(
+        _("uses team limits"),
+        default=True,
+        help_text=_("Use the team's member limits. Untick to give this person their own."),
     )
     is_team_admin = models.BooleanField(
+        _("team admin"),
         default=False,
-        help_text="Sees the whole team's usage and spend, and receives the team's budget alerts.",
+        help_text=_(
+            "Sees the whole team's usage and spend, and receives the team's budget alerts."
+        ),
     )
     # Empty: follow the browser (Accept-Language; the browser's time zone).
-    language = models.CharField(max_length=16, blank=True, default="")
-    time_zone = models.CharField(max_length=64, blank=True, default="")
+    language = models.CharField(_("language"), max_length=16, blank=True, default="")
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True, default="")
 
     objects = UserManager()
 
@@ -237,6 +277,8 @@ class User(AbstractBaseUser, PermissionsMixin, Limits):
 
     class Meta:
         ordering = ["email"]
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
 
     def __str__(self) -> str:
         return self.email
@@ -252,7 +294,7 @@ class QuotaCounter(models.Model):
     """
 
     DAY, MONTH, LIVE = "day", "month", "live"
-    PERIODS = [(DAY, "day"), (MONTH, "month"), (LIVE, "in progress")]
+    PERIODS = [(DAY, _("day")), (MONTH, _("month")), (LIVE, _("in progress"))]
     LIVE_START = dt.date(2000, 1, 1)  # the one "live" row per user counts jobs in progress
 
     user = models.ForeignKey(
@@ -261,18 +303,26 @@ class QuotaCounter(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="quota_counters",
+        verbose_name=_("user"),
     )
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="quota_counters"
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="quota_counters",
+        verbose_name=_("team"),
     )
-    period = models.CharField(max_length=5, choices=PERIODS)
-    period_start = models.DateField()
-    images_reserved = models.IntegerField(default=0)
-    images_used = models.IntegerField(default=0)
-    micros_reserved = models.BigIntegerField(default=0)
-    micros_spent = models.BigIntegerField(default=0)
+    period = models.CharField(_("period"), max_length=5, choices=PERIODS)
+    period_start = models.DateField(_("period start"))
+    images_reserved = models.IntegerField(_("images reserved"), default=0)
+    images_used = models.IntegerField(_("images used"), default=0)
+    micros_reserved = models.BigIntegerField(_("reserved (micro-USD)"), default=0)
+    micros_spent = models.BigIntegerField(_("spent (micro-USD)"), default=0)
 
     class Meta:
+        verbose_name = _("quota counter")
+        verbose_name_plural = _("quota counters")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "period", "period_start"],
@@ -294,6 +344,14 @@ class QuotaCounter(models.Model):
         return f"{self.user or self.team} {self.period} {self.period_start}"
 
 
+# Reasons workers write (generations.outcomes), read back in the reader's language.
+CAPPED = re.compile(
+    r"^charged the (?P<reserved>\S+) reserved; "
+    r"the upstream's price for this image was (?P<cost>\S+)$"
+)
+NO_IMAGE = re.compile(r"^no image \((?P<kind>[\w ]+)\); reservation released$")
+
+
 class LedgerEntry(models.Model):
     """Append-only record of every movement of money and image allowance.
 
@@ -302,34 +360,53 @@ class LedgerEntry(models.Model):
     """
 
     RESERVE, SETTLE, RELEASE, GRANT, ADJUST = "reserve", "settle", "release", "grant", "adjust"
-    KINDS = [(k, k) for k in (RESERVE, SETTLE, RELEASE, GRANT, ADJUST)]
+    # The stored value is the code; the label is what the admin shows (in English, the same).
+    KINDS = [
+        (RESERVE, _("reserve")),
+        (SETTLE, _("settle")),
+        (RELEASE, _("release")),
+        (GRANT, _("grant")),
+        (ADJUST, _("adjust")),
+    ]
 
-    created = models.DateTimeField(default=timezone.now, db_index=True)
+    created = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        verbose_name=_("user"),
     )
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("team")
+    )
     generation = models.ForeignKey(
         "generations.Generation",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="ledger_entries",
+        verbose_name=_("generation"),
     )
-    kind = models.CharField(max_length=8, choices=KINDS)
-    quota_day = models.DateField()
-    reserved_delta = models.BigIntegerField(default=0)
-    spent_delta = models.BigIntegerField(default=0)
-    images_reserved_delta = models.IntegerField(default=0)
-    images_used_delta = models.IntegerField(default=0)
+    kind = models.CharField(_("kind"), max_length=8, choices=KINDS)
+    quota_day = models.DateField(_("quota day"))
+    reserved_delta = models.BigIntegerField(_("reserved Δ (micro-USD)"), default=0)
+    spent_delta = models.BigIntegerField(_("spent Δ (micro-USD)"), default=0)
+    images_reserved_delta = models.IntegerField(_("images reserved Δ"), default=0)
+    images_used_delta = models.IntegerField(_("images used Δ"), default=0)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("actor"),
     )
-    reason = models.CharField(max_length=300, blank=True)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]
-        verbose_name_plural = "ledger entries"
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
         constraints = [
             # A redelivered task can never reserve, settle or release a job twice.
             models.UniqueConstraint(
@@ -340,19 +417,51 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {format_usd(self.spent_delta or self.reserved_delta)} {self.user}"
+        amount = format_usd(self.spent_delta or self.reserved_delta)
+        return f"{self.get_kind_display()} {amount} {self.user}"
 
     PLAIN_KINDS = {
-        RESERVE: "Held while the image is made",
-        SETTLE: "Charged",
-        RELEASE: "Returned, nothing charged",
-        GRANT: "Extra room granted",
-        ADJUST: "Corrected by an admin",
+        RESERVE: _("Held while the image is made"),
+        SETTLE: _("Charged"),
+        RELEASE: _("Returned, nothing charged"),
+        GRANT: _("Extra room granted"),
+        ADJUST: _("Corrected by an admin"),
     }
 
     @property
     def plain_kind(self) -> str:
-        return self.PLAIN_KINDS[self.kind]
+        return str(self.PLAIN_KINDS[self.kind])
+
+    @property
+    def plain_reason(self) -> str:
+        """The reason in the reader's language. Workers write nanoweb's own reasons in
+        English (the ledger is also read by scripts and the CSV): the settlement line is
+        rebuilt from the entry's amounts, the other known sentences from their values;
+        what an admin typed is shown as written."""
+        reason = self.reason
+        if self.kind == self.SETTLE and reason.startswith("charged ") and self.reserved_delta:
+            values = {
+                "charged": format_usd(self.spent_delta),
+                "reserved": format_usd(-self.reserved_delta),
+                "returned": format_usd(-self.reserved_delta - self.spent_delta),
+            }
+            if found := CAPPED.match(reason):
+                return (
+                    gettext(
+                        "charged the %(reserved)s reserved; the upstream's price for this image "
+                        "was %(cost)s"
+                    )
+                    % found.groupdict()
+                )
+            if -self.reserved_delta > self.spent_delta:
+                return (
+                    gettext("charged %(charged)s of %(reserved)s reserved; %(returned)s returned")
+                    % values
+                )
+            return gettext("charged %(charged)s of %(reserved)s reserved") % values
+        if found := NO_IMAGE.match(reason):
+            return gettext("no image (%(kind)s); reservation released") % found.groupdict()
+        return gettext(reason) if reason else ""
 
     @property
     def amount(self) -> int:
@@ -379,19 +488,35 @@ class BudgetAlert(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="budget_alerts",
+        verbose_name=_("user"),
     )
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts"
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="budget_alerts",
+        verbose_name=_("team"),
     )
-    period_start = models.DateField(help_text="First day of the budget month.")
-    threshold = models.PositiveSmallIntegerField(help_text="Percent of the monthly budget.")
-    spent_micros = models.BigIntegerField(help_text="Spent and reserved when the alert fired.")
-    budget_micros = models.BigIntegerField(help_text="The monthly budget at that moment.")
-    created = models.DateTimeField(default=timezone.now)
-    emailed_at = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateField(
+        _("budget month"), help_text=_("First day of the budget month.")
+    )
+    threshold = models.PositiveSmallIntegerField(
+        _("threshold"), help_text=_("Percent of the monthly budget.")
+    )
+    spent_micros = models.BigIntegerField(
+        _("spent (micro-USD)"), help_text=_("Spent and reserved when the alert fired.")
+    )
+    budget_micros = models.BigIntegerField(
+        _("budget (micro-USD)"), help_text=_("The monthly budget at that moment.")
+    )
+    created = models.DateTimeField(_("created"), default=timezone.now)
+    emailed_at = models.DateTimeField(_("emailed at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = _("budget alert")
+        verbose_name_plural = _("budget alerts")
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "period_start", "threshold"],
@@ -414,20 +539,38 @@ class BudgetAlert(models.Model):
 
     @property
     def headline(self) -> str:
-        """What the studio banner and the email say."""
-        who = "Your" if self.user_id else f"Team {self.team.name}'s shared"
-        resets = next_month_start(self.period_start)
+        """What the studio banner and the email say, in the active language."""
+        values = {
+            "team": self.team.name if self.team_id else "",
+            "budget": format_left(self.budget_micros),
+            "spent": format_usd(self.spent_micros, CENTS),
+            "percent": self.spent_micros * 100 // self.budget_micros,
+            # "December 1" in English
+            "resets": date_format(next_month_start(self.period_start), "MONTH_DAY_FORMAT"),
+        }
         if self.threshold >= 100:
-            return (
-                f"{who} monthly budget of {format_left(self.budget_micros)} is used up "
-                f"({format_usd(self.spent_micros, CENTS)} charged). New images are refused until "
-                f"it resets on {resets:%B} 1, or an admin raises it."
+            if self.user_id:
+                text = gettext(
+                    "Your monthly budget of %(budget)s is used up (%(spent)s charged). New "
+                    "images are refused until it resets on %(resets)s, or an admin raises it."
+                )
+            else:
+                text = gettext(
+                    "Team %(team)s's shared monthly budget of %(budget)s is used up "
+                    "(%(spent)s charged). New images are refused until it resets on "
+                    "%(resets)s, or an admin raises it."
+                )
+        elif self.user_id:
+            text = gettext(
+                "Your monthly budget is %(percent)s %% used: %(spent)s of %(budget)s. "
+                "It resets on %(resets)s."
             )
-        percent = self.spent_micros * 100 // self.budget_micros
-        return (
-            f"{who} monthly budget is {percent} % used: {format_usd(self.spent_micros, CENTS)} "
-            f"of {format_left(self.budget_micros)}. It resets on {resets:%B} 1."
-        )
+        else:
+            text = gettext(
+                "Team %(team)s's shared monthly budget is %(percent)s %% used: %(spent)s of "
+                "%(budget)s. It resets on %(resets)s."
+            )
+        return text % values
 
 
 class ApiToken(models.Model):
@@ -439,19 +582,24 @@ class ApiToken(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name=_("user"),
     )
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=32, unique=True)
-    digest = models.CharField(max_length=64)
-    created = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=32, unique=True)
+    digest = models.CharField(_("digest"), max_length=64)
+    created = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(_("last used from"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -461,28 +609,39 @@ class Invitation(models.Model):
     """An admin asks someone by email to join a team; the link in the email lets them set
     a password or sign in with the team's provider. Only a hash of the link is stored."""
 
-    email = models.EmailField()
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(_("email address"))
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("team")
+    )
     is_team_admin = models.BooleanField(
-        default=False, help_text="Joins as a team admin (sees the team's usage and spend)."
+        _("team admin"),
+        default=False,
+        help_text=_("Joins as a team admin (sees the team's usage and spend)."),
     )
     invited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("invited by"),
     )
-    key_digest = models.CharField(max_length=64, unique=True, editable=False)
-    created = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-    accepted_at = models.DateTimeField(null=True, blank=True)
+    key_digest = models.CharField(_("link digest"), max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    accepted_at = models.DateTimeField(_("accepted"), null=True, blank=True)
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="invitation",
+        verbose_name=_("accepted by"),
     )
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
 
     def __str__(self) -> str:
         return f"{self.email} → {self.team}"

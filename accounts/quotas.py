@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from accounts import limits
@@ -93,12 +94,16 @@ class QuotaSummary:
             if self.team_daily_limit is None
             else max(0, self.team_daily_limit - self.team_images_today)
         )
+        if self.limits_source == "own":
+            own = _("their own daily image limit")
+        else:
+            own = _("team %(team)s's member daily image limit") % {"team": self.team}
         return _tighter(
-            Room(self.images_left, self.daily_limit, self._own("daily image limit")),
+            Room(self.images_left, self.daily_limit, own),
             Room(
                 shared,
                 self.team_daily_limit,
-                f"team {self.team}'s shared daily image limit",
+                _("team %(team)s's shared daily image limit") % {"team": self.team},
                 shared=True,
             ),
         )
@@ -110,17 +115,19 @@ class QuotaSummary:
         shared = (
             None if self.team_budget is None else max(0, self.team_budget - self.team_month_used)
         )
+        if self.limits_source == "own":
+            own = _("their own monthly budget")
+        else:
+            own = _("team %(team)s's member monthly budget") % {"team": self.team}
         return _tighter(
-            Room(self.budget_left, self.monthly_budget, self._own("monthly budget")),
+            Room(self.budget_left, self.monthly_budget, own),
             Room(
-                shared, self.team_budget, f"team {self.team}'s shared monthly budget", shared=True
+                shared,
+                self.team_budget,
+                _("team %(team)s's shared monthly budget") % {"team": self.team},
+                shared=True,
             ),
         )
-
-    def _own(self, limit: str) -> str:
-        if self.limits_source == "own":
-            return f"their own {limit}"
-        return f"{self.limits_source}'s member {limit}"
 
     @property
     def month_resets_on(self) -> dt.date:
@@ -377,7 +384,7 @@ def grant(
     equal and reports still show what was really spent (see ``kind``).
     """
     if micros < 0 or images < 0 or not (micros or images):
-        raise ValueError("A grant gives a positive amount of money or images.")
+        raise ValueError(_("A grant gives a positive amount of money or images."))
     return _adjust_counters(user, LedgerEntry.GRANT, -micros, -images, actor, reason, now)
 
 
@@ -392,13 +399,13 @@ def adjust(
 ) -> LedgerEntry:
     """Correct what ``user`` spent this month (positive charges, negative refunds)."""
     if not (micros or images):
-        raise ValueError("An adjustment changes money or images.")
+        raise ValueError(_("An adjustment changes money or images."))
     return _adjust_counters(user, LedgerEntry.ADJUST, micros, images, actor, reason, now)
 
 
 def _adjust_counters(user, kind, spent: int, images: int, actor, reason: str, now):
     if not reason.strip():
-        raise ValueError("Say why: the reason is kept in the ledger.")
+        raise ValueError(_("Say why: the reason is kept in the ledger."))
     day = quota_day(now)
     with transaction.atomic():
         _ensure_counters(user, None, day)
@@ -466,12 +473,21 @@ def ledger_problems(counters=None) -> list[str]:
     return problems
 
 
+# Refusals are shown in the studio and batches, in the person's language, and returned by
+# the HTTP API, which answers in English (accounts.preferences).
+
+
+def _month_day(day: dt.date) -> str:
+    """ "December 1" (English), "12月1日" (Chinese)."""
+    return date_format(day, "MONTH_DAY_FORMAT")
+
+
 def _daily_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
-    return (
-        f"Daily image limit reached: {s.images_today} of {limit} images used or in "
-        f"progress today, and this request needs {wanted}. {_resets_at_midnight()}"
-    )
+    return _(
+        "Daily image limit reached: %(used)s of %(limit)s images used or in progress "
+        "today, and this request needs %(wanted)s. %(resets)s"
+    ) % {"used": s.images_today, "limit": limit, "wanted": wanted, "resets": _resets_at_midnight()}
 
 
 def _up_to(micros: int) -> str:
@@ -480,40 +496,53 @@ def _up_to(micros: int) -> str:
 
 def _budget_message(user: User, wanted: int, limit: int) -> str:
     s = summary(user)
-    return (
-        f"Monthly budget reached: this request may cost up to {_up_to(wanted)}, and "
-        f"{format_left(s.budget_left)} of your {format_left(limit)} budget is left. "
-        f"It resets on {s.month_resets_on:%B} 1."
-    )
+    return _(
+        "Monthly budget reached: this request may cost up to %(cost)s, and %(left)s of "
+        "your %(budget)s budget is left. It resets on %(resets)s."
+    ) % {
+        "cost": _up_to(wanted),
+        "left": format_left(s.budget_left),
+        "budget": format_left(limit),
+        "resets": _month_day(s.month_resets_on),
+    }
 
 
 def _concurrency_message(wanted: int, limit: int) -> str:
-    return (
-        f"Too many images in progress: you may have {limit} at once, and this request "
-        f"needs {wanted} more. Try again when some have finished."
-    )
+    return _(
+        "Too many images in progress: you may have %(limit)s at once, and this request "
+        "needs %(wanted)s more. Try again when some have finished."
+    ) % {"limit": limit, "wanted": wanted}
 
 
 def _team_daily_message(team: Team, wanted: int, day: dt.date) -> str:
     row = _row(QuotaCounter.DAY, day, team=team).first()
     used = (row.images_used + row.images_reserved) if row else 0
-    return (
-        f"Team {team.name}'s daily image limit reached: {used} of "
-        f"{team.shared_daily_image_limit} images used or in progress today, and this "
-        f"request needs {wanted}. {_resets_at_midnight()}"
-    )
+    return _(
+        "Team %(team)s's daily image limit reached: %(used)s of %(limit)s images used or "
+        "in progress today, and this request needs %(wanted)s. %(resets)s"
+    ) % {
+        "team": team.name,
+        "used": used,
+        "limit": team.shared_daily_image_limit,
+        "wanted": wanted,
+        "resets": _resets_at_midnight(),
+    }
 
 
 def _team_budget_message(team: Team, wanted: int, day: dt.date) -> str:
     row = _row(QuotaCounter.MONTH, month_start(day), team=team).first()
     used = (row.micros_spent + row.micros_reserved) if row else 0
     left = max(0, team.shared_monthly_budget_micros - used)
-    return (
-        f"Team {team.name}'s shared monthly budget reached: this request may cost up to "
-        f"{_up_to(wanted)}, and {format_left(left)} of the team's "
-        f"{format_left(team.shared_monthly_budget_micros)} is left. It resets on "
-        f"{next_month_start(day):%B} 1."
-    )
+    return _(
+        "Team %(team)s's shared monthly budget reached: this request may cost up to "
+        "%(cost)s, and %(left)s of the team's %(budget)s is left. It resets on %(resets)s."
+    ) % {
+        "team": team.name,
+        "cost": _up_to(wanted),
+        "left": format_left(left),
+        "budget": format_left(team.shared_monthly_budget_micros),
+        "resets": _month_day(next_month_start(day)),
+    }
 
 
 def _resets_at_midnight() -> str:

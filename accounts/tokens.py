@@ -26,13 +26,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken, User
 
 PREFIX = "nw_"
 TOKEN_RE = re.compile(r"^nw_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{32,64})$")
 LAST_USED_EVERY = dt.timedelta(minutes=1)  # a busy script does not write on every call
-EXPIRY_CHOICES = [(None, "Never"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
+EXPIRY_CHOICES = [(None, _("Never")), (30, _("30 days")), (90, _("90 days")), (365, _("1 year"))]
 
 
 # digest of the whole token → (when to look again, token id, its fields, its user's fields)
@@ -42,7 +44,8 @@ _clock = time.monotonic
 
 
 class TokenRefused(Exception):
-    """Why a token cannot be used, in words a script's author can act on."""
+    """Why a token cannot be used, in words a script's author can act on: only the HTTP
+    API raises it, and the API answers in English, so these stay untranslated."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -78,7 +81,7 @@ def _matches(token: ApiToken, raw: str) -> bool:
 def create(user: User, name: str, *, expires_in_days: int | None = None) -> Issued:
     name = name.strip()
     if not name:
-        raise ValueError("Give the token a name, e.g. the script that will use it.")
+        raise ValueError(gettext("Give the token a name, e.g. the script that will use it."))
     public = secrets.token_urlsafe(12).replace("-", "").replace("_", "")[:8]
     while len(public) < 8 or ApiToken.objects.filter(prefix=PREFIX + public).exists():
         public = secrets.token_urlsafe(12).replace("-", "").replace("_", "")[:8]

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.db.models import Q, Sum
+from django.utils.translation import gettext
 
 from accounts.models import LedgerEntry, QuotaCounter, Team, User
 from accounts.periods import month_start, next_month_start, quota_day
@@ -108,9 +109,11 @@ def parse_month(text: str | None) -> dt.date:
     try:
         start = dt.datetime.strptime(text, "%Y-%m").date()
     except ValueError:
-        raise ValueError(f"“{text}” is not a month; use the form 2026-11.") from None
+        raise ValueError(
+            gettext("“%(text)s” is not a month; use the form 2026-11.") % {"text": text}
+        ) from None
     if start > quota_day() or start.year < 2000:
-        raise ValueError("Choose a month between 2000 and this month.")
+        raise ValueError(gettext("Choose a month between 2000 and this month."))
     return start
 
 

@@ -28,7 +28,7 @@ def usage_page(request):
     team_view = request.GET.get("view") == "team"
     user = request.user
     if team_view and not (user.team_id and (user.is_team_admin or user.is_staff)):
-        raise Http404("Only the team's admins see the team's usage.")
+        raise Http404(_("Only the team's admins see the team's usage."))
     if team_view:
         owner = {"team": user.team}
         budget = user.team.shared_monthly_budget_micros

@@ -10,8 +10,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html_join
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.forms import UsdField, checked_micros, micros_to_usd_text
@@ -56,9 +57,11 @@ class RouteInline(admin.TabularInline):
         if price is None:
             return _("free") if route.is_free else _("no price: not used")
         if price.per_image:
-            return ", ".join(
-                f"{size} {format_usd(micros)}" for size, micros in price.per_image.items()
-            ) + _(" per image")
+            return _("%(prices)s per image") % {
+                "prices": ", ".join(
+                    f"{size} {format_usd(micros)}" for size, micros in price.per_image.items()
+                )
+            }
         return _("per token: %(input)s in / %(image)s image output per million") % {
             "input": format_usd(price.input_per_mtok),
             "image": format_usd(price.image_output_per_mtok),
@@ -89,9 +92,9 @@ class ModelSpecAdmin(admin.ModelAdmin):
 
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "enabled", "sort_order"]}),
-        ("Life cycle", {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
+        (_("Life cycle"), {"fields": ["status", "shutdown_date", "replacement", "notice"]}),
         (
-            "What it can do",
+            _("What it can do"),
             {
                 "fields": [
                     "aspect_ratios",
@@ -105,21 +108,21 @@ class ModelSpecAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Estimates", {"fields": ["image_tokens", "estimate_text_tokens"]}),
-        ("HTTP API", {"fields": ["aliases"]}),
-        ("Sandbox", {"fields": ["is_sandbox"], "classes": ["collapse"]}),
+        (_("Estimates"), {"fields": ["image_tokens", "estimate_text_tokens"]}),
+        (_("HTTP API"), {"fields": ["aliases"]}),
+        (_("Sandbox"), {"fields": ["is_sandbox"], "classes": ["collapse"]}),
     ]
 
-    @admin.display(description="sizes")
+    @admin.display(description=_("sizes"))
     def size_list(self, spec: ModelSpec) -> str:
-        return ", ".join(spec.sizes) or "one size"
+        return ", ".join(spec.sizes) or _("one size")
 
 
 class ProviderKeyForm(forms.ModelForm):
     key = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="Stored encrypted and never shown again. Leave empty to keep the current key.",
+        help_text=_("Stored encrypted and never shown again. Leave empty to keep the current key."),
     )
 
     class Meta:
@@ -129,7 +132,7 @@ class ProviderKeyForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if not self.instance.pk and not data.get("key"):
-            self.add_error("key", "Paste the API key.")
+            self.add_error("key", _("Paste the API key."))
         return data
 
     def save(self, commit=True):
@@ -144,7 +147,7 @@ class ProviderKeyInline(admin.TabularInline):
     extra = 0
     readonly_fields = ["hint", "status", "last_used"]
 
-    @admin.display(description="Status")
+    @admin.display(description=_("Status"))
     def status(self, obj):
         return health.key_status(obj) if obj.pk else ""
 
@@ -153,10 +156,12 @@ class ProviderForm(forms.ModelForm):
     webhook_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="Replicate: the webhook signing secret (whsec_…, from "
-        "GET https://api.replicate.com/v1/webhooks/default/secret); Freepik: the webhook "
-        "secret from its API dashboard. Stored encrypted and never shown again; leave "
-        "empty to keep the current one.",
+        help_text=_(
+            "Replicate: the webhook signing secret (whsec_…, from "
+            "GET https://api.replicate.com/v1/webhooks/default/secret); Freepik: the webhook "
+            "secret from its API dashboard. Stored encrypted and never shown again; leave "
+            "empty to keep the current one."
+        ),
     )
 
     class Meta:
@@ -317,7 +322,7 @@ class ProviderAdmin(admin.ModelAdmin):
         routes, keys = health.report()
         context = {
             **self.admin_site.each_context(request),
-            "title": "Provider health",
+            "title": _("Provider health"),
             "routes": routes,
             "keys": keys,
             "store": get_store().name,
@@ -328,11 +333,17 @@ class ProviderAdmin(admin.ModelAdmin):
 PER_IMAGE_KEYS = ("512", "1K", "2K", "4K", "default")
 PER_IMAGE_EXAMPLE = '{"1K": 0.134, "4K": 0.24}'
 PER_IMAGE_MESSAGES = {
-    "invalid": "The {size} price must be a number of US dollars, like 0.134, not {value}.",
-    "negative": "The {size} price cannot be negative.",
-    "precision": "The {size} price has more than six decimals (one micro-dollar).",
-    "too_large": "The {size} price is too large.",
+    "invalid": _("The %(size)s price must be a number of US dollars, like 0.134, not %(value)s."),
+    "negative": _("The %(size)s price cannot be negative."),
+    "precision": _("The %(size)s price has more than six decimals (one micro-dollar)."),
+    "too_large": _("The %(size)s price is too large."),
 }
+
+
+def lazy_format(message, **values):
+    """``message % values``, translated when shown (a form's label or help text is
+    built once, at import, before any language is active)."""
+    return lazy(lambda: message % values, str)()
 
 
 class PerImageUsdField(forms.Field):
@@ -347,7 +358,7 @@ class PerImageUsdField(forms.Field):
         kwargs.setdefault("initial", dict)
         kwargs.setdefault(
             "widget",
-            forms.Textarea(attrs={"rows": 2, "placeholder": "none", "spellcheck": "false"}),
+            forms.Textarea(attrs={"rows": 2, "placeholder": _("none"), "spellcheck": "false"}),
         )
         super().__init__(**kwargs)
 
@@ -371,13 +382,15 @@ class PerImageUsdField(forms.Field):
             prices = None
         if not isinstance(prices, dict):
             raise ValidationError(
-                f"Per-image prices are US dollars per image by size, like {PER_IMAGE_EXAMPLE}.",
+                _("Per-image prices are US dollars per image by size, like %(example)s.")
+                % {"example": PER_IMAGE_EXAMPLE},
                 code="invalid",
             )
         unknown = [size for size in prices if size not in PER_IMAGE_KEYS]
         if unknown:
             raise ValidationError(
-                f"Unknown size {unknown[0]!r}: use {', '.join(PER_IMAGE_KEYS)}.",
+                _("Unknown size %(size)s: use %(sizes)s.")
+                % {"size": repr(unknown[0]), "sizes": ", ".join(PER_IMAGE_KEYS)},
                 code="unknown_size",
             )
         return {size: self._micros(size, usd) for size, usd in prices.items()}
@@ -389,38 +402,45 @@ class PerImageUsdField(forms.Field):
                 raise ValidationError("not a number", code="invalid")
             return checked_micros(Decimal(usd))
         except ValidationError as exc:
-            message = PER_IMAGE_MESSAGES[exc.code].format(
-                size=size, value=json.dumps(usd, default=str)
-            )
+            message = PER_IMAGE_MESSAGES[exc.code] % {
+                "size": size,
+                "value": json.dumps(usd, default=str),
+            }
             raise ValidationError(message, code=exc.code) from None
 
 
 class PriceForm(forms.ModelForm):
     """Rates typed in US dollars per million tokens; flat prices in US dollars per image."""
 
-    input_per_mtok = UsdField(label="Input (USD / 1M tokens)", required=False, placeholder="0")
+    input_per_mtok = UsdField(label=_("Input (USD / 1M tokens)"), required=False, placeholder="0")
     text_output_per_mtok = UsdField(
-        label="Text + thinking output (USD / 1M tokens)", required=False, placeholder="0"
+        label=_("Text + thinking output (USD / 1M tokens)"), required=False, placeholder="0"
     )
     image_output_per_mtok = UsdField(
-        label="Image output (USD / 1M tokens)", required=False, placeholder="0"
+        label=_("Image output (USD / 1M tokens)"), required=False, placeholder="0"
     )
     search_query_micros = UsdField(
-        label="Google Search (USD per query)",
+        label=_("Google Search (USD per query)"),
         required=False,
         placeholder="0",
-        help_text="What each search of a grounded answer costs (Gemini 3: 0.014).",
+        help_text=_("What each search of a grounded answer costs (Gemini 3: 0.014)."),
     )
     kind = forms.ChoiceField(
         choices=Price.KINDS,
         initial=Price.STANDARD,
         required=False,
-        help_text="Standard (interactive), or Google's Batch API (economy batches).",
+        help_text=_("Standard (interactive), or Google's Batch API (economy batches)."),
     )
     per_image = PerImageUsdField(
-        label="Per image (USD by size)",
-        help_text=f"Flat US dollars per image by size ({', '.join(PER_IMAGE_KEYS)}), e.g. "
-        f"{PER_IMAGE_EXAMPLE}. Used instead of token prices for those sizes.",
+        label=_("Per image (USD by size)"),
+        help_text=lazy_format(
+            _(
+                "Flat US dollars per image by size (%(sizes)s), e.g. %(example)s. Used "
+                "instead of token prices for those sizes."
+            ),
+            sizes=", ".join(PER_IMAGE_KEYS),
+            example=PER_IMAGE_EXAMPLE,
+        ),
     )
 
     class Meta:
@@ -453,8 +473,10 @@ class PriceForm(forms.ModelForm):
         ]
         if not self.errors and not any(rates) and not any((data.get("per_image") or {}).values()):
             raise ValidationError(
-                "This price charges nothing. Enter token or per-image prices, "
-                "or mark the route free instead."
+                _(
+                    "This price charges nothing. Enter token or per-image prices, "
+                    "or mark the route free instead."
+                )
             )
         return data
 
@@ -551,15 +573,15 @@ class GenerationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created"
     inlines = [AttemptInline]
 
-    @admin.display(description="Prompt")
+    @admin.display(description=_("Prompt"))
     def short_prompt(self, obj):
         return obj.prompt[:60]
 
-    @admin.display(description="Reserved")
+    @admin.display(description=_("Reserved"))
     def reserved(self, obj):
         return format_usd(obj.reserved_micros)
 
-    @admin.display(description="Actual")
+    @admin.display(description=_("Actual"))
     def actual(self, obj):
         return "—" if obj.actual_micros is None else format_usd(obj.actual_micros)
 

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts import limits, quotas
 from accounts.models import CSV_BOM, STUDIO, csv_text, csv_usd, format_left, format_usd
@@ -150,20 +151,22 @@ def _cells(reader):
         yield cells
 
 
+def csv_too_large(size: int) -> str:
+    return _("The CSV file is %(size)s KB; the limit is %(limit)s KB.") % {
+        "size": f"{size // 1024:,}",
+        "limit": f"{MAX_CSV_BYTES // 1024:,}",
+    }
+
+
 def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[Row]:
     """A header row (prompt, and optionally model, aspect_ratio, size, count), then one
     prompt per row; empty cells take the form's settings. Raises BatchError."""
     if len(data) > MAX_CSV_BYTES:
-        raise BatchError(
-            [
-                f"The CSV file is {len(data) // 1024:,} KB; the limit is "
-                f"{MAX_CSV_BYTES // 1024:,} KB."
-            ]
-        )
+        raise BatchError([csv_too_large(len(data))])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BatchError(["The CSV file is not UTF-8 text; save it as “CSV UTF-8”."]) from None
+        raise BatchError([_("The CSV file is not UTF-8 text; save it as “CSV UTF-8”.")]) from None
     reader = _cells(csv.reader(io.StringIO(text)))
     header = [_column(h) for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
@@ -171,11 +174,12 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
         names = ", ".join(repr(u) for u in unknown)
         raise BatchError(
             [
-                f"Unknown column{'s' if len(unknown) > 1 else ''} {names}"
+                ngettext("Unknown column %(names)s", "Unknown columns %(names)s", len(unknown))
+                % {"names": names}
                 if unknown
-                else "The CSV has no “prompt” column",
-                f"The first row must name the columns: {', '.join(CSV_COLUMNS)} "
-                "(only prompt is required).",
+                else _("The CSV has no “prompt” column"),
+                _("The first row must name the columns: %(columns)s (only prompt is required).")
+                % {"columns": ", ".join(CSV_COLUMNS)},
             ]
         )
     by_slug = {m.slug: m for m in models} | {m.name.lower(): m for m in models}
@@ -189,12 +193,21 @@ def parse_csv(data: bytes, defaults: Defaults, models: list[ModelSpec]) -> list[
             found += [e for e in jobs.problems(request) if e.field not in _fields(found)]
         for exc in found:  # every problem of the row, not just its first
             column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
-            errors.append(f"Row {number}, {column}: {exc.message}")
+            errors.append(_row_error(number, column, exc.message))
         if not found:
             rows.append(Row(number, request))
     if errors:
         raise BatchError(errors)
     return rows
+
+
+def _row_error(number: int, column: str, message: str) -> str:
+    """A CSV row's problem; ``column`` is the column's own (English) name."""
+    return _("Row %(row)s, %(column)s: %(message)s") % {
+        "row": number,
+        "column": column,
+        "message": message,
+    }
 
 
 def _column(name: str) -> str:
@@ -219,7 +232,8 @@ def _csv_request(
             slugs = ", ".join(sorted({m.slug for m in by_slug.values()}))
             found.append(
                 jobs.SubmitError(
-                    f"“{values['model']}” is not a model you can use here (try {slugs}).",
+                    _("“%(model)s” is not a model you can use here (try %(models)s).")
+                    % {"model": values["model"], "models": slugs},
                     field="model",
                 )
             )
@@ -227,9 +241,14 @@ def _csv_request(
     try:
         count = int(values.get("count") or defaults.count)
     except ValueError:
-        found.append(jobs.SubmitError(f"“{values['count']}” is not a whole number.", field="count"))
+        found.append(
+            jobs.SubmitError(
+                _("“%(value)s” is not a whole number.") % {"value": values["count"]},
+                field="count",
+            )
+        )
     if not values.get("prompt"):
-        found.append(jobs.SubmitError("The prompt is empty.", field="prompt"))
+        found.append(jobs.SubmitError(_("The prompt is empty."), field="prompt"))
     if model is None:
         return None, found
     size = values.get("size") or (defaults.image_size if model == defaults.model else None)
@@ -263,9 +282,14 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
     ``refusal`` set, so the confirm step can show the cost and the limit together.
     """
     if not rows:
-        raise BatchError(["Write at least one prompt (one per line), or choose a CSV file."])
+        raise BatchError([_("Write at least one prompt (one per line), or choose a CSV file.")])
     if len(rows) > MAX_ROWS:
-        raise BatchError([f"The batch has {len(rows)} prompts; the limit is {MAX_ROWS}."])
+        raise BatchError(
+            [
+                _("The batch has %(rows)s prompts; the limit is %(limit)s.")
+                % {"rows": len(rows), "limit": MAX_ROWS}
+            ]
+        )
     errors, per_row = [], []
     for row in rows:
         try:
@@ -273,9 +297,14 @@ def check(user, rows: list[Row], *, csv_rows: bool = False) -> Plan:
             jobs.validate_for(user, row.request)
             per_row.append(jobs.estimate_request(row.request) * row.request.count)
         except jobs.SubmitError as exc:
-            where = f"Row {row.number}" if csv_rows else f"Line {row.number}"
             column = FIELD_COLUMNS.get(exc.field or "", exc.field or "settings")
-            errors.append(f"{where}, {column}: {exc.message}")
+            if csv_rows:
+                errors.append(_row_error(row.number, column, exc.message))
+            else:
+                errors.append(
+                    _("Line %(line)s, %(column)s: %(message)s")
+                    % {"line": row.number, "column": column, "message": exc.message}
+                )
     if errors:
         raise BatchError(errors)
     images = sum(r.request.count for r in rows)
@@ -309,25 +338,58 @@ def _plan_economy(user, plan: Plan) -> None:
     plan.economy_refusal = over_limit(user, plan.images, plan.economy_micros)
 
 
-def over_limit(user, images: int, micros: int) -> str | None:
-    """The first of the person's limits the whole batch would exceed, in words."""
+def over_limit(user, images: int, micros: int, *, retrying: bool = False) -> str | None:
+    """The first of the person's limits the whole batch (or, ``retrying``, a retry of
+    its failed images) would exceed, in words."""
     quota = quotas.summary(user)
     day, month = quota.images_room, quota.budget_room
-
-    def whose(room: quotas.Room) -> str:
-        return f"team {quota.team}'s shared" if room.shared else "your"
-
+    # Translators: the subject of the refusals below ("… needs 5 images but …").
+    what = _("Retrying the failed images") if retrying else _("This batch")
     if day.left is not None and images > day.left:
+        values = {
+            "what": what,
+            "images": images,
+            "limit": day.limit,
+            "left": day.left,
+            "team": quota.team,
+        }
+        if day.shared:
+            return (
+                _(
+                    "%(what)s needs %(images)s images but team %(team)s's shared daily limit "
+                    "of %(limit)s images leaves %(left)s today. Nothing was started."
+                )
+                % values
+            )
         return (
-            f"This batch needs {images} images but {whose(day)} daily limit of "
-            f"{day.limit} images leaves {day.left} today. Nothing was started."
+            _(
+                "%(what)s needs %(images)s images but your daily limit of %(limit)s images "
+                "leaves %(left)s today. Nothing was started."
+            )
+            % values
         )
     if month.left is not None and micros > month.left:
+        values = {
+            "what": what,
+            "cost": format_usd(micros, STUDIO, rounding="up"),
+            "budget": format_left(month.limit),
+            "left": format_left(month.left),
+            "team": quota.team,
+        }
+        if month.shared:
+            return (
+                _(
+                    "%(what)s may cost up to %(cost)s but team %(team)s's shared monthly "
+                    "budget of %(budget)s has %(left)s left. Nothing was started."
+                )
+                % values
+            )
         return (
-            f"This batch may cost up to {format_usd(micros, STUDIO, rounding='up')} but "
-            f"{whose(month)} monthly budget of {format_left(month.limit)} has "
-            f"{format_left(month.left)} left. "
-            "Nothing was started."
+            _(
+                "%(what)s may cost up to %(cost)s but your monthly budget of %(budget)s has "
+                "%(left)s left. Nothing was started."
+            )
+            % values
         )
     return None
 
@@ -346,7 +408,7 @@ def start(user, name: str, plan: Plan, *, economy_mode: bool = False) -> Batch:
             batch = Batch.objects.create(user=user, name=name[:200] or _default_name(plan))
             _admit(user, batch, [row.request for row in plan.rows], strict=True)
     except jobs.SubmitError as exc:
-        raise BatchError([f"{exc.message} Nothing was started."]) from exc
+        raise BatchError([_("%(reason)s Nothing was started.") % {"reason": exc.message}]) from exc
     return batch
 
 
@@ -412,6 +474,7 @@ def _as_row(request: jobs.JobRequest) -> dict:
 def _from_row(row: dict) -> jobs.JobRequest:
     model = ModelSpec.objects.filter(slug=row["model"]).first()
     if model is None:
+        # Not translated: a worker stores it as the batch's ``stalled`` (shown as it is).
         raise jobs.SubmitError(f"The model “{row['model']}” no longer exists.", field="model")
     return _request(model, row["prompt"], row["aspect_ratio"], row["image_size"], row["count"])
 
@@ -464,9 +527,14 @@ def feed_after(generation_id) -> None:
 
 def _default_name(plan: Plan) -> str:
     first = plan.rows[0].request.prompt
-    return (first[:60] + "…" if len(first) > 60 else first) + (
-        f" and {len(plan.rows) - 1} more" if len(plan.rows) > 1 else ""
-    )
+    first = first[:60] + "…" if len(first) > 60 else first
+    more = len(plan.rows) - 1
+    if not more:
+        return first
+    return ngettext("%(prompt)s and %(count)s more", "%(prompt)s and %(count)s more", more) % {
+        "prompt": first,
+        "count": more,
+    }
 
 
 @dataclass
@@ -569,16 +637,16 @@ def retry_failed(user, batch: Batch, *, expired_only: bool = False) -> list[Gene
     )
     failed = list(which.select_related("model", "parent_image").prefetch_related("references"))
     if not failed:
-        raise BatchError(["Nothing in this batch failed, so there is nothing to retry."])
+        raise BatchError([_("Nothing in this batch failed, so there is nothing to retry.")])
     try:
         requests = [jobs.request_like(g) for g in failed]  # reads each reference once
         plan_micros = sum(jobs.estimate_request(r) for r in requests)
-        refusal = over_limit(user, len(failed), plan_micros)
+        refusal = over_limit(user, len(failed), plan_micros, retrying=True)
         if refusal:
-            raise BatchError([refusal.replace("This batch", "Retrying the failed images")])
+            raise BatchError([refusal])
         return jobs.retry(user, failed, requests)
     except jobs.SubmitError as exc:
-        raise BatchError([f"{exc.message} Nothing was started."]) from exc
+        raise BatchError([_("%(reason)s Nothing was started.") % {"reason": exc.message}]) from exc
 
 
 # --- The zip of results (streamed by generations.zips) ---

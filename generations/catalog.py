@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.utils.translation import gettext_noop
+
 from generations.models import ALL_ASPECT_RATIOS, ASPECT_RATIOS
 
 # Grounding with Google Search on Gemini 3 models is billed per search query the model
@@ -142,8 +144,10 @@ MODELS = [
         "slug": "nano-banana-2-1",
         "name": "Nano Banana 2.1",
         "upstream": "gemini-nano-banana-2.1",
-        "description": "Gemini Nano Banana 2.1: the current default, sharper text and layouts, "
-        "up to 4K and very wide or tall formats.",
+        "description": gettext_noop(
+            "Gemini Nano Banana 2.1: the current default, sharper text and layouts, "
+            "up to 4K and very wide or tall formats."
+        ),
         "aspect_ratios": ALL_ASPECT_RATIOS,
         "sizes": ["1K", "2K", "4K"],
         "max_reference_images": 14,
@@ -158,7 +162,9 @@ MODELS = [
         "slug": "nano-banana-pro",
         "name": "Nano Banana Pro",
         "upstream": "gemini-3-pro-image",
-        "description": "Gemini 3 Pro Image: best quality and text rendering, up to 4K.",
+        "description": gettext_noop(
+            "Gemini 3 Pro Image: best quality and text rendering, up to 4K."
+        ),
         "aspect_ratios": ASPECT_RATIOS,
         "sizes": ["1K", "2K", "4K"],
         "max_reference_images": 14,
@@ -173,7 +179,9 @@ MODELS = [
         "slug": "nano-banana-2",
         "name": "Nano Banana 2",
         "upstream": "gemini-3.1-flash-image",
-        "description": "Gemini 3.1 Flash Image: Pro-level features at Flash speed and price.",
+        "description": gettext_noop(
+            "Gemini 3.1 Flash Image: Pro-level features at Flash speed and price."
+        ),
         "aspect_ratios": ALL_ASPECT_RATIOS,
         "sizes": ["512", "1K", "2K", "4K"],
         "max_reference_images": 14,
@@ -190,7 +198,9 @@ MODELS = [
         "slug": "nano-banana-2-lite",
         "name": "Nano Banana 2 Lite",
         "upstream": "gemini-3.1-flash-lite-image",
-        "description": "Gemini 3.1 Flash Lite Image: the fastest and cheapest, 1K only.",
+        "description": gettext_noop(
+            "Gemini 3.1 Flash Lite Image: the fastest and cheapest, 1K only."
+        ),
         "aspect_ratios": ALL_ASPECT_RATIOS,
         "sizes": [],
         "max_reference_images": 14,
@@ -204,7 +214,7 @@ MODELS = [
         "slug": "nano-banana",
         "name": "Nano Banana",
         "upstream": "gemini-2.5-flash-image",
-        "description": "Gemini 2.5 Flash Image: fast, one size (about 1 megapixel).",
+        "description": gettext_noop("Gemini 2.5 Flash Image: fast, one size (about 1 megapixel)."),
         "aspect_ratios": ASPECT_RATIOS,
         "sizes": [],
         "max_reference_images": 3,
@@ -223,7 +233,9 @@ MODELS = [
         "slug": "stable-image-ultra",
         "name": "Stable Image Ultra",
         "upstream": "ultra",
-        "description": "Stability AI's best photorealism and typography (about 1 megapixel).",
+        "description": gettext_noop(
+            "Stability AI's best photorealism and typography (about 1 megapixel)."
+        ),
         "aspect_ratios": STABILITY_RATIOS,
         "sizes": [],
         "max_reference_images": 1,
@@ -236,7 +248,9 @@ MODELS = [
         "slug": "stable-image-core",
         "name": "Stable Image Core",
         "upstream": "core",
-        "description": "Stability AI's fast and cheap text-to-image (about 1.5 megapixels).",
+        "description": gettext_noop(
+            "Stability AI's fast and cheap text-to-image (about 1.5 megapixels)."
+        ),
         "aspect_ratios": STABILITY_RATIOS,
         "sizes": [],
         "max_reference_images": 0,
@@ -249,7 +263,9 @@ MODELS = [
         "slug": "sd-3-5-large",
         "name": "Stable Diffusion 3.5 Large",
         "upstream": "sd3.5-large",
-        "description": "Stability AI's open 8B model, served by Stability (about 1 megapixel).",
+        "description": gettext_noop(
+            "Stability AI's open 8B model, served by Stability (about 1 megapixel)."
+        ),
         "aspect_ratios": STABILITY_RATIOS,
         "sizes": [],
         "max_reference_images": 1,
@@ -262,8 +278,10 @@ MODELS = [
         "slug": "sandbox",
         "name": "Sandbox",
         "upstream": "gemini-3.1-flash-image",
-        "description": "Offline test double: rendered locally, no real model. Priced like "
-        "Nano Banana 2 so quotas behave as they will for real.",
+        "description": gettext_noop(
+            "Offline test double: rendered locally, no real model. Priced like "
+            "Nano Banana 2 so quotas behave as they will for real."
+        ),
         "aspect_ratios": ALL_ASPECT_RATIOS,
         "sizes": ["1K", "2K", "4K"],
         "max_reference_images": 14,

@@ -7,7 +7,7 @@ import uuid
 
 from django import forms
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 from accounts import limits
 from generations import batches, images, jobs
@@ -40,28 +40,36 @@ class MultipleImageField(forms.FileField):
 
 class StudioForm(forms.Form):
     prompt = forms.CharField(
-        label="Prompt",
+        label=gettext_lazy("Prompt"),
         widget=forms.Textarea(
             attrs={
                 "rows": 5,
-                "placeholder": "A watercolor fox reading a newspaper in a rainy café…",
+                "placeholder": gettext_lazy(
+                    "A watercolor fox reading a newspaper in a rainy café…"
+                ),
                 "autofocus": True,
             }
         ),
         required=False,
     )
     model = forms.ModelChoiceField(
-        queryset=ModelSpec.objects.none(), to_field_name="slug", empty_label=None
+        queryset=ModelSpec.objects.none(),
+        to_field_name="slug",
+        empty_label=None,
+        label=gettext_lazy("Model"),
     )
-    aspect_ratio = forms.ChoiceField(label="Aspect ratio", initial="1:1")
-    image_size = forms.ChoiceField(label="Size", required=False)
+    aspect_ratio = forms.ChoiceField(label=gettext_lazy("Aspect ratio"), initial="1:1")
+    image_size = forms.ChoiceField(label=pgettext_lazy("image size", "Size"), required=False)
     count = forms.TypedChoiceField(
-        label="Images", coerce=int, initial=1, choices=[(n, str(n)) for n in range(1, 5)]
+        label=pgettext_lazy("how many", "Images"),
+        coerce=int,
+        initial=1,
+        choices=[(n, str(n)) for n in range(1, 5)],
     )
     # Checked against the chosen model by jobs.validate, which names what the model takes.
-    thinking_level = forms.CharField(label="Thinking", required=False, max_length=20)
-    grounding = forms.BooleanField(label="Ground in Google Search", required=False)
-    references = MultipleImageField(label="Reference images", required=False)
+    thinking_level = forms.CharField(label=gettext_lazy("Thinking"), required=False, max_length=20)
+    grounding = forms.BooleanField(label=gettext_lazy("Ground in Google Search"), required=False)
+    references = MultipleImageField(label=gettext_lazy("Reference images"), required=False)
     again = forms.BooleanField(required=False, widget=forms.HiddenInput)  # past the duplicate guard
     # "Edit this image": the image being edited, sent again as the first reference.
     parent = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -94,7 +102,7 @@ class StudioForm(forms.Form):
     def clean_parent(self):
         if self.cleaned_data.get("parent") and self.parent_image is None:
             raise forms.ValidationError(
-                "The image you were editing is no longer available; remove it and try again."
+                _("The image you were editing is no longer available; remove it and try again.")
             )
         return self.parent_image
 
@@ -104,9 +112,11 @@ class StudioForm(forms.Form):
             return []
         try:
             with image.file.open("rb") as f:
-                return [("edited image", images.clean_image(f.read(), name="The edited image"))]
+                # The first name is the reference's file name, stored with it: not translated.
+                clean = images.clean_image(f.read(), name=_("The edited image"))
+                return [("edited image", clean)]
         except (FileNotFoundError, images.ImageRejected) as exc:
-            self.add_error("parent", getattr(exc, "message", "The edited image is missing."))
+            self.add_error("parent", getattr(exc, "message", _("The edited image is missing.")))
             return []
 
     def clean_references(self):
@@ -118,8 +128,14 @@ class StudioForm(forms.Form):
         most = max((m.max_reference_images for m in models), default=0)
         if len(files) > most:
             raise forms.ValidationError(
-                f"{len(files)} files attached; no model here accepts more than {most} "
-                "reference images."
+                ngettext(
+                    "%(count)s file attached; no model here accepts more than %(most)s "
+                    "reference images.",
+                    "%(count)s files attached; no model here accepts more than %(most)s "
+                    "reference images.",
+                    len(files),
+                )
+                % {"count": len(files), "most": most}
             )
         cleaned = []
         for upload in files:
@@ -158,23 +174,34 @@ class BatchForm(forms.Form):
     name = forms.CharField(
         max_length=200,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "e.g. Spring catalogue"}),
+        label=gettext_lazy("Name"),
+        widget=forms.TextInput(attrs={"placeholder": gettext_lazy("e.g. Spring catalogue")}),
     )
     prompts = forms.CharField(
         required=False,
+        label=gettext_lazy("Prompts, one per line"),
         widget=forms.Textarea(
-            attrs={"rows": 8, "placeholder": "A red fox in the snow\nA lighthouse at dusk\n…"}
+            attrs={
+                "rows": 8,
+                "placeholder": gettext_lazy("A red fox in the snow\nA lighthouse at dusk\n…"),
+            }
         ),
     )
-    csv_file = forms.FileField(required=False, label="or a CSV file")
+    csv_file = forms.FileField(required=False, label=gettext_lazy("Or a CSV file"))
     csv_text = forms.CharField(required=False, widget=forms.HiddenInput)
     model = forms.ModelChoiceField(
-        queryset=ModelSpec.objects.none(), to_field_name="slug", empty_label=None
+        queryset=ModelSpec.objects.none(),
+        to_field_name="slug",
+        empty_label=None,
+        label=gettext_lazy("Model"),
     )
-    aspect_ratio = forms.ChoiceField(initial="1:1")
-    image_size = forms.ChoiceField(required=False, label="Size")
+    aspect_ratio = forms.ChoiceField(initial="1:1", label=gettext_lazy("Aspect ratio"))
+    image_size = forms.ChoiceField(required=False, label=pgettext_lazy("image size", "Size"))
     count = forms.TypedChoiceField(
-        coerce=int, initial=1, label="Images per prompt", choices=[(n, str(n)) for n in range(1, 5)]
+        coerce=int,
+        initial=1,
+        label=gettext_lazy("Images per prompt"),
+        choices=[(n, str(n)) for n in range(1, 5)],
     )
     # Chosen on the confirm step, where both prices are shown.
     mode = forms.ChoiceField(
@@ -193,16 +220,13 @@ class BatchForm(forms.Form):
         allowed = [m.pk for m in available if mine.allows_model(m)]
         self.fields["model"].queryset = available.filter(pk__in=allowed)
         self.fields["model"].label_from_instance = lambda m: m.label
-        ratios, sizes = offered_choices(self.fields["model"].queryset, blank="Model default")
+        ratios, sizes = offered_choices(self.fields["model"].queryset, blank=_("Model default"))
         self.fields["aspect_ratio"].choices, self.fields["image_size"].choices = ratios, sizes
 
     def clean_csv_file(self):
         upload = self.cleaned_data.get("csv_file")
         if upload and upload.size > batches.MAX_CSV_BYTES:
-            raise forms.ValidationError(
-                f"The CSV file is {upload.size // 1024:,} KB; the limit is "
-                f"{batches.MAX_CSV_BYTES // 1024:,} KB."
-            )
+            raise forms.ValidationError(batches.csv_too_large(upload.size))
         return upload
 
     def clean(self):

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from generations.models import Generation, Image, ModelSpec
@@ -140,7 +141,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError
         return created, int(pk)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadCursor("This page link is damaged; start again from the first page.") from exc
+        raise BadCursor(
+            gettext("This page link is damaged; start again from the first page.")
+        ) from exc
 
 
 def page(qs: QuerySet, cursor: str | None = None, size: int | None = None) -> Page:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
 
 from accounts import limits, quotas
 from accounts.periods import quota_day
@@ -108,41 +109,51 @@ def problems(req: JobRequest) -> list[SubmitError]:
     prompt = req.prompt.strip()
     found = []
     if not prompt:
-        found.append(SubmitError("Write a prompt describing the image you want.", field="prompt"))
+        found.append(
+            SubmitError(_("Write a prompt describing the image you want."), field="prompt")
+        )
     elif problem := text_problem(prompt):
         found.append(SubmitError(problem, field="prompt"))
     elif len(prompt) > settings.NANOWEB_MAX_PROMPT_CHARS:
         found.append(
             SubmitError(
-                f"The prompt is {len(prompt):,} characters long; the limit is "
-                f"{settings.NANOWEB_MAX_PROMPT_CHARS:,}.",
+                _("The prompt is %(length)s characters long; the limit is %(limit)s.")
+                % {
+                    "length": f"{len(prompt):,}",
+                    "limit": f"{settings.NANOWEB_MAX_PROMPT_CHARS:,}",
+                },
                 field="prompt",
             )
         )
     if req.aspect_ratio not in model.aspect_ratios:
         found.append(
             SubmitError(
-                f"{model.name} does not support the aspect ratio {req.aspect_ratio}.",
+                _("%(model)s does not support the aspect ratio %(ratio)s.")
+                % {"model": model.name, "ratio": req.aspect_ratio},
                 field="aspect_ratio",
             )
         )
     if model.sizes and req.image_size not in model.sizes:
         found.append(
             SubmitError(
-                f"{model.name} supports the sizes {', '.join(model.sizes)}.", field="image_size"
+                _("%(model)s supports the sizes %(sizes)s.")
+                % {"model": model.name, "sizes": ", ".join(model.sizes)},
+                field="image_size",
             )
         )
     if not model.sizes and req.image_size:
         found.append(
             SubmitError(
-                f"{model.name} has one fixed size; it does not take {req.image_size}.",
+                _("%(model)s has one fixed size; it does not take %(size)s.")
+                % {"model": model.name, "size": req.image_size},
                 field="image_size",
             )
         )
     if not 1 <= req.count <= model.max_images_per_request:
         found.append(
             SubmitError(
-                f"{model.name} makes 1 to {model.max_images_per_request} images per request.",
+                _("%(model)s makes 1 to %(most)s images per request.")
+                % {"model": model.name, "most": model.max_images_per_request},
                 field="count",
             )
         )
@@ -180,22 +191,30 @@ def _validate_params(req: JobRequest) -> None:
 
 
 def no_mask(model: ModelSpec) -> str:
-    return (
-        f"{model.name} edits from the prompt and reference images and takes no mask; "
+    return _(
+        "%(model)s edits from the prompt and reference images and takes no mask; "
         "describe the change in the prompt instead."
-    )
+    ) % {"model": model.name}
 
 
 def _validate_mask(req: JobRequest) -> None:
     if not req.model.supports_mask:
         raise SubmitError(no_mask(req.model), field="mask")
     if not req.references:
-        raise SubmitError("A mask needs the image it applies to.", field="mask")
+        raise SubmitError(_("A mask needs the image it applies to."), field="mask")
     first, mask = req.references[0], req.mask
     if (mask.width, mask.height) != (first.width, first.height):
         raise SubmitError(
-            f"The mask is {mask.width}×{mask.height} pixels; it must be the size "
-            f"of the first image ({first.width}×{first.height}).",
+            _(
+                "The mask is %(width)s×%(height)s pixels; it must be the size of the first "
+                "image (%(first_width)s×%(first_height)s)."
+            )
+            % {
+                "width": mask.width,
+                "height": mask.height,
+                "first_width": first.width,
+                "first_height": first.height,
+            },
             field="mask",
         )
 
@@ -204,28 +223,59 @@ def validate_for(user, req: JobRequest, mine: limits.EffectiveLimits | None = No
     """Refuse what this person may not do (their own or their team's limits; ``mine``
     when the caller has read them already)."""
     mine = mine or limits.for_user(user)
-    whose = "your" if mine.source == "own" else f"{mine.source}'s"
+    own = mine.source == "own"
+    values = {
+        "model": req.model.name,
+        "team": mine.source.removeprefix("team "),  # the source is "team <name>"
+        "size": mine.max_size,
+        "count": mine.max_per_request,
+        "attached": len(req.references),
+    }
     if not mine.allows_model(req.model):
-        raise SubmitError(
-            f"{req.model.name} is not among the models {whose} limits allow.", field="model"
+        message = (
+            _("%(model)s is not among the models your limits allow.")
+            if own
+            else _("%(model)s is not among the models team %(team)s's limits allow.")
         )
+        raise SubmitError(message % values, field="model")
     if not mine.allows_size(req.image_size):
-        raise SubmitError(
-            f"The largest size {whose} limits allow is {mine.max_size}.", field="image_size"
+        message = (
+            _("The largest size your limits allow is %(size)s.")
+            if own
+            else _("The largest size team %(team)s's limits allow is %(size)s.")
         )
+        raise SubmitError(message % values, field="image_size")
     if mine.max_per_request is not None and req.count > mine.max_per_request:
-        raise SubmitError(
-            f"{whose.capitalize()} limits allow {mine.max_per_request} "
-            f"image{'s' if mine.max_per_request != 1 else ''} per request.",
-            field="count",
-        )
+        if own:
+            message = ngettext(
+                "Your limits allow %(count)s image per request.",
+                "Your limits allow %(count)s images per request.",
+                mine.max_per_request,
+            )
+        else:
+            message = ngettext(
+                "Team %(team)s's limits allow %(count)s image per request.",
+                "Team %(team)s's limits allow %(count)s images per request.",
+                mine.max_per_request,
+            )
+        raise SubmitError(message % values, field="count")
     if mine.max_references is not None and len(req.references) > mine.max_references:
-        raise SubmitError(
-            f"{whose.capitalize()} limits allow {mine.max_references} reference "
-            f"image{'s' if mine.max_references != 1 else ''}; you attached "
-            f"{len(req.references)}.",
-            field="references",
-        )
+        values["count"] = mine.max_references
+        if own:
+            message = ngettext(
+                "Your limits allow %(count)s reference image; you attached %(attached)s.",
+                "Your limits allow %(count)s reference images; you attached %(attached)s.",
+                mine.max_references,
+            )
+        else:
+            message = ngettext(
+                "Team %(team)s's limits allow %(count)s reference image; you attached "
+                "%(attached)s.",
+                "Team %(team)s's limits allow %(count)s reference images; you attached "
+                "%(attached)s.",
+                mine.max_references,
+            )
+        raise SubmitError(message % values, field="references")
 
 
 def fingerprint(req: JobRequest) -> str:
@@ -295,10 +345,11 @@ def decline_offer(user, req: JobRequest) -> None:
 
 
 def too_many_references(model: ModelSpec, attached: int) -> str:
-    return (
-        f"{model.name} accepts at most {model.max_reference_images} reference images; "
-        f"you attached {attached}."
-    )
+    return ngettext(
+        "%(model)s accepts at most %(most)s reference image; you attached %(attached)s.",
+        "%(model)s accepts at most %(most)s reference images; you attached %(attached)s.",
+        model.max_reference_images,
+    ) % {"model": model.name, "most": model.max_reference_images, "attached": attached}
 
 
 def estimate_per_image(
@@ -336,8 +387,11 @@ def estimate_per_image(
         )
     if worst is None:
         raise SubmitError(
-            f"{model.name} has no priced provider route; ask an admin to "
-            "set a price or mark the route free.",
+            _(
+                "%(model)s has no priced provider route; ask an admin to set a price or mark "
+                "the route free."
+            )
+            % {"model": model.name},
             field="model",
         )
     return worst
@@ -464,10 +518,11 @@ def _cancel(user, **which) -> list[Generation]:
                 actual_micros=0,
                 refunded=True,
                 error_kind=ErrorKind.CANCELLED,
-                error_message=_("Cancelled before it was made."),
+                # Stored, and also read by the API: English here, translated where shown.
+                error_message=gettext_noop("Cancelled before it was made."),
             )
             if won:
-                quotas.release(gen, reason=_("cancelled before it was made"))
+                quotas.release(gen, reason=gettext_noop("cancelled before it was made"))
                 cancelled.append(gen)
     upstream = [gen.pk for gen in cancelled if gen.upstream_job]
     if upstream:
@@ -521,13 +576,25 @@ def _discard_new_uploads(uploads: list[Upload]) -> None:
 def request_like(gen: Generation) -> JobRequest:
     """One more image with the same settings (and reference images) as ``gen``."""
 
-    def reread(upload: Upload, clean=clean_image, what="reference image") -> CleanImage:
+    def reread(upload: Upload, clean=clean_image, mask=False) -> CleanImage:
         try:
             with upload.file.open("rb") as handle:
                 return clean(handle.read(), name=upload.original_name)
         except (OSError, ValueError, ImageRejected) as exc:  # ValueError: no file at all
-            named = f"{what} {upload.original_name}" if upload.original_name else what
-            raise SubmitError(f"The {named} is no longer available.") from exc
+            name = upload.original_name
+            if mask:
+                message = (
+                    _("The edit mask %(name)s is no longer available.")
+                    if name
+                    else _("The edit mask is no longer available.")
+                )
+            else:
+                message = (
+                    _("The reference image %(name)s is no longer available.")
+                    if name
+                    else _("The reference image is no longer available.")
+                )
+            raise SubmitError(message % {"name": name}) from exc
 
     uploads = gen.ordered_references()
     return JobRequest(
@@ -538,7 +605,7 @@ def request_like(gen: Generation) -> JobRequest:
         count=1,
         references=[reread(u) for u in uploads],
         reference_names=[u.original_name for u in uploads],
-        mask=reread(gen.mask, clean_mask, "edit mask") if gen.mask_id else None,
+        mask=reread(gen.mask, clean_mask, mask=True) if gen.mask_id else None,
         parent_image=gen.parent_image,
         thinking_level=(gen.params or {}).get("thinking_level"),
         grounding=bool((gen.params or {}).get("grounding")),
@@ -553,7 +620,7 @@ def retry(
     counts what it has now, not each earlier try. ``requests`` are the jobs'
     :func:`request_like`, when the caller has built them already."""
     if any(gen.status not in (Generation.FAILED, Generation.CANCELLED) for gen in failed):
-        raise SubmitError("Only a job that made no image can be retried.")
+        raise SubmitError(_("Only a job that made no image can be retried."))
     requests = requests or [request_like(gen) for gen in failed]
     new = []
     with transaction.atomic():

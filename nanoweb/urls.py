@@ -1,13 +1,14 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from accounts.views import usage_page
 from generations.views.advisor import team_advice
 from generations.views.api_tokens import api_page, revoke_token
 from nanoweb import views
 
-admin.site.site_header = "nanoweb admin"
+admin.site.site_header = _("nanoweb admin")
 admin.site.site_title = "nanoweb"
 # The admin signs in through the same (throttled, two-step) form as everyone else.
 admin.site.login = secure_admin_login(admin.site.login)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from generations.models.jobs import Generation
 
@@ -30,28 +31,43 @@ class Image(models.Model):
     """A generated image: the file is private and served only to its owner (and, once
     shared, to the owner's team)."""
 
-    generation = models.OneToOneField(Generation, on_delete=models.CASCADE, related_name="image")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="images"
+    generation = models.OneToOneField(
+        Generation, on_delete=models.CASCADE, related_name="image", verbose_name=_("generation")
     )
-    file = models.ImageField(upload_to="images/%Y/%m/", width_field="width", height_field="height")
-    thumbnail = models.ImageField(upload_to="thumbs/%Y/%m/")
-    width = models.PositiveIntegerField(default=0)
-    height = models.PositiveIntegerField(default=0)
-    mime_type = models.CharField(max_length=30)
-    bytes = models.PositiveIntegerField(default=0)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    starred = models.BooleanField(default=False)
-    shared_with_team = models.BooleanField(default=False)
-    created = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="images",
+        verbose_name=_("user"),
+    )
+    file = models.ImageField(
+        upload_to="images/%Y/%m/",
+        width_field="width",
+        height_field="height",
+        verbose_name=_("file"),
+    )
+    thumbnail = models.ImageField(upload_to="thumbs/%Y/%m/", verbose_name=_("thumbnail"))
+    width = models.PositiveIntegerField(default=0, verbose_name=_("width"))
+    height = models.PositiveIntegerField(default=0, verbose_name=_("height"))
+    mime_type = models.CharField(max_length=30, verbose_name=_("MIME type"))
+    bytes = models.PositiveIntegerField(default=0, verbose_name=_("bytes"))
+    sha256 = models.CharField(max_length=64, db_index=True, verbose_name=_("sha256"))
+    starred = models.BooleanField(default=False, verbose_name=_("starred"))
+    shared_with_team = models.BooleanField(default=False, verbose_name=_("shared with team"))
+    created = models.DateTimeField(default=timezone.now, db_index=True, verbose_name=_("created"))
     deleted_at = models.DateTimeField(
-        null=True, blank=True, help_text="Deleted; the file is purged after the undo window."
+        null=True,
+        blank=True,
+        help_text=_("Deleted; the file is purged after the undo window."),
+        verbose_name=_("deleted at"),
     )
 
     objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = _("image")
+        verbose_name_plural = _("images")
         indexes = [
             # The gallery's keyset pagination: newest first, ties broken by id.
             models.Index(fields=["user", "-created", "-id"], name="image_gallery_idx"),

@@ -20,15 +20,29 @@ class Upload(models.Model):
     """A reference image a user uploaded, validated and re-encoded."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="uploads",
+        verbose_name=gettext_lazy("user"),
     )
-    file = models.ImageField(upload_to="uploads/%Y/%m/", width_field="width", height_field="height")
-    width = models.PositiveIntegerField(default=0)
-    height = models.PositiveIntegerField(default=0)
-    mime_type = models.CharField(max_length=30)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    original_name = models.CharField(max_length=200, blank=True)
-    created = models.DateTimeField(default=timezone.now)
+    file = models.ImageField(
+        upload_to="uploads/%Y/%m/",
+        width_field="width",
+        height_field="height",
+        verbose_name=gettext_lazy("file"),
+    )
+    width = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("width"))
+    height = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("height"))
+    mime_type = models.CharField(max_length=30, verbose_name=gettext_lazy("MIME type"))
+    sha256 = models.CharField(max_length=64, db_index=True, verbose_name=gettext_lazy("sha256"))
+    original_name = models.CharField(
+        max_length=200, blank=True, verbose_name=gettext_lazy("original name")
+    )
+    created = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created"))
+
+    class Meta:
+        verbose_name = gettext_lazy("upload")
+        verbose_name_plural = gettext_lazy("uploads")
 
     def __str__(self) -> str:
         return self.original_name or str(self.pk)
@@ -48,20 +62,27 @@ class Batch(models.Model):
     # for them until they start, as room frees up.
     waiting = models.JSONField(default=list, blank=True)
     cancelled_waiting = models.PositiveIntegerField(
-        default=0, help_text="Images of waiting rows a cancel dropped (counted as cancelled)."
+        default=0,
+        help_text=gettext_lazy("Images of waiting rows a cancel dropped (counted as cancelled)."),
     )
     stalled = models.CharField(
-        max_length=500, blank=True, help_text="Why waiting rows cannot start (another limit)."
+        max_length=500,
+        blank=True,
+        help_text=gettext_lazy("Why waiting rows cannot start (another limit)."),
     )
     economy = models.BooleanField(
         default=False,
-        help_text="Economy: sent through the Gemini Batch API at its Batch price, ready "
-        "within 24 hours (generations.economy).",
+        help_text=gettext_lazy(
+            "Economy: sent through the Gemini Batch API at its Batch price, ready "
+            "within 24 hours (generations.economy)."
+        ),
     )
 
     class Meta:
         ordering = ["-created"]
         indexes = [models.Index(fields=["user", "-created"])]
+        verbose_name = gettext_lazy("batch")
+        verbose_name_plural = gettext_lazy("batches")
 
     def __str__(self) -> str:
         return self.name
@@ -115,11 +136,13 @@ class UpstreamBatch(models.Model):
     key = models.ForeignKey("ProviderKey", null=True, on_delete=models.SET_NULL, related_name="+")
     price = models.ForeignKey("Price", null=True, on_delete=models.SET_NULL, related_name="+")
     display_name = models.CharField(max_length=128, unique=True)
-    name = models.CharField(max_length=200, blank=True, help_text='Google\'s "batches/…".')
+    name = models.CharField(
+        max_length=200, blank=True, help_text=gettext_lazy('Google\'s "batches/…".')
+    )
     input_file = models.CharField(
         max_length=200,
         blank=True,
-        help_text='The JSONL of requests, when sent as a file ("files/…").',
+        help_text=gettext_lazy('The JSONL of requests, when sent as a file ("files/…").'),
     )
     phase = models.CharField(max_length=12, choices=PHASES, default=NEW, db_index=True)
     state = models.CharField(max_length=40, blank=True)
@@ -134,12 +157,15 @@ class UpstreamBatch(models.Model):
     polls = models.PositiveIntegerField(default=0)
     poll_errors = models.PositiveSmallIntegerField(default=0)
     tries = models.PositiveSmallIntegerField(
-        default=0, help_text="Submits, or stores of the results, that did not get through."
+        default=0,
+        help_text=gettext_lazy("Submits, or stores of the results, that did not get through."),
     )
     cancel_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created"]
+        verbose_name = gettext_lazy("upstream batch")
+        verbose_name_plural = gettext_lazy("upstream batches")
 
     def __str__(self) -> str:
         return self.name or self.display_name
@@ -177,97 +203,187 @@ class Generation(models.Model):
         "failed",
         "cancelled",
     )
-    STATUSES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
+    STATUSES = [
+        (QUEUED, gettext_lazy("queued")),
+        (RUNNING, gettext_lazy("running")),
+        (SUCCEEDED, gettext_lazy("succeeded")),
+        (FAILED, gettext_lazy("failed")),
+        (CANCELLED, gettext_lazy("cancelled")),
+    ]
     FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="generations",
+        verbose_name=gettext_lazy("user"),
     )
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
-    model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="generations")
-    request_id = models.UUIDField(db_index=True, help_text="Shared by the images of one submit.")
-    prompt = models.TextField()
-    aspect_ratio = models.CharField(max_length=5)
-    image_size = models.CharField(max_length=3, blank=True)
-    references = models.ManyToManyField(Upload, blank=True, related_name="generations")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=gettext_lazy("team")
+    )
+    model = models.ForeignKey(
+        ModelSpec,
+        on_delete=models.PROTECT,
+        related_name="generations",
+        verbose_name=gettext_lazy("model"),
+    )
+    request_id = models.UUIDField(
+        db_index=True,
+        help_text=gettext_lazy("Shared by the images of one submit."),
+        verbose_name=gettext_lazy("request id"),
+    )
+    prompt = models.TextField(verbose_name=gettext_lazy("prompt"))
+    aspect_ratio = models.CharField(max_length=5, verbose_name=gettext_lazy("aspect ratio"))
+    image_size = models.CharField(max_length=3, blank=True, verbose_name=gettext_lazy("image size"))
+    references = models.ManyToManyField(
+        Upload, blank=True, related_name="generations", verbose_name=gettext_lazy("references")
+    )
     mask = models.ForeignKey(
         Upload,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="masked_generations",
-        help_text="Edit mask for the first reference image.",
+        help_text=gettext_lazy("Edit mask for the first reference image."),
+        verbose_name=gettext_lazy("mask"),
     )
     parent_image = models.ForeignKey(
-        "Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+        "Image",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        verbose_name=gettext_lazy("parent image"),
     )
     batch = models.ForeignKey(
-        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="generations"
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="generations",
+        verbose_name=gettext_lazy("batch"),
     )
 
-    status = models.CharField(max_length=10, choices=STATUSES, default=QUEUED, db_index=True)
-    stage = models.CharField(max_length=40, blank=True, help_text="What the job is doing now.")
-    attempts = models.PositiveSmallIntegerField(default=0)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    deadline = models.DateTimeField()
+    status = models.CharField(
+        max_length=10,
+        choices=STATUSES,
+        default=QUEUED,
+        db_index=True,
+        verbose_name=gettext_lazy("status"),
+    )
+    stage = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text=gettext_lazy("What the job is doing now."),
+        verbose_name=gettext_lazy("stage"),
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    lease_until = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("lease until")
+    )
+    next_attempt_at = models.DateTimeField(
+        default=timezone.now, verbose_name=gettext_lazy("next attempt at")
+    )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
+    )
+    deadline = models.DateTimeField(verbose_name=gettext_lazy("deadline"))
 
-    quota_day = models.DateField()
-    reserved_micros = models.BigIntegerField(default=0)
-    actual_micros = models.BigIntegerField(null=True, blank=True)
-    usage = models.JSONField(default=dict, blank=True)
-    route = models.ForeignKey(Route, null=True, blank=True, on_delete=models.SET_NULL)
+    quota_day = models.DateField(verbose_name=gettext_lazy("quota day"))
+    reserved_micros = models.BigIntegerField(
+        default=0, verbose_name=gettext_lazy("reserved micros")
+    )
+    actual_micros = models.BigIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("actual micros")
+    )
+    usage = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("usage"))
+    route = models.ForeignKey(
+        Route, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=gettext_lazy("route")
+    )
     fingerprint = models.CharField(
         max_length=64,
         blank=True,
         db_index=True,
-        help_text="Same model, prompt, parameters and references → same fingerprint.",
+        help_text=gettext_lazy("Same model, prompt, parameters and references → same fingerprint."),
+        verbose_name=gettext_lazy("fingerprint"),
     )
     params = models.JSONField(
-        default=dict, blank=True, help_text="Model parameters asked for: thinking_level, grounding."
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy("Model parameters asked for: thinking_level, grounding."),
+        verbose_name=gettext_lazy("params"),
     )
     grounding = models.JSONField(
         default=dict,
         blank=True,
-        help_text="The Google searches a grounded answer ran and its sources.",
+        help_text=gettext_lazy("The Google searches a grounded answer ran and its sources."),
+        verbose_name=gettext_lazy("grounding"),
     )
     booked_slot = models.JSONField(
-        null=True, blank=True, help_text="A rate-limit slot booked for the next attempt."
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("A rate-limit slot booked for the next attempt."),
+        verbose_name=gettext_lazy("booked slot"),
     )
     # A queue-style upstream (fal.ai, Replicate) working on this job: its request id and
     # {"id", "urls", "route", "key", "price", "submitted", "polls", ...}. Kept while it is
     # pending, so a crashed or reclaimed job resumes polling instead of paying again.
-    upstream_id = models.CharField(max_length=200, blank=True, db_index=True)
-    upstream_job = models.JSONField(null=True, blank=True)
+    upstream_id = models.CharField(
+        max_length=200, blank=True, db_index=True, verbose_name=gettext_lazy("upstream id")
+    )
+    upstream_job = models.JSONField(
+        null=True, blank=True, verbose_name=gettext_lazy("upstream job")
+    )
     # An economy row: the Gemini Batch API job carrying it (generations.economy). The
     # engine never runs such a row: it waits queued with next_attempt_at at its deadline.
     upstream_batch = models.ForeignKey(
-        UpstreamBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="rows"
+        UpstreamBatch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rows",
+        verbose_name=gettext_lazy("upstream batch"),
     )
     served_by = models.CharField(
         max_length=200,
         blank=True,
-        help_text="The model that made the image when the provider served it with another "
-        "(Replicate's capacity fallback).",
+        help_text=gettext_lazy(
+            "The model that made the image when the provider served it with another "
+            "(Replicate's capacity fallback)."
+        ),
+        verbose_name=gettext_lazy("served by"),
     )
-    error_kind = models.CharField(max_length=20, blank=True, choices=ErrorKind.choices)
-    error_message = models.CharField(max_length=500, blank=True)
-    refunded = models.BooleanField(default=False)
-    upstream_text = models.TextField(blank=True)
+    error_kind = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=ErrorKind.choices,
+        verbose_name=gettext_lazy("error kind"),
+    )
+    error_message = models.CharField(
+        max_length=500, blank=True, verbose_name=gettext_lazy("error message")
+    )
+    refunded = models.BooleanField(default=False, verbose_name=gettext_lazy("refunded"))
+    upstream_text = models.TextField(blank=True, verbose_name=gettext_lazy("upstream text"))
 
-    created = models.DateTimeField(default=timezone.now, db_index=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=gettext_lazy("created")
+    )
+    started = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("started"))
+    finished = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("finished"))
     source = models.CharField(
-        max_length=10, default="studio", help_text='"studio", "api" (OpenAI, Gemini or jobs API).'
+        max_length=10,
+        default="studio",
+        help_text=gettext_lazy('"studio", "api" (OpenAI, Gemini or jobs API).'),
+        verbose_name=gettext_lazy("source"),
     )
 
     objects = GenerationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = gettext_lazy("generation")
+        verbose_name_plural = gettext_lazy("generations")
         indexes = [
             models.Index(fields=["user", "-created"]),
             models.Index(fields=["status", "next_attempt_at"]),
@@ -330,6 +446,8 @@ class IdempotencyKey(models.Model):
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = gettext_lazy("idempotency key")
+        verbose_name_plural = gettext_lazy("idempotency keys")
         constraints = [
             models.UniqueConstraint(fields=["user", "key"], name="unique_idempotency_key_per_user")
         ]
@@ -348,6 +466,8 @@ class WebhookDelivery(models.Model):
     received = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("webhook delivery")
+        verbose_name_plural = gettext_lazy("webhook deliveries")
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "delivery_id"], name="unique_webhook_delivery"
@@ -361,22 +481,38 @@ class WebhookDelivery(models.Model):
 class Attempt(models.Model):
     """One upstream call, whatever its outcome."""
 
-    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempt_log")
-    number = models.PositiveSmallIntegerField()
-    route = models.ForeignKey(Route, null=True, on_delete=models.SET_NULL)
-    key_label = models.CharField(max_length=100, blank=True)
-    started = models.DateTimeField(default=timezone.now)
-    latency_ms = models.PositiveIntegerField(default=0)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome = models.CharField(
-        max_length=20, choices=ATTEMPT_OUTCOMES, help_text='"ok" or an error class.'
+    generation = models.ForeignKey(
+        Generation,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        verbose_name=gettext_lazy("generation"),
     )
-    detail = models.CharField(max_length=500, blank=True)
-    retry_delay = models.FloatField(null=True, blank=True)
-    may_have_been_billed = models.BooleanField(default=False)
+    number = models.PositiveSmallIntegerField(verbose_name=gettext_lazy("number"))
+    route = models.ForeignKey(
+        Route, null=True, on_delete=models.SET_NULL, verbose_name=gettext_lazy("route")
+    )
+    key_label = models.CharField(max_length=100, blank=True, verbose_name=gettext_lazy("key label"))
+    started = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("started"))
+    latency_ms = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("latency ms"))
+    http_status = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("HTTP status")
+    )
+    outcome = models.CharField(
+        max_length=20,
+        choices=ATTEMPT_OUTCOMES,
+        help_text=gettext_lazy('"ok" or an error class.'),
+        verbose_name=gettext_lazy("outcome"),
+    )
+    detail = models.CharField(max_length=500, blank=True, verbose_name=gettext_lazy("detail"))
+    retry_delay = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("retry delay"))
+    may_have_been_billed = models.BooleanField(
+        default=False, verbose_name=gettext_lazy("may have been billed")
+    )
 
     class Meta:
         ordering = ["generation", "number"]
+        verbose_name = gettext_lazy("attempt")
+        verbose_name_plural = gettext_lazy("attempts")
 
     def __str__(self) -> str:
         return f"#{self.number} {self.outcome}"
@@ -397,6 +533,10 @@ class SpooledAnswer(models.Model):
     answer = models.JSONField(default=dict)
     created = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        verbose_name = gettext_lazy("spooled answer")
+        verbose_name_plural = gettext_lazy("spooled answers")
+
     def __str__(self) -> str:
         return f"{self.generation_id}: {len(self.data)} bytes"
 
@@ -411,7 +551,9 @@ class DuplicateOffer(models.Model):
     team = models.ForeignKey(
         Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    request_id = models.UUIDField(help_text="The earlier request whose images were offered.")
+    request_id = models.UUIDField(
+        help_text=gettext_lazy("The earlier request whose images were offered.")
+    )
     fingerprint = models.CharField(max_length=64)
     saved_micros = models.BigIntegerField(default=0)
     declined = models.BooleanField(default=False)
@@ -419,6 +561,8 @@ class DuplicateOffer(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        verbose_name = gettext_lazy("duplicate offer")
+        verbose_name_plural = gettext_lazy("duplicate offers")
 
     def __str__(self) -> str:
         return f"{self.user} {'declined' if self.declined else 'took'} {self.request_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from generations.models.upstreams import ProviderKey, Route
 
@@ -14,11 +15,13 @@ class KeyPermit(models.Model):
     key = models.ForeignKey(ProviderKey, on_delete=models.CASCADE, related_name="permits")
     token = models.CharField(max_length=32, unique=True)
     granted_at = models.DateTimeField(db_index=True)
-    expires_at = models.DateTimeField(help_text="When a slot nobody released frees itself.")
+    expires_at = models.DateTimeField(help_text=_("When a slot nobody released frees itself."))
     released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["key", "granted_at"])]
+        verbose_name = _("key permit")
+        verbose_name_plural = _("key permits")
 
     def __str__(self) -> str:
         return f"{self.key_id}@{self.granted_at:%H:%M:%S}"
@@ -30,6 +33,10 @@ class RouteCircuit(models.Model):
     route = models.OneToOneField(Route, on_delete=models.CASCADE, related_name="circuit")
     state = models.JSONField(default=dict)
     updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("route circuit breaker")
+        verbose_name_plural = _("route circuit breakers")
 
     def __str__(self) -> str:
         return f"{self.route_id}: {self.state.get('state', 'closed')}"

@@ -57,40 +57,63 @@ class ModelSpec(models.Model):
         (SHUT_DOWN, gettext_lazy("Shut down")),
     ]
 
-    slug = models.SlugField(unique=True)
-    name = models.CharField(max_length=100)
-    description = models.CharField(max_length=200, blank=True)
-    aspect_ratios = models.JSONField(default=list)
+    slug = models.SlugField(unique=True, verbose_name=gettext_lazy("slug"))
+    name = models.CharField(max_length=100, verbose_name=gettext_lazy("name"))
+    description = models.CharField(
+        max_length=200, blank=True, verbose_name=gettext_lazy("description")
+    )
+    aspect_ratios = models.JSONField(default=list, verbose_name=gettext_lazy("aspect ratios"))
     sizes = models.JSONField(
         default=list,
         blank=True,
-        help_text='e.g. ["1K", "2K", "4K"]; empty when the model takes no size.',
+        help_text=gettext_lazy('e.g. ["1K", "2K", "4K"]; empty when the model takes no size.'),
+        verbose_name=gettext_lazy("sizes"),
     )
-    max_reference_images = models.PositiveSmallIntegerField(default=3)
+    max_reference_images = models.PositiveSmallIntegerField(
+        default=3, verbose_name=gettext_lazy("max reference images")
+    )
     supports_mask = models.BooleanField(
         default=False,
-        help_text="Takes an edit mask (a PNG whose transparent pixels mark what to change). "
-        "Only for a model whose every route is an OpenAI Images provider that accepts "
-        "masks (gpt-image-*, dall-e-2); masked jobs never fail over to other kinds.",
+        help_text=gettext_lazy(
+            "Takes an edit mask (a PNG whose transparent pixels mark what to change). "
+            "Only for a model whose every route is an OpenAI Images provider that accepts "
+            "masks (gpt-image-*, dall-e-2); masked jobs never fail over to other kinds."
+        ),
+        verbose_name=gettext_lazy("supports mask"),
     )
-    max_images_per_request = models.PositiveSmallIntegerField(default=4)
+    max_images_per_request = models.PositiveSmallIntegerField(
+        default=4, verbose_name=gettext_lazy("max images per request")
+    )
     # Output tokens one image costs at each size ("default" when the model has no size).
-    image_tokens = models.JSONField(default=dict)
+    image_tokens = models.JSONField(default=dict, verbose_name=gettext_lazy("image tokens"))
     # Allowance for text + thinking output per image, used only for the worst-case estimate.
-    estimate_text_tokens = models.PositiveIntegerField(default=400)
+    estimate_text_tokens = models.PositiveIntegerField(
+        default=400, verbose_name=gettext_lazy("estimate text tokens")
+    )
     thinking_levels = models.JSONField(
         default=list,
         blank=True,
-        help_text='Thinking levels it takes, e.g. ["minimal", "medium", "high"]; empty when it '
-        "takes none.",
+        help_text=gettext_lazy(
+            'Thinking levels it takes, e.g. ["minimal", "medium", "high"]; empty when it '
+            "takes none."
+        ),
+        verbose_name=gettext_lazy("thinking levels"),
     )
-    grounding = models.BooleanField(default=False, help_text="Takes Google Search grounding.")
-    status = models.CharField(max_length=10, choices=STATUSES, default=GA)
+    grounding = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy("Takes Google Search grounding."),
+        verbose_name=gettext_lazy("grounding"),
+    )
+    status = models.CharField(
+        max_length=10, choices=STATUSES, default=GA, verbose_name=gettext_lazy("status")
+    )
     shutdown_date = models.DateField(
         null=True,
         blank=True,
-        help_text="The provider's announced (earliest) shutdown date; admins are warned 30 "
-        "days before.",
+        help_text=gettext_lazy(
+            "The provider's announced (earliest) shutdown date; admins are warned 30 days before."
+        ),
+        verbose_name=gettext_lazy("shutdown date"),
     )
     replacement = models.ForeignKey(
         "self",
@@ -98,36 +121,48 @@ class ModelSpec(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="What to use instead once it is deprecated or shut down.",
+        help_text=gettext_lazy("What to use instead once it is deprecated or shut down."),
+        verbose_name=gettext_lazy("replacement"),
     )
     notice = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Shown beside the model in the studio, e.g. who may still use it.",
+        help_text=gettext_lazy("Shown beside the model in the studio, e.g. who may still use it."),
+        verbose_name=gettext_lazy("notice"),
     )
     aliases = models.JSONField(
         default=list,
         blank=True,
-        help_text="Other names the HTTP API accepts for this model, e.g. a shut-down preview id.",
+        help_text=gettext_lazy(
+            "Other names the HTTP API accepts for this model, e.g. a shut-down preview id."
+        ),
+        verbose_name=gettext_lazy("aliases"),
     )
-    is_sandbox = models.BooleanField(default=False)
-    enabled = models.BooleanField(default=True)
-    sort_order = models.PositiveSmallIntegerField(default=0)
+    is_sandbox = models.BooleanField(default=False, verbose_name=gettext_lazy("is sandbox"))
+    enabled = models.BooleanField(default=True, verbose_name=gettext_lazy("enabled"))
+    sort_order = models.PositiveSmallIntegerField(
+        default=0, verbose_name=gettext_lazy("sort order")
+    )
     fallback = models.ForeignKey(
         "self",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="When none of this model's routes can serve, let this model make the "
-        "image instead (only if it supports the request and costs no more than was "
-        "reserved). The card says which model made it.",
+        help_text=gettext_lazy(
+            "When none of this model's routes can serve, let this model make the "
+            "image instead (only if it supports the request and costs no more than was "
+            "reserved). The card says which model made it."
+        ),
+        verbose_name=gettext_lazy("fallback"),
     )
 
     objects = ModelSpecQuerySet.as_manager()
 
     class Meta:
         ordering = ["sort_order", "name"]
+        verbose_name = gettext_lazy("model")
+        verbose_name_plural = gettext_lazy("models")
 
     def __str__(self) -> str:
         return self.name
@@ -135,7 +170,7 @@ class ModelSpec(models.Model):
     @property
     def label(self) -> str:
         """The name people see: the sandbox says it is not a real model."""
-        return "Sandbox (offline)" if self.is_sandbox else self.name
+        return _("Sandbox (offline)") if self.is_sandbox else self.name
 
     @property
     def is_deprecated(self) -> bool:
@@ -196,68 +231,105 @@ class Provider(models.Model):
     """An upstream endpoint (official API, a relay, a queue-style service or the sandbox)."""
 
     KINDS = [
-        ("gemini", "Gemini generateContent (Google, or a relay speaking it)"),
-        ("openai", "OpenAI Images (generations / edits)"),
-        ("openai_chat", "OpenAI chat completions with the image in the message (relays)"),
-        ("fal", "fal.ai queue"),
-        ("replicate", "Replicate predictions"),
-        ("leonardo", "Leonardo.ai generations"),
-        ("freepik", "Freepik (Magnific) API tasks"),
-        ("higgsfield", "Higgsfield platform API"),
-        ("hf_space", "Hugging Face Space (Gradio)"),
-        ("stability", "Stability AI Stable Image"),
-        ("comfyui", "ComfyUI server (a workflow of yours)"),
+        ("gemini", gettext_lazy("Gemini generateContent (Google, or a relay speaking it)")),
+        ("openai", gettext_lazy("OpenAI Images (generations / edits)")),
+        (
+            "openai_chat",
+            gettext_lazy("OpenAI chat completions with the image in the message (relays)"),
+        ),
+        ("fal", gettext_lazy("fal.ai queue")),
+        ("replicate", gettext_lazy("Replicate predictions")),
+        ("leonardo", gettext_lazy("Leonardo.ai generations")),
+        ("freepik", gettext_lazy("Freepik (Magnific) API tasks")),
+        ("higgsfield", gettext_lazy("Higgsfield platform API")),
+        ("hf_space", gettext_lazy("Hugging Face Space (Gradio)")),
+        ("stability", gettext_lazy("Stability AI Stable Image")),
+        ("comfyui", gettext_lazy("ComfyUI server (a workflow of yours)")),
     ]
     QUEUED_KINDS = frozenset({"fal", "replicate", "leonardo", "freepik", "higgsfield", "comfyui"})
     WEBHOOK_KINDS = frozenset({"fal", "replicate", "freepik"})
 
-    name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=20, choices=KINDS, default="gemini")
+    name = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("name"))
+    kind = models.CharField(
+        max_length=20, choices=KINDS, default="gemini", verbose_name=gettext_lazy("kind")
+    )
     base_url = models.CharField(
         max_length=300,
         validators=[validate_base_url],
-        help_text="Google: https://generativelanguage.googleapis.com · OpenAI or a relay: "
-        "https://…/v1 · fal.ai: https://queue.fal.run · Replicate: https://api.replicate.com/v1 "
-        "· Leonardo: https://cloud.leonardo.ai/api/rest · Freepik: https://api.freepik.com · "
-        "Higgsfield: https://platform.higgsfield.ai · Stability: https://api.stability.ai · a "
-        "Space: https://owner-name.hf.space · ComfyUI: http://host:8188",
+        help_text=gettext_lazy(
+            "Google: https://generativelanguage.googleapis.com · OpenAI or a relay: "
+            "https://…/v1 · fal.ai: https://queue.fal.run · Replicate: "
+            "https://api.replicate.com/v1 · Leonardo: https://cloud.leonardo.ai/api/rest · "
+            "Freepik: https://api.freepik.com · "
+            "Higgsfield: https://platform.higgsfield.ai · Stability: https://api.stability.ai · a "
+            "Space: https://owner-name.hf.space · ComfyUI: http://host:8188"
+        ),
+        verbose_name=gettext_lazy("base URL"),
     )
-    connect_timeout = models.FloatField(default=10.0)
-    read_timeout = models.FloatField(default=120.0)
+    connect_timeout = models.FloatField(default=10.0, verbose_name=gettext_lazy("connect timeout"))
+    read_timeout = models.FloatField(default=120.0, verbose_name=gettext_lazy("read timeout"))
     rpm = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Requests per minute per key."
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("Requests per minute per key."),
+        verbose_name=gettext_lazy("RPM"),
     )
-    rpd = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per day per key.")
+    rpd = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("Requests per day per key."),
+        verbose_name=gettext_lazy("RPD"),
+    )
     max_concurrency = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Calls in flight per key; for fal.ai and Replicate, requests submitted and "
-        "not finished upstream per key.",
+        help_text=gettext_lazy(
+            "Calls in flight per key; for fal.ai and Replicate, requests submitted and "
+            "not finished upstream per key."
+        ),
+        verbose_name=gettext_lazy("max concurrency"),
     )
     webhooks = models.BooleanField(
         default=False,
-        help_text="fal.ai, Replicate and Freepik: ask the provider to call this instance when a "
-        "request finishes (NANOWEB_BASE_URL must be reachable from the internet). Polling "
-        "stays the fallback.",
+        help_text=gettext_lazy(
+            "fal.ai, Replicate and Freepik: ask the provider to call this instance when a "
+            "request finishes (NANOWEB_BASE_URL must be reachable from the internet). Polling "
+            "stays the fallback."
+        ),
+        verbose_name=gettext_lazy("webhooks"),
     )
-    webhook_token = models.CharField(max_length=43, blank=True, editable=False)
-    encrypted_webhook_secret = models.TextField(blank=True, editable=False)
+    webhook_token = models.CharField(
+        max_length=43, blank=True, editable=False, verbose_name=gettext_lazy("webhook token")
+    )
+    encrypted_webhook_secret = models.TextField(
+        blank=True, editable=False, verbose_name=gettext_lazy("encrypted webhook secret")
+    )
     webhook_keys_url = models.CharField(
         max_length=300,
         blank=True,
         validators=[validate_base_url],
-        help_text="fal.ai: where its webhook signing keys are published; empty for fal's own "
-        "(https://rest.alpha.fal.ai/.well-known/jwks.json).",
+        help_text=gettext_lazy(
+            "fal.ai: where its webhook signing keys are published; empty for fal's own "
+            "(https://rest.alpha.fal.ai/.well-known/jwks.json)."
+        ),
+        verbose_name=gettext_lazy("webhook keys URL"),
     )
     options = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Settings of this kind of provider, e.g. a Hugging Face Space's id and "
-        "argument names, a ComfyUI workflow, Higgsfield's field mapping (see the note "
-        "for the kind above; the README lists each).",
+        help_text=gettext_lazy(
+            "Settings of this kind of provider, e.g. a Hugging Face Space's id and "
+            "argument names, a ComfyUI workflow, Higgsfield's field mapping (see the note "
+            "for the kind above; the README lists each)."
+        ),
+        verbose_name=gettext_lazy("options"),
     )
-    is_sandbox = models.BooleanField(default=False)
-    enabled = models.BooleanField(default=True)
+    is_sandbox = models.BooleanField(default=False, verbose_name=gettext_lazy("is sandbox"))
+    enabled = models.BooleanField(default=True, verbose_name=gettext_lazy("enabled"))
+
+    class Meta:
+        verbose_name = gettext_lazy("provider")
+        verbose_name_plural = gettext_lazy("providers")
 
     def __str__(self) -> str:
         return self.name
@@ -291,21 +363,35 @@ class ProviderKeyQuerySet(models.QuerySet):
 class ProviderKey(models.Model):
     """An API key, encrypted at rest; the clear value is never shown again."""
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="keys")
-    label = models.CharField(max_length=100)
-    encrypted_key = models.TextField(editable=False)
-    hint = models.CharField(
-        max_length=20, editable=False, help_text="Last characters, for recognition."
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.CASCADE,
+        related_name="keys",
+        verbose_name=gettext_lazy("provider"),
     )
-    enabled = models.BooleanField(default=True)
-    exhausted_until = models.DateTimeField(null=True, blank=True)
-    disabled_reason = models.CharField(max_length=300, blank=True)
-    last_used = models.DateTimeField(null=True, blank=True)
-    created = models.DateTimeField(default=timezone.now)
+    label = models.CharField(max_length=100, verbose_name=gettext_lazy("label"))
+    encrypted_key = models.TextField(editable=False, verbose_name=gettext_lazy("encrypted key"))
+    hint = models.CharField(
+        max_length=20,
+        editable=False,
+        help_text=gettext_lazy("Last characters, for recognition."),
+        verbose_name=gettext_lazy("hint"),
+    )
+    enabled = models.BooleanField(default=True, verbose_name=gettext_lazy("enabled"))
+    exhausted_until = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("exhausted until")
+    )
+    disabled_reason = models.CharField(
+        max_length=300, blank=True, verbose_name=gettext_lazy("disabled reason")
+    )
+    last_used = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("last used"))
+    created = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created"))
 
     objects = ProviderKeyQuerySet.as_manager()
 
     class Meta:
+        verbose_name = gettext_lazy("provider key")
+        verbose_name_plural = gettext_lazy("provider keys")
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "label"], name="unique_key_label_per_provider"
@@ -333,34 +419,65 @@ class RouteQuerySet(models.QuerySet):
 class Route(models.Model):
     """ModelSpec → (provider, upstream model); several routes = failover order."""
 
-    model = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="routes")
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
-    upstream_model = models.CharField(max_length=100)
-    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
-    is_free = models.BooleanField(default=False, help_text="Explicitly free: bill nothing.")
+    model = models.ForeignKey(
+        ModelSpec,
+        on_delete=models.CASCADE,
+        related_name="routes",
+        verbose_name=gettext_lazy("model"),
+    )
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.CASCADE,
+        related_name="routes",
+        verbose_name=gettext_lazy("provider"),
+    )
+    upstream_model = models.CharField(max_length=100, verbose_name=gettext_lazy("upstream model"))
+    priority = models.PositiveSmallIntegerField(
+        default=100,
+        help_text=gettext_lazy("Lower is tried first."),
+        verbose_name=gettext_lazy("priority"),
+    )
+    is_free = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy("Explicitly free: bill nothing."),
+        verbose_name=gettext_lazy("is free"),
+    )
     allow_fallback_model = models.BooleanField(
         default=False,
-        help_text="Replicate: when Google's model is at capacity, let Replicate serve the "
-        "request with its fallback model (another model; the image page says which made it).",
+        help_text=gettext_lazy(
+            "Replicate: when Google's model is at capacity, let Replicate serve the "
+            "request with its fallback model (another model; the image page says which made it)."
+        ),
+        verbose_name=gettext_lazy("allow fallback model"),
     )
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True, verbose_name=gettext_lazy("enabled"))
     retired_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the provider said it no longer knows the model."
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("When the provider said it no longer knows the model."),
+        verbose_name=gettext_lazy("retired at"),
     )
-    retired_reason = models.CharField(max_length=500, blank=True)
+    retired_reason = models.CharField(
+        max_length=500, blank=True, verbose_name=gettext_lazy("retired reason")
+    )
     free_daily_images = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="A provider's free tier: this route makes up to this many images a day per "
-        "key (days end at midnight Pacific time, as Google's quotas do) and bills nothing "
-        "for them; past that, the next route of the model (its priced fallback) serves. "
-        "Empty: no free tier.",
+        help_text=gettext_lazy(
+            "A provider's free tier: this route makes up to this many images a day per "
+            "key (days end at midnight Pacific time, as Google's quotas do) and bills nothing "
+            "for them; past that, the next route of the model (its priced fallback) serves. "
+            "Empty: no free tier."
+        ),
+        verbose_name=gettext_lazy("free daily images"),
     )
 
     objects = RouteQuerySet.as_manager()
 
     class Meta:
         ordering = ["priority", "id"]
+        verbose_name = gettext_lazy("route")
+        verbose_name_plural = gettext_lazy("routes")
         constraints = [
             models.UniqueConstraint(
                 fields=["model", "provider", "upstream_model"], name="unique_route"
@@ -405,33 +522,54 @@ class Price(models.Model):
         (BATCH, gettext_lazy("Batch API (economy)")),
     ]
 
-    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="prices")
+    route = models.ForeignKey(
+        Route, on_delete=models.CASCADE, related_name="prices", verbose_name=gettext_lazy("route")
+    )
     kind = models.CharField(
         max_length=10,
         choices=KINDS,
         default=STANDARD,
-        help_text="Batch: what an economy batch's image costs through the Gemini Batch API "
-        "(Google: 50 % of the standard price). A route with a Batch price in force can "
-        "serve economy batches.",
+        help_text=gettext_lazy(
+            "Batch: what an economy batch's image costs through the Gemini Batch API "
+            "(Google: half the standard price). A route with a Batch price in force can "
+            "serve economy batches."
+        ),
+        verbose_name=gettext_lazy("kind"),
     )
-    effective_from = models.DateTimeField(default=timezone.now)
-    input_per_mtok = models.PositiveBigIntegerField(default=0)
+    effective_from = models.DateTimeField(
+        default=timezone.now, verbose_name=gettext_lazy("effective from")
+    )
+    input_per_mtok = models.PositiveBigIntegerField(
+        default=0, verbose_name=gettext_lazy("input per mtok")
+    )
     text_output_per_mtok = models.PositiveBigIntegerField(
-        default=0, help_text="Text and thinking output."
+        default=0,
+        help_text=gettext_lazy("Text and thinking output."),
+        verbose_name=gettext_lazy("text output per mtok"),
     )
-    image_output_per_mtok = models.PositiveBigIntegerField(default=0)
+    image_output_per_mtok = models.PositiveBigIntegerField(
+        default=0, verbose_name=gettext_lazy("image output per mtok")
+    )
     search_query_micros = models.PositiveBigIntegerField(
         default=0,
-        help_text="Per Google Search query a grounded answer ran, in micro-USD (Gemini 3: "
-        "$14 per 1,000 = 14000, after the monthly free allowance).",
+        help_text=gettext_lazy(
+            "Per Google Search query a grounded answer ran, in micro-USD (Gemini 3: "
+            "$14 per 1,000 = 14000, after the monthly free allowance)."
+        ),
+        verbose_name=gettext_lazy("search query micros"),
     )
     per_image = models.JSONField(
-        default=dict, blank=True, help_text='Flat micro-USD per image by size, e.g. {"1K": 39000}.'
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy('Flat micro-USD per image by size, e.g. {"1K": 39000}.'),
+        verbose_name=gettext_lazy("per image"),
     )
-    note = models.CharField(max_length=200, blank=True)
+    note = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("note"))
 
     class Meta:
         ordering = ["route", "-effective_from"]
+        verbose_name = gettext_lazy("price")
+        verbose_name_plural = gettext_lazy("prices")
         constraints = [
             models.UniqueConstraint(
                 fields=["route", "kind", "effective_from"], name="one_price_per_route_kind_and_time"
@@ -439,5 +577,7 @@ class Price(models.Model):
         ]
 
     def __str__(self) -> str:
-        batch = " (Batch API)" if self.kind == self.BATCH else ""
-        return f"{self.route}{batch} from {self.effective_from:%Y-%m-%d}"
+        values = {"route": self.route, "date": f"{self.effective_from:%Y-%m-%d}"}
+        if self.kind == self.BATCH:
+            return _("%(route)s (Batch API) from %(date)s") % values
+        return _("%(route)s from %(date)s") % values

@@ -211,7 +211,7 @@ class Provider(ABC):
     def list_models(self) -> list[str]:
         """The upstream model ids this key can call that make images (all pages), for
         the admin's key check. Raise :class:`ProviderError` when the upstream refuses."""
-        raise ProviderError(ErrorKind.PERMANENT, "This kind of provider cannot list its models.")
+        raise ProviderError(ErrorKind.PERMANENT, _("This kind of provider cannot list its models."))
 
     # The admin's note for this kind: where to get a key, what it looks like, and the
     # provider's documented limits (shown on the provider's admin page).
@@ -273,7 +273,7 @@ class QueueProvider(Provider):
                     self.cancel(answer.job)
                 raise ProviderError(
                     ErrorKind.SLOW,
-                    "The provider took too long to answer.",
+                    _("The provider took too long to answer."),
                     detail=f"upstream request {answer.job.id} still pending",
                 )
             time.sleep(pause)

@@ -22,6 +22,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from PIL import Image
 
 from generations.failures import ErrorKind
@@ -65,7 +66,7 @@ def image_problem(data: bytes, mime_type: str) -> str:
 def corrupt(detail: str, http_status: int | None, usage: Usage | None = None) -> ProviderError:
     return ProviderError(
         ErrorKind.CORRUPT,
-        "The provider sent back a damaged response.",
+        _("The provider sent back a damaged response."),
         detail=detail,
         http_status=http_status,
         may_have_been_billed=True,
@@ -89,10 +90,10 @@ def json_body(response: httpx.Response) -> Any:
 
 def transient_message(status: int) -> str:
     if status == 503:
-        return "The provider is overloaded right now."
+        return _("The provider is overloaded right now.")
     if status == 500:
-        return "The provider had an internal error."
-    return "The provider is unavailable right now."
+        return _("The provider had an internal error.")
+    return _("The provider is unavailable right now.")
 
 
 def loads_or_none(body: bytes | str) -> Any:
@@ -144,7 +145,7 @@ def retry_after_header(headers: Mapping[str, str] | None) -> float | None:
 # It is the relay's pool that is full, not this key's rate: fail over (transient), do not
 # back this key off as rate limited.
 RELAY_SATURATED = re.compile(r"(?:负载|上游)已饱和")
-SATURATED_MESSAGE = "The relay's upstream capacity is saturated right now."
+SATURATED_MESSAGE = gettext_lazy("The relay's upstream capacity is saturated right now.")
 
 
 def relay_saturated(*texts: str) -> bool:
@@ -160,7 +161,7 @@ def transport_error(exc: Exception) -> ProviderError:
     if isinstance(exc, httpx.ReadTimeout):
         return ProviderError(
             ErrorKind.SLOW,
-            "The provider took too long to answer.",
+            _("The provider took too long to answer."),
             detail=detail,
             may_have_been_billed=True,
         )
@@ -176,13 +177,13 @@ def transport_error(exc: Exception) -> ProviderError:
     )
     if isinstance(exc, unreached):
         return ProviderError(
-            ErrorKind.TRANSIENT, "The provider could not be reached.", detail=detail
+            ErrorKind.TRANSIENT, _("The provider could not be reached."), detail=detail
         )
     # Write timeouts, dropped connections, protocol errors: the prompt may have
     # reached Google, which may bill it.
     return ProviderError(
         ErrorKind.TRANSIENT,
-        "The connection to the provider broke off.",
+        _("The connection to the provider broke off."),
         detail=detail,
         may_have_been_billed=True,
     )
@@ -323,7 +324,7 @@ def fetched(
             ) from None
         raise ProviderError(
             ErrorKind.TRANSIENT,
-            "The provider's image could not be downloaded.",
+            _("The provider's image could not be downloaded."),
             detail=f"image URL on {host}: {exc.detail}",
             http_status=http_status,
             may_have_been_billed=True,

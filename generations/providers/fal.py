@@ -57,6 +57,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
@@ -109,7 +110,7 @@ TRANSIENT_ERROR_TYPES = frozenset(
         "internal_error",
     }
 )
-BLOCKED_MESSAGE = (
+BLOCKED_MESSAGE = gettext_lazy(
     "The provider's content checker rejected this request. Rephrasing the prompt may help."
 )
 
@@ -210,7 +211,7 @@ class FalProvider(QueueProvider):
         if state in ("CANCELLED", "CANCELED"):  # not one of fal_client's three statuses
             raise ProviderError(
                 ErrorKind.TRANSIENT,
-                "The provider cancelled the request before it ran.",
+                _("The provider cancelled the request before it ran."),
                 detail=f"fal request {job.id} {state}",
                 http_status=response.status_code,
             )
@@ -259,7 +260,7 @@ class FalProvider(QueueProvider):
         if not items:
             raise ProviderError(
                 ErrorKind.NO_IMAGE,
-                "The model did not produce an image. Rephrasing the prompt may help.",
+                _("The model did not produce an image. Rephrasing the prompt may help."),
                 detail=f"fal result without images (keys: {sorted(body)[:8]})",
                 http_status=http_status,
                 may_have_been_billed=True,
@@ -347,10 +348,10 @@ def completed_error(status: dict, result_body: bytes) -> ProviderError:
         e.get("type") in BLOCK_TYPES for e in _detail_list(result_body)
     )
     if blocked:
-        return ProviderError(ErrorKind.BLOCKED, BLOCKED_MESSAGE, detail=detail)
+        return ProviderError(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE), detail=detail)
     if error_type in TRANSIENT_ERROR_TYPES or not error_type:
         return ProviderError(
-            ErrorKind.TRANSIENT, "The provider failed to make the image.", detail=detail
+            ErrorKind.TRANSIENT, _("The provider failed to make the image."), detail=detail
         )
     message = f"The provider rejected the request: {error}" if error else "The request failed."
     return ProviderError(ErrorKind.PERMANENT, message, detail=detail)
@@ -378,17 +379,17 @@ def classify_error(
 
     lowered = said.lower()
     if BLOCK_TYPES & set(types) or error_type in BLOCK_TYPES:
-        return error_of(ErrorKind.BLOCKED, BLOCKED_MESSAGE)
+        return error_of(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE))
     if status == 402 or (status == 403 and any(m in lowered for m in NO_CREDIT_MARKS)):
-        return error_of(ErrorKind.OUT_OF_CREDIT, "The provider account has run out of credit.")
+        return error_of(ErrorKind.OUT_OF_CREDIT, _("The provider account has run out of credit."))
     if status == 403 and "locked" in lowered:
-        return error_of(ErrorKind.KEY_INVALID, "The provider has locked this account.")
+        return error_of(ErrorKind.KEY_INVALID, _("The provider has locked this account."))
     if status in (401, 403):
-        return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
+        return error_of(ErrorKind.KEY_INVALID, _("The provider rejected the API key."))
     if status == 429:
         return error_of(
             ErrorKind.RATE_LIMITED,
-            "The provider is receiving too many requests right now.",
+            _("The provider is receiving too many requests right now."),
             retry_after=retry_after_header(headers),
         )
     if status == 404:
@@ -398,18 +399,18 @@ def classify_error(
         # The request id is unknown to fal (expired or lost): nothing left to poll.
         return error_of(
             ErrorKind.TRANSIENT,
-            "The provider lost track of the request.",
+            _("The provider lost track of the request."),
             may_have_been_billed=True,
         )
     if "no_media_generated" in types:
         return error_of(
             ErrorKind.NO_IMAGE,
-            "The model did not produce an image. Rephrasing the prompt may help.",
+            _("The model did not produce an image. Rephrasing the prompt may help."),
             may_have_been_billed=True,
         )
     if any(m in lowered for m in ("location is not supported", "not available in your country")):
         return error_of(
-            ErrorKind.REFUSED, "The model is not available through this provider's location."
+            ErrorKind.REFUSED, _("The model is not available through this provider's location.")
         )
     if status >= 500 or retryable == "true" or error_type in TRANSIENT_ERROR_TYPES:
         message = transient_message(status)

@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
@@ -68,18 +69,26 @@ from generations.providers.common import (
 
 # finishReason values meaning a safety/policy filter stopped the answer.
 BLOCK_MESSAGES = {
-    "SAFETY": "The request was blocked by the provider's safety filter.",
-    "IMAGE_SAFETY": "The image was blocked by the provider's safety filter.",
-    "PROHIBITED_CONTENT": "The provider refused this request because it may involve "
-    "prohibited content.",
-    "IMAGE_PROHIBITED_CONTENT": "The provider refused to make this image because it may "
-    "show prohibited content.",
-    "BLOCKLIST": "The request contains terms the provider does not allow.",
-    "SPII": "The request was blocked because it may reveal sensitive personal information.",
-    "RECITATION": "The result was withheld because it was too close to existing, possibly "
-    "copyrighted, material.",
-    "IMAGE_RECITATION": "The image was withheld because it was too close to existing, possibly "
-    "copyrighted, material.",
+    "SAFETY": gettext_lazy("The request was blocked by the provider's safety filter."),
+    "IMAGE_SAFETY": gettext_lazy("The image was blocked by the provider's safety filter."),
+    "PROHIBITED_CONTENT": gettext_lazy(
+        "The provider refused this request because it may involve prohibited content."
+    ),
+    "IMAGE_PROHIBITED_CONTENT": gettext_lazy(
+        "The provider refused to make this image because it may show prohibited content."
+    ),
+    "BLOCKLIST": gettext_lazy("The request contains terms the provider does not allow."),
+    "SPII": gettext_lazy(
+        "The request was blocked because it may reveal sensitive personal information."
+    ),
+    "RECITATION": gettext_lazy(
+        "The result was withheld because it was too close to existing, possibly "
+        "copyrighted, material."
+    ),
+    "IMAGE_RECITATION": gettext_lazy(
+        "The image was withheld because it was too close to existing, possibly "
+        "copyrighted, material."
+    ),
 }
 
 # finishReason values meaning the model simply made no image.
@@ -325,7 +334,8 @@ def _raise_if_blocked(feedback: dict, candidates: list[dict], billed: dict) -> N
         reason = PROMPT_BLOCK_REASONS.get(block, block.replace("_", " ").lower())
         raise ProviderError(
             ErrorKind.BLOCKED,
-            f"Your prompt was blocked by the provider's safety filter ({reason}).",
+            _("Your prompt was blocked by the provider's safety filter (%(reason)s).")
+            % {"reason": reason},
             detail=f"promptFeedback.blockReason={block}",
             **billed,
         )
@@ -333,7 +343,7 @@ def _raise_if_blocked(feedback: dict, candidates: list[dict], billed: dict) -> N
         if (reason := candidate.get("finishReason")) in BLOCK_MESSAGES:
             raise ProviderError(
                 ErrorKind.BLOCKED,
-                BLOCK_MESSAGES[reason],
+                str(BLOCK_MESSAGES[reason]),
                 detail=_finish_detail(candidate),
                 **billed,
             )
@@ -409,19 +419,19 @@ def classify_error(
 
     if relay_saturated(upstream, text_of(body)):  # a relay's pool is full (One API / New API)
         return error_of(
-            ErrorKind.TRANSIENT, SATURATED_MESSAGE, retry_after=retry_after_header(headers)
+            ErrorKind.TRANSIENT, str(SATURATED_MESSAGE), retry_after=retry_after_header(headers)
         )
     if status == 429 or rpc_status == "RESOURCE_EXHAUSTED":
         if any("perday" in q.lower().replace("_", "") for q in quota_ids):
             return error_of(
-                ErrorKind.KEY_EXHAUSTED, "The provider key has used up its daily quota."
+                ErrorKind.KEY_EXHAUSTED, _("The provider key has used up its daily quota.")
             )
         delay = _retry_delay(details)
         if delay is None:
             delay = retry_after_header(headers)
         return error_of(
             ErrorKind.RATE_LIMITED,
-            "The provider is receiving too many requests right now.",
+            _("The provider is receiving too many requests right now."),
             retry_after=delay,
         )
     if (
@@ -429,7 +439,7 @@ def classify_error(
         or "api key not valid" in upstream.lower()
         or status in (401, 403)
     ):
-        return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
+        return error_of(ErrorKind.KEY_INVALID, _("The provider rejected the API key."))
     if rpc_status == "FAILED_PRECONDITION":
         # "User location is not supported", "free tier not available in your country,
         # enable billing": the Google project or the server's region, not the key itself,
@@ -445,7 +455,7 @@ def classify_error(
         return error_of(ErrorKind.MODEL_GONE, f"{message}: {upstream}")
     if status == 504:
         return error_of(
-            ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True
+            ErrorKind.SLOW, _("The provider took too long to answer."), may_have_been_billed=True
         )
     if status in (408, 409) or (status >= 500 and status != 501):
         return error_of(ErrorKind.TRANSIENT, transient_message(status))

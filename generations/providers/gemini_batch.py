@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext as _
 
 from generations.failures import ErrorKind
 from generations.providers.base import (
@@ -142,7 +143,7 @@ def parse_operation(body: Any) -> BatchStatus:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise ProviderError(
             ErrorKind.CORRUPT,
-            "The provider answered with something that is not a batch.",
+            _("The provider answered with something that is not a batch."),
             detail=f"unexpected batch operation: {str(body)[:200]}",
         )
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
@@ -194,7 +195,7 @@ def row_outcome(entry: dict | None) -> ImageResult | ProviderError:
     if entry is None:
         return ProviderError(
             ErrorKind.TRANSIENT,
-            "The provider's batch finished without an answer for this image.",
+            _("The provider's batch finished without an answer for this image."),
             detail="no result with this row's key",
         )
     error = entry.get("error") or entry.get("status")
@@ -288,7 +289,7 @@ class GeminiBatchClient:
         if not upload_url:
             raise ProviderError(
                 ErrorKind.TRANSIENT,
-                "The provider did not start the file upload.",
+                _("The provider did not start the file upload."),
                 detail="no x-goog-upload-url in the answer",
             )
         offset, answer = 0, start
@@ -306,13 +307,15 @@ class GeminiBatchClient:
         if answer.headers.get("x-goog-upload-status") != "final":
             raise ProviderError(
                 ErrorKind.TRANSIENT,
-                "The provider did not finish the file upload.",
+                _("The provider did not finish the file upload."),
                 detail=f"x-goog-upload-status: {answer.headers.get('x-goog-upload-status')}",
             )
         name = ((json_body(answer) or {}).get("file") or {}).get("name")
         if not isinstance(name, str) or not name.startswith("files/"):
             raise ProviderError(
-                ErrorKind.CORRUPT, "The provider's upload answer names no file.", detail=str(name)
+                ErrorKind.CORRUPT,
+                _("The provider's upload answer names no file."),
+                detail=str(name),
             )
         return name
 

@@ -258,9 +258,11 @@ def _no_image(choice: dict, text: str, billed: dict) -> ProviderError:
     detail = f"200 without an image (finish_reason={finish or 'none'}"
     detail += f", native_finish_reason={native})" if native else ")"
     if native in BLOCK_MESSAGES:
-        return ProviderError(ErrorKind.BLOCKED, BLOCK_MESSAGES[native], detail=detail, **billed)
+        return ProviderError(
+            ErrorKind.BLOCKED, str(BLOCK_MESSAGES[native]), detail=detail, **billed
+        )
     if finish == "content_filter":
-        return ProviderError(ErrorKind.BLOCKED, BLOCKED_MESSAGE, detail=detail, **billed)
+        return ProviderError(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE), detail=detail, **billed)
     if text:
         message = f'The model answered with text only: "{excerpt(text, TEXT_EXCERPT_CHARS)}"'
     else:

@@ -62,6 +62,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
@@ -112,7 +113,7 @@ KEY_CODES = frozenset({"invalid_api_key", "account_deactivated", "invalid_organi
 REFUSED_CODES = frozenset({"unsupported_country_region_territory"})
 MODEL_GONE_CODES = frozenset({"model_not_found"})
 BLOCK_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-BLOCKED_MESSAGE = (
+BLOCKED_MESSAGE = gettext_lazy(
     "The provider's safety system rejected this request. Rephrasing the prompt may help."
 )
 
@@ -282,7 +283,7 @@ def parse_response(
     if not data:
         raise ProviderError(
             ErrorKind.NO_IMAGE,
-            "The model did not produce an image. Rephrasing the prompt may help.",
+            _("The model did not produce an image. Rephrasing the prompt may help."),
             detail="200 with an empty data list",
             http_status=http_status,
             may_have_been_billed=True,
@@ -375,19 +376,23 @@ def classify_error(
         return ProviderError(kind, message, detail=detail, http_status=status, **extra)
 
     if relay_saturated(upstream, text_of(body)):  # One API / New API: the pool is full
-        return error_of(ErrorKind.TRANSIENT, SATURATED_MESSAGE, retry_after=retry_after(headers))
+        return error_of(
+            ErrorKind.TRANSIENT, str(SATURATED_MESSAGE), retry_after=retry_after(headers)
+        )
     if tags & RELAY_NO_CREDIT_CODES or any(t in upstream for t in RELAY_NO_CREDIT_TEXTS):
-        return error_of(ErrorKind.OUT_OF_CREDIT, "The provider account has run out of credit.")
+        return error_of(ErrorKind.OUT_OF_CREDIT, _("The provider account has run out of credit."))
     if tags & NO_CREDIT_CODES:
-        return error_of(ErrorKind.KEY_EXHAUSTED, "The provider key has run out of quota or credit.")
+        return error_of(
+            ErrorKind.KEY_EXHAUSTED, _("The provider key has run out of quota or credit.")
+        )
     if tags & RATE_LIMIT_CODES or status == 429:
         if "per day" in upstream.lower() or "(rpd)" in upstream.lower():
             return error_of(
-                ErrorKind.KEY_EXHAUSTED, "The provider key has used up its daily quota."
+                ErrorKind.KEY_EXHAUSTED, _("The provider key has used up its daily quota.")
             )
         return error_of(
             ErrorKind.RATE_LIMITED,
-            "The provider is receiving too many requests right now.",
+            _("The provider is receiving too many requests right now."),
             retry_after=retry_after(headers),
         )
     if tags & MODEL_GONE_CODES:  # 404 "The model `x` does not exist or you do not have access"
@@ -400,12 +405,12 @@ def classify_error(
         message = "The provider is not available from this location"
         return error_of(ErrorKind.REFUSED, f"{message}: {upstream}" if upstream else f"{message}.")
     if tags & KEY_CODES or status in (401, 403):
-        return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
+        return error_of(ErrorKind.KEY_INVALID, _("The provider rejected the API key."))
     if tags & BLOCK_CODES:
-        return error_of(ErrorKind.BLOCKED, BLOCKED_MESSAGE)
+        return error_of(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE))
     if status == 504:
         return error_of(
-            ErrorKind.SLOW, "The provider took too long to answer.", may_have_been_billed=True
+            ErrorKind.SLOW, _("The provider took too long to answer."), may_have_been_billed=True
         )
     if status in (408, 409) or (status >= 500 and status != 501):
         return error_of(ErrorKind.TRANSIENT, transient_message(status))

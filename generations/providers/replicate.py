@@ -71,6 +71,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from generations.failures import ErrorKind
@@ -129,7 +130,7 @@ WAIT_TEXT = re.compile(
 )
 FALLING_BACK = re.compile(r"[Ff]alling back to ([\w.-]+/[\w.-]+)")
 RESOLUTION_FALLBACK = re.compile(r"resolution\W{0,3}fallback", re.IGNORECASE)
-BLOCKED_MESSAGE = (
+BLOCKED_MESSAGE = gettext_lazy(
     "The provider's safety filter flagged this request. Rephrasing the prompt may help."
 )
 
@@ -185,8 +186,11 @@ class ReplicateProvider(QueueProvider):
         name = self._account_name()
         raise ProviderError(
             ErrorKind.PERMANENT,
-            f"The key works (Replicate account {name}), but Replicate cannot "
-            "list the models a key may call.",
+            _(
+                "The key works (Replicate account %(name)s), but Replicate cannot "
+                "list the models a key may call."
+            )
+            % {"name": name},
         )
 
     def _account_name(self) -> str:
@@ -278,7 +282,7 @@ class ReplicateProvider(QueueProvider):
             started = _started(prediction)
             raise ProviderError(
                 ErrorKind.TRANSIENT,
-                "The provider cancelled the request before it finished.",
+                _("The provider cancelled the request before it finished."),
                 detail=f"prediction {prediction['id']} {status}"
                 + (" after it started" if started else " before it started"),
                 http_status=http_status,
@@ -291,7 +295,7 @@ class ReplicateProvider(QueueProvider):
         if not outputs:
             raise ProviderError(
                 ErrorKind.NO_IMAGE,
-                "The model did not produce an image. Rephrasing the prompt may help.",
+                _("The model did not produce an image. Rephrasing the prompt may help."),
                 detail=f"prediction {prediction['id']} succeeded without an output file",
                 http_status=http_status,
                 may_have_been_billed=True,
@@ -332,16 +336,17 @@ class ReplicateProvider(QueueProvider):
 
 def build_request(base_url: str, request: ImageRequest) -> tuple[str, dict]:
     """The create URL and JSON body of one prediction."""
-    model, _, version = request.upstream_model.strip().partition(":")
+    model, _colon, version = request.upstream_model.strip().partition(":")
     body: dict[str, Any] = {"input": build_input(request)}
     if version:
         body["version"] = request.upstream_model.strip()
         return f"{base_url.rstrip('/')}/predictions", body
-    owner, _, name = model.strip("/").partition("/")
+    owner, _slash, name = model.strip("/").partition("/")
     if not owner or not name:
         raise ProviderError(
             ErrorKind.PERMANENT,
-            f"Replicate models are named owner/name, not {request.upstream_model!r}.",
+            _("Replicate models are named owner/name, not %(model)s.")
+            % {"model": repr(request.upstream_model)},
         )
     return f"{base_url.rstrip('/')}/models/{owner}/{name}/predictions", body
 
@@ -414,34 +419,37 @@ def prediction_error(prediction: dict, http_status: int) -> ProviderError:
     detail += f": {text or '(no error given)'}"
     billed = {"http_status": http_status, "may_have_been_billed": _started(prediction)}
     if any(mark in lowered for mark in BLOCK_MARKS):
-        return ProviderError(ErrorKind.BLOCKED, BLOCKED_MESSAGE, detail=detail, **billed)
+        return ProviderError(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE), detail=detail, **billed)
     if any(mark in lowered for mark in NO_IMAGE_MARKS):
         return ProviderError(
             ErrorKind.NO_IMAGE,
-            "The model did not produce an image. Rephrasing the prompt may help.",
+            _("The model did not produce an image. Rephrasing the prompt may help."),
             detail=detail,
             **billed,
         )
     if any(mark in lowered for mark in REGION_MARKS):  # Google refusing Replicate's region
         return ProviderError(
             ErrorKind.REFUSED,
-            "The model is not available through this provider from its location.",
+            _("The model is not available through this provider from its location."),
             detail=detail,
             **billed,
         )
     if any(mark in lowered for mark in CAPACITY_MARKS):
         return ProviderError(
-            ErrorKind.TRANSIENT, "The provider is at capacity right now.", detail=detail, **billed
+            ErrorKind.TRANSIENT,
+            _("The provider is at capacity right now."),
+            detail=detail,
+            **billed,
         )
     if any(mark in lowered for mark in INVALID_MARKS):
         return ProviderError(
             ErrorKind.PERMANENT,
-            f"The provider rejected the request: {text}",
+            _("The provider rejected the request: %(said)s") % {"said": text},
             detail=detail,
             **billed,
         )
     return ProviderError(
-        ErrorKind.TRANSIENT, "The provider failed to make the image.", detail=detail, **billed
+        ErrorKind.TRANSIENT, _("The provider failed to make the image."), detail=detail, **billed
     )
 
 
@@ -465,13 +473,13 @@ def classify_error(
         return ProviderError(kind, message, detail=detail, http_status=status, **extra)
 
     if status == 402 or "insufficient credit" in lowered:
-        return error_of(ErrorKind.OUT_OF_CREDIT, "The provider account has run out of credit.")
+        return error_of(ErrorKind.OUT_OF_CREDIT, _("The provider account has run out of credit."))
     if status in (401, 403):
-        return error_of(ErrorKind.KEY_INVALID, "The provider rejected the API key.")
+        return error_of(ErrorKind.KEY_INVALID, _("The provider rejected the API key."))
     if status == 429:
         return error_of(
             ErrorKind.RATE_LIMITED,
-            "The provider is receiving too many requests right now.",
+            _("The provider is receiving too many requests right now."),
             retry_after=throttle_delay(said, headers),
         )
     if status == 404:
@@ -479,14 +487,14 @@ def classify_error(
             message = "The provider does not serve this model"
             return error_of(ErrorKind.MODEL_GONE, f"{message}: {said}")
         if stage == "account":
-            return error_of(ErrorKind.PERMANENT, "This provider cannot check its keys.")
+            return error_of(ErrorKind.PERMANENT, _("This provider cannot check its keys."))
         return error_of(
             ErrorKind.TRANSIENT,
-            "The provider lost track of the request.",
+            _("The provider lost track of the request."),
             may_have_been_billed=stage == "poll",
         )
     if status == 422 and any(mark in lowered for mark in BLOCK_MARKS):
-        return error_of(ErrorKind.BLOCKED, BLOCKED_MESSAGE)
+        return error_of(ErrorKind.BLOCKED, str(BLOCKED_MESSAGE))
     if (err := server_side(status, error_of, may_have_been_billed=stage == "submit")) is not None:
         return err
     message = "The provider rejected the request"

@@ -132,11 +132,18 @@ def _open(s: dict, now: float, cfg: BreakerConfig, tripped_by: list) -> dict:
     }
 
 
-def describe(state: dict, now: float) -> str:
-    """For admins: "closed", "open for 42 s more", "half-open (probing)"."""
+def phase(state: dict, now: float) -> tuple[str, int]:
+    """("open", seconds left), ("half-open (probing)", 0), ("half-open", 0) or
+    ("closed", 0): what :func:`describe` says, for a page that words it itself."""
     s = {**fresh(), **state}
     if s["state"] == OPEN and now < s["open_until"]:
-        return f"open for {s['open_until'] - now:.0f} s more"
+        return "open", round(s["open_until"] - now)
     if s["state"] in (OPEN, HALF_OPEN):
-        return "half-open (probing)" if now < s["probe_until"] else "half-open"
-    return "closed"
+        return ("half-open (probing)" if now < s["probe_until"] else "half-open"), 0
+    return "closed", 0
+
+
+def describe(state: dict, now: float) -> str:
+    """For admins and logs: "closed", "open for 42 s more", "half-open (probing)"."""
+    name, seconds = phase(state, now)
+    return f"open for {seconds} s more" if name == "open" else name

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from generations.models import Attempt, ProviderKey, Route
 from generations.resilience import circuit
@@ -41,7 +43,8 @@ class CallMix:
 @dataclass
 class RouteHealth:
     route: Route
-    breaker: str
+    breaker: str  # circuit.phase's name: closed, open, half-open, half-open (probing)
+    breaker_text: str  # the same in the reader's language, with the seconds left
     times_opened: int
     hour: CallMix
 
@@ -49,10 +52,11 @@ class RouteHealth:
 @dataclass
 class KeyHealth:
     key: ProviderKey
-    status: str
+    status: str  # key_status: in the reader's language
     usage: dict  # minute, day, in_flight (None: not tracked)
     limits: Limits
     hour: CallMix
+    ready: bool = True  # neither disabled nor resting
 
 
 def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
@@ -75,10 +79,12 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
         "model__sort_order", "priority", "id"
     ):
         state = store.breaker_state(route.pk)
+        name, seconds = circuit.phase(state, wall)
         routes.append(
             RouteHealth(
                 route,
-                circuit.describe(state, wall),
+                name,
+                breaker_text(name, seconds),
                 state.get("opened_count", 0),
                 by_route.get(route.pk, CallMix()),
             )
@@ -100,6 +106,7 @@ def report(now=None) -> tuple[list[RouteHealth], list[KeyHealth]]:
                 usage,
                 limits,
                 by_key.get((key.provider_id, key.label), CallMix()),
+                ready=key.enabled and not (key.exhausted_until and key.exhausted_until > now),
             )
         )
     return routes, keys
@@ -127,11 +134,25 @@ def _calls_recorded(now) -> dict[tuple[int, str], dict]:
     }
 
 
+def breaker_text(name: str, seconds: int) -> str:
+    if name == "open":
+        return pgettext("breaker", "open for %(seconds)s s more") % {"seconds": seconds}
+    return {
+        "half-open": pgettext("breaker", "half-open"),
+        "half-open (probing)": pgettext("breaker", "half-open (probing)"),
+    }.get(name, pgettext("breaker", "closed"))
+
+
 def key_status(key: ProviderKey, now=None) -> str:
+    """For the health page, in the reader's language ("ready" when nothing holds it)."""
     now = now or timezone.now()
     if not key.enabled:
-        return f"disabled: {key.disabled_reason}" if key.disabled_reason else "disabled"
+        if key.disabled_reason:
+            return _("disabled: %(reason)s") % {"reason": key.disabled_reason}
+        return _("disabled")
     if key.exhausted_until and key.exhausted_until > now:
         local = timezone.localtime(key.exhausted_until)
-        return f"daily quota used up; resting until {local:%Y-%m-%d %H:%M %Z}"
-    return "ready"
+        return _("daily quota used up; resting until %(when)s") % {
+            "when": f"{local:%Y-%m-%d %H:%M %Z}"
+        }
+    return _("ready")

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -28,7 +29,7 @@ def api_page(request):
     if request.method == "POST":
         expiry = request.POST.get("expires_in_days", "")
         if expiry not in EXPIRY_VALUES:
-            error = "Pick an expiry from the list."
+            error = _("Pick an expiry from the list.")
         else:
             try:
                 issued = tokens.create(
@@ -56,5 +57,8 @@ def revoke_token(request, pk: int):
     token = tokens.revoke(request.user, pk)
     if token is None:
         raise Http404("No such token among yours.")
-    messages.success(request, f"The token '{token.name}' is revoked; calls with it now get 401.")
+    messages.success(
+        request,
+        _("The token '%(name)s' is revoked; calls with it now get 401.") % {"name": token.name},
+    )
     return redirect("api-settings")

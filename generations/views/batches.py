@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -115,13 +116,15 @@ def batch_cancel(request, pk):
         )
         messages.success(request, message % {"count": count, "returned": format_usd(returned)})
     elif count:
-        messages.success(
-            request,
-            f"Cancelled {count} image{'s' if count != 1 else ''} "
-            f"that had not started; {format_usd(returned)} returned to your budget.",
+        message = ngettext(
+            "Cancelled %(count)s image that had not started; %(returned)s returned to your budget.",
+            "Cancelled %(count)s images that had not started; %(returned)s returned to your "
+            "budget.",
+            count,
         )
+        messages.success(request, message % {"count": count, "returned": format_usd(returned)})
     else:
-        messages.info(request, "Nothing was waiting to start, so nothing was cancelled.")
+        messages.info(request, _("Nothing was waiting to start, so nothing was cancelled."))
     return _back_to(request, batch)
 
 
@@ -143,10 +146,12 @@ def batch_retry(request, pk):
         )
         messages.success(request, message % {"count": len(new)})
         return _back_to(request, batch)
-    messages.success(
-        request,
-        f"Started {len(new)} new image{'s' if len(new) != 1 else ''} for the ones that failed.",
+    message = ngettext(
+        "Started %(count)s new image for the one that failed.",
+        "Started %(count)s new images for the ones that failed.",
+        len(new),
     )
+    messages.success(request, message % {"count": len(new)})
     return _back_to(request, batch)
 
 

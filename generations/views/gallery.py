@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRefresh
@@ -108,11 +109,13 @@ def image_delete(request, pk):
     image = get_own_image(request, pk)
     gallery.soft_delete(request.user, [image.generation_id])
     if not request.htmx:
-        messages.success(
-            request,
-            "Image deleted. It can be restored from its page link for "
-            f"{settings.NANOWEB_UNDO_SECONDS // 60} minutes.",
+        minutes = settings.NANOWEB_UNDO_SECONDS // 60
+        message = ngettext(
+            "Image deleted. It can be restored from its page link for %(minutes)s minute.",
+            "Image deleted. It can be restored from its page link for %(minutes)s minutes.",
+            minutes,
         )
+        messages.success(request, message % {"minutes": minutes})
         return redirect("generations:gallery")
     ctx = {"image": image, "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
     return _render(request, "generations/gallery.html#deleted-tile", ctx)
@@ -142,8 +145,12 @@ def _bulk_ids(request) -> list[str] | None:
 
 
 def _bulk_refused(request):
+    most = settings.NANOWEB_BULK_MAX_IMAGES
     return HttpResponseBadRequest(
-        f"Select between 1 and {settings.NANOWEB_BULK_MAX_IMAGES} images.",
+        ngettext(
+            "Select between 1 and %(most)s image.", "Select between 1 and %(most)s images.", most
+        )
+        % {"most": most},
         content_type="text/plain; charset=utf-8",
     )
 
@@ -158,7 +165,8 @@ def bulk_delete(request):
     gallery.soft_delete(request.user, deleted)
     ctx = {"deleted": deleted, "undo_minutes": settings.NANOWEB_UNDO_SECONDS // 60}
     if not request.htmx:
-        messages.success(request, f"{len(deleted)} images deleted.")
+        message = ngettext("%(count)s image deleted.", "%(count)s images deleted.", len(deleted))
+        messages.success(request, message % {"count": len(deleted)})
         return redirect("generations:gallery")
     return _render(request, "generations/gallery.html#bulk-deleted", ctx)
 

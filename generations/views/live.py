@@ -95,7 +95,7 @@ def job_retry(request, pk):
     job = get_job_for_user(request, pk)
     if job.status not in (Generation.FAILED, Generation.CANCELLED):
         return HttpResponse(
-            "Only a job that made no image can be retried.",
+            _("Only a job that made no image can be retried."),
             status=400,
             content_type="text/plain; charset=utf-8",
         )

@@ -75,7 +75,8 @@ window.nanoweb = (() => {
       remove.type = "button";
       remove.className = "thumb-remove";
       remove.dataset.removeRef = String(i);
-      remove.setAttribute("aria-label", `Remove ${file.name}`);
+      // The sentence comes translated from the page: data-remove-template="Remove %(name)s".
+      remove.setAttribute("aria-label", (box.dataset.removeTemplate || "Remove %(name)s").replace("%(name)s", () => file.name));
       remove.textContent = "✕";
       thumb.append(img, remove);
       return thumb;
@@ -247,7 +248,8 @@ window.nanoweb = (() => {
     if (offer && offer.querySelector(".notice")) offer.scrollIntoView({ block: "center", behavior: "smooth" });
   });
 
-  // Copy buttons (the API page's new token): data-copy="<selector of the text>".
+  // Copy buttons (the API page's new token): data-copy="<selector of the text>"; what the
+  // button then says comes from data-copied and data-copy-selected, translated by the page.
   document.addEventListener("click", async (e) => {
     const button = e.target.closest && e.target.closest("[data-copy]");
     if (!button) return;
@@ -255,13 +257,13 @@ window.nanoweb = (() => {
     if (!source) return;
     try {
       await navigator.clipboard.writeText(source.textContent.trim());
-      button.textContent = "Copied";
+      button.textContent = button.dataset.copied || "Copied";
     } catch (err) {
       const range = document.createRange();
       range.selectNodeContents(source);
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      button.textContent = "Selected: press Ctrl+C";
+      button.textContent = button.dataset.copySelected || "Selected: press Ctrl+C";
     }
   });
 

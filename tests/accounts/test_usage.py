@@ -5,9 +5,10 @@ import datetime as dt
 import re
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts import quotas
+from accounts.models import LedgerEntry
 from accounts.periods import month_start, quota_day
 from tests.accounts.conftest import charged
 from tests.factories import make_user
@@ -163,3 +164,24 @@ def test_the_projection_is_the_teams_when_the_shared_budget_binds(client, alice,
     verdict = "more than" if team_pace > 500_000 else "within"
     assert "Team Acme at this pace by" in stat and f"{verdict} its $0.50 shared budget" in stat
     assert f"Your share: ≈ ${round(100_000 * days / today.day) / 1_000_000:,.2f}" in stat
+
+
+def test_the_ledger_reasons_are_in_the_readers_language(client):
+    """Workers write the settlement's reason in English; a Chinese reader sees it in
+    Chinese, rebuilt from the entry's own amounts (an admin's words stay as written)."""
+    entry = LedgerEntry(
+        kind=LedgerEntry.SETTLE,
+        reserved_delta=-40_000,
+        spent_delta=38_820,
+        reason="charged $0.038820 of $0.040000 reserved; $0.001180 returned",
+    )
+    with translation.override("en"):
+        assert entry.plain_reason == entry.reason
+    with translation.override("zh-hans"):
+        assert entry.plain_reason == "实扣 $0.038820（预留 $0.040000）；退回 $0.001180"
+        released = LedgerEntry(
+            kind=LedgerEntry.RELEASE, reason="no image (blocked); reservation released"
+        )
+        assert "blocked" in released.plain_reason and "预留" in released.plain_reason
+        typed = LedgerEntry(kind=LedgerEntry.GRANT, reason="for the launch")
+        assert typed.plain_reason == "for the launch"
