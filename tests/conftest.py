@@ -28,6 +28,17 @@ def _private_media(tmp_path_factory, settings):
 
 
 @pytest.fixture(autouse=True)
+def _english_unless_asked():
+    """Each test starts in the default language: a request a test made in Chinese leaves
+    Chinese active in this thread, and the next test's sentences would come out in it."""
+    from django.utils import translation
+
+    translation.activate("en")
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _not_across_quota_midnight():
     """Daily quotas end at midnight in NANOWEB_QUOTA_TIMEZONE (and months on the 1st). A
     test that starts just before would count its images on two days; wait the minute or
