@@ -22,7 +22,8 @@ class EffectiveLimits:
     max_per_request: int | None
     max_references: int | None
     allowed_model_ids: frozenset[int] | None  # None = every model
-    source: str  # "own" or the team's name, for messages
+    source: str  # "own" or "team <name>"
+    team: str = ""  # the team whose member limits these are; "" for the person's own
 
     def allows_model(self, model) -> bool:
         return self.allowed_model_ids is None or model.pk in self.allowed_model_ids
@@ -51,4 +52,5 @@ def for_user(user) -> EffectiveLimits:
         max_references=owner.max_reference_images,
         allowed_model_ids=allowed,
         source=f"team {owner.name}" if owner is not user else "own",
+        team=owner.name if owner is not user else "",
     )

@@ -226,7 +226,7 @@ def validate_for(user, req: JobRequest, mine: limits.EffectiveLimits | None = No
     own = mine.source == "own"
     values = {
         "model": req.model.name,
-        "team": mine.source.removeprefix("team "),  # the source is "team <name>"
+        "team": mine.team,
         "size": mine.max_size,
         "count": mine.max_per_request,
         "attached": len(req.references),
